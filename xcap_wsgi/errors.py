@@ -1,0 +1,156 @@
+"""XCAP conflict reports (RFC 4825 §11): one exception class per xcap-error condition.
+
+Each class is a WebOb ``HTTPConflict``: code deep in the engine raises it, and the WSGI boundary
+serves it as a 409 response with an ``application/xcap-error+xml`` body that is valid against the
+RFC 4825 xcap-error schema (exactly one condition element, optional ``phrase`` attribute).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lxml import etree
+from webob import Response
+from webob.exc import HTTPConflict
+
+XCAP_ERROR_NS = "urn:ietf:params:xml:ns:xcap-error"
+XCAP_ERROR_MIME = "application/xcap-error+xml"
+
+
+class XCAPError(HTTPConflict):
+    """Base class: a 409 whose body is ``<xcap-error><TAG phrase=.../></xcap-error>``."""
+
+    tag = "extension"
+
+    def __init__(self, phrase: str | None = None):
+        super().__init__(detail=phrase)
+        self.phrase = phrase
+
+    def __str__(self) -> str:
+        return f"{self.tag}: {self.phrase}" if self.phrase else self.tag
+
+    def condition_element(self) -> etree._Element:
+        """The single child of <xcap-error>; subclasses add their own children."""
+        element = etree.Element(f"{{{XCAP_ERROR_NS}}}{self.tag}")
+        if self.phrase:
+            element.set("phrase", _xml_safe(self.phrase))
+        return element
+
+    def body(self) -> bytes:
+        root = etree.Element(f"{{{XCAP_ERROR_NS}}}xcap-error", nsmap={None: XCAP_ERROR_NS})
+        root.append(self.condition_element())
+        return etree.tostring(root, xml_declaration=True, encoding="UTF-8") + b"\n"
+
+    def __call__(self, environ, start_response):
+        body = self.body()
+        response = Response(
+            status=409,
+            body=body,
+            headerlist=[("Content-Type", XCAP_ERROR_MIME), ("Content-Length", str(len(body)))],
+        )
+        return response(environ, start_response)
+
+
+class NotWellFormed(XCAPError):
+    """A document PUT body that is not well-formed XML."""
+
+    tag = "not-well-formed"
+
+
+class NotXMLFrag(XCAPError):
+    """An element PUT body that is not exactly one well-formed element."""
+
+    tag = "not-xml-frag"
+
+
+class NotXMLAttValue(XCAPError):
+    """An attribute PUT body that is not a valid XML attribute value."""
+
+    tag = "not-xml-att-value"
+
+
+class NotUTF8(XCAPError):
+    """A body (or a resulting document) that is not UTF-8."""
+
+    tag = "not-utf-8"
+
+
+class SchemaValidationError(XCAPError):
+    """The resulting document is not valid against the application usage's schema."""
+
+    tag = "schema-validation-error"
+
+
+class CannotInsert(XCAPError):
+    """After the PUT, a GET of the request URI would not return the body (not idempotent)."""
+
+    tag = "cannot-insert"
+
+
+class CannotDelete(XCAPError):
+    """After the DELETE, the request URI would still select something (not idempotent)."""
+
+    tag = "cannot-delete"
+
+
+class ConstraintFailure(XCAPError):
+    """An application-usage constraint other than schema and uniqueness fails."""
+
+    tag = "constraint-failure"
+
+
+class NoParent(XCAPError):
+    """The document or parent element of an insertion does not exist.
+
+    ``ancestor`` is the absolute HTTP URI of the closest existing ancestor, when known.
+    """
+
+    tag = "no-parent"
+
+    def __init__(self, phrase: str | None = None, ancestor: str | None = None):
+        super().__init__(phrase)
+        self.ancestor = ancestor
+
+    def condition_element(self) -> etree._Element:
+        element = super().condition_element()
+        if self.ancestor:
+            etree.SubElement(element, f"{{{XCAP_ERROR_NS}}}ancestor").text = _xml_safe(self.ancestor)
+        return element
+
+
+@dataclass
+class Exists:
+    """One clashing field of a uniqueness failure: a node selector relative to the document,
+    and suggested values that are really free."""
+
+    field: str
+    alt_values: list[str] = field(default_factory=list)
+
+
+class UniquenessFailure(XCAPError):
+    """A uniqueness rule of the application usage would be broken (RFC 4825 §11, RFC 4826)."""
+
+    tag = "uniqueness-failure"
+
+    def __init__(self, exists: list[Exists], phrase: str | None = None):
+        if not exists:
+            raise ValueError("uniqueness-failure needs at least one <exists> (xcap-error schema)")
+        super().__init__(phrase)
+        self.exists = exists
+
+    def condition_element(self) -> etree._Element:
+        element = super().condition_element()
+        for clash in self.exists:
+            exists = etree.SubElement(element, f"{{{XCAP_ERROR_NS}}}exists", field=_xml_safe(clash.field))
+            for value in clash.alt_values:
+                etree.SubElement(exists, f"{{{XCAP_ERROR_NS}}}alt-value").text = _xml_safe(value)
+        return element
+
+
+def _xml_safe(text: str) -> str:
+    """Drop characters XML cannot carry, so a hostile phrase can never break the error body."""
+    return "".join(
+        ch
+        for ch in text
+        if ch in "\t\n\r" or ("\x20" <= ch <= "\ud7ff") or ("\ue000" <= ch <= "\ufffd") or ch > "\uffff"
+    )

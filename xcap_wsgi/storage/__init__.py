@@ -1,0 +1,65 @@
+"""Storage backends for XCAP documents, all over Kamailio's ``xcap`` table layout.
+
+``open_store(url)`` picks one from a database URL:
+
+* ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, ``sqlite://`` (in memory)
+* ``mysql://user:password@host[:port]/database`` (see ``xcap_wsgi.storage.mysql``)
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+from .base import (
+    ABSENT,
+    ConcurrentModification,
+    DocumentInfo,
+    DocumentKey,
+    SchemaMismatch,
+    Store,
+    StoredDocument,
+    StoreError,
+    StoreUnavailable,
+    new_etag,
+)
+from .sqlite import SQLiteStore
+
+DEFAULT_DATABASE_URL = "sqlite:///xcap.sqlite3"
+
+__all__ = [
+    "ABSENT",
+    "ConcurrentModification",
+    "DEFAULT_DATABASE_URL",
+    "DocumentInfo",
+    "DocumentKey",
+    "SQLiteStore",
+    "SchemaMismatch",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "StoredDocument",
+    "new_etag",
+    "open_store",
+]
+
+
+def open_store(url: str = DEFAULT_DATABASE_URL, **options) -> Store:
+    """Open the store a database URL names; ``options`` go to the backend's constructor."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "sqlite":
+        return SQLiteStore(sqlite_path(url), **options)
+    if scheme in ("mysql", "mysql+pymysql", "mariadb"):
+        from .mysql import MySQLStore
+
+        return MySQLStore.from_url(url, **options)
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path or mysql://user:pass@host/db")
+
+
+def sqlite_path(url: str) -> str:
+    """The file path of an ``sqlite:`` URL, SQLAlchemy-style (``sqlite:////abs``, ``sqlite:///rel``)."""
+    rest = url.split(":", 1)[1]
+    if rest in ("", "//", "///:memory:", "//:memory:"):
+        return ":memory:"
+    if not rest.startswith("///"):
+        raise ValueError(f"malformed SQLite URL {url!r}: expected sqlite:///relative or sqlite:////absolute")
+    return unquote(rest[3:])

@@ -1,0 +1,101 @@
+"""The storage interface: Kamailio's ``xcap`` table seen as a compare-and-swap document store.
+
+A document row is identified the way Kamailio identifies it: (username, domain, doc_uri), where
+``doc_uri`` is the percent-decoded absolute path of the document including the XCAP root. Every
+write names the state it expects to replace (an ETag, or ``ABSENT``), so the check of a
+conditional request and the write are one atomic step: two writers holding the same ETag can
+never both succeed.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+#: Expected state meaning "the document must not exist yet" (create).
+ABSENT = None
+
+#: Kamailio formats ``ETag: "<db etag>"\r\n`` into a 128-byte buffer: 117 characters at most.
+MAX_ETAG_LENGTH = 117
+
+#: The version Kamailio's modules require in the ``version`` row for table ``xcap``.
+KAMAILIO_XCAP_TABLE_VERSION = 4
+
+
+@dataclass(frozen=True)
+class DocumentKey:
+    """Which row a request addresses (Kamailio's row identity plus the AUID's doc_type)."""
+
+    username: str
+    domain: str
+    doc_uri: str
+    doc_type: int
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """A document as stored: its exact bytes and its ETag (unquoted, as in the table)."""
+
+    content: bytes
+    etag: str
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """One row of a user's listing (for xcap-directory, export and purge)."""
+
+    doc_uri: str
+    doc_type: int
+    etag: str
+    size: int
+
+
+class StoreError(Exception):
+    """Base class for storage failures."""
+
+
+class ConcurrentModification(StoreError):
+    """The row is no longer in the state the write expected (compare-and-swap lost)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached right now; the client should retry later (503)."""
+
+    def __init__(self, message: str = "database unavailable", retry_after: int = 5):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SchemaMismatch(StoreError):
+    """The database holds an ``xcap`` table this version cannot share (e.g. wrong version row)."""
+
+
+def new_etag() -> str:
+    """A fresh strong ETag value: opaque, unquoted, URL-safe, far below Kamailio's 117-char limit."""
+    return "xw-" + secrets.token_urlsafe(15)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What the XCAP engine needs from a database. Implementations must be thread-safe."""
+
+    def get(self, key: DocumentKey) -> StoredDocument | None:
+        """The stored document, or None when there is none."""
+
+    def put(self, key: DocumentKey, content: bytes, expected_etag: str | None) -> str:
+        """Write ``content`` if the row is in the expected state and return the new ETag.
+
+        ``expected_etag`` is the ETag the caller read (replace) or ``ABSENT`` (create). Raises
+        ``ConcurrentModification`` when the row changed in between. An update keeps the row id
+        and writes ``source=0, port=0`` as Kamailio's xcap_server does.
+        """
+
+    def delete(self, key: DocumentKey, expected_etag: str) -> None:
+        """Delete the row if it still carries ``expected_etag``; else ``ConcurrentModification``."""
+
+    def list_documents(self, username: str, domain: str) -> list[DocumentInfo]:
+        """Every document of one user, ordered by doc_type then doc_uri."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,162 @@
+"""SQLite store: Kamailio's ``xcap`` table layout in an embedded database file.
+
+The table and the ``version`` row are created on first use with the DDL of Kamailio's
+``db_sqlite`` schema, so the file can also be handed to a Kamailio built with db_sqlite. Each
+thread gets its own connection (WAL journal, busy timeout), which makes the store safe under
+waitress' thread pool; writes are single conditional statements, so compare-and-swap holds
+across threads and processes sharing the file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import threading
+
+from .base import (
+    ABSENT,
+    KAMAILIO_XCAP_TABLE_VERSION,
+    ConcurrentModification,
+    DocumentInfo,
+    DocumentKey,
+    SchemaMismatch,
+    StoredDocument,
+    StoreUnavailable,
+    new_etag,
+)
+
+# Kamailio 5.6 utils/kamctl/db_sqlite: standard-create.sql (version) and presence-create.sql (xcap).
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS version (
+        id INTEGER PRIMARY KEY NOT NULL,
+        table_name VARCHAR(32) NOT NULL,
+        table_version INTEGER DEFAULT 0 NOT NULL,
+        CONSTRAINT version_table_name_idx UNIQUE (table_name))""",
+    """CREATE TABLE IF NOT EXISTS xcap (
+        id INTEGER PRIMARY KEY NOT NULL,
+        username VARCHAR(64) NOT NULL,
+        domain VARCHAR(64) NOT NULL,
+        doc BLOB NOT NULL,
+        doc_type INTEGER NOT NULL,
+        etag VARCHAR(128) NOT NULL,
+        source INTEGER NOT NULL,
+        doc_uri VARCHAR(255) NOT NULL,
+        port INTEGER NOT NULL,
+        CONSTRAINT xcap_doc_uri_idx UNIQUE (doc_uri))""",
+    "CREATE INDEX IF NOT EXISTS xcap_account_doc_type_idx ON xcap (username, domain, doc_type)",
+    "CREATE INDEX IF NOT EXISTS xcap_account_doc_type_uri_idx ON xcap (username, domain, doc_type, doc_uri)",
+    "CREATE INDEX IF NOT EXISTS xcap_account_doc_uri_idx ON xcap (username, domain, doc_uri)",
+    "INSERT OR IGNORE INTO version (table_name, table_version) VALUES ('xcap', 4)",
+)
+
+_memory_names = itertools.count(1)
+
+
+class SQLiteStore:
+    """Store documents in an SQLite file (``path``), or in memory with ``path=":memory:"``."""
+
+    def __init__(self, path: str = "xcap.sqlite3", *, timeout: float = 30.0):
+        self.path = path
+        self.timeout = timeout
+        if path == ":memory:":
+            # One shared in-memory database for every thread of this store, kept alive by _keeper.
+            self._target, self._uri = f"file:xcap-wsgi-mem-{next(_memory_names)}?mode=memory&cache=shared", True
+        else:
+            self._target, self._uri = path, False
+        self._local = threading.local()
+        self._keeper = self._connect()
+        self._create_schema(self._keeper)
+
+    # -- connections ------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(
+                self._target, uri=self._uri, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
+        if not self._uri:
+            connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+        return connection
+
+    def _connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self._connect()
+        return connection
+
+    def _create_schema(self, connection: sqlite3.Connection) -> None:
+        for statement in SCHEMA:
+            connection.execute(statement)
+        row = connection.execute("SELECT table_version FROM version WHERE table_name='xcap'").fetchone()
+        if row is None or int(row[0]) != KAMAILIO_XCAP_TABLE_VERSION:
+            raise SchemaMismatch(
+                f"{self.path}: version row for table 'xcap' is {row and row[0]!r}, "
+                f"Kamailio's xcap table version {KAMAILIO_XCAP_TABLE_VERSION} is required"
+            )
+
+    def _execute(self, sql: str, params: tuple) -> sqlite3.Cursor:
+        try:
+            return self._connection().execute(sql, params)
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.OperationalError as exc:  # locked beyond the busy timeout, disk I/O, ...
+            raise StoreUnavailable(f"SQLite: {exc}", retry_after=1) from exc
+
+    # -- the Store interface ----------------------------------------------------------------
+
+    def get(self, key: DocumentKey) -> StoredDocument | None:
+        row = self._execute(
+            "SELECT doc, etag FROM xcap WHERE username=? AND domain=? AND doc_uri=?",
+            (key.username, key.domain, key.doc_uri),
+        ).fetchone()
+        return None if row is None else StoredDocument(content=bytes(row[0]), etag=row[1])
+
+    def put(self, key: DocumentKey, content: bytes, expected_etag: str | None) -> str:
+        etag = new_etag()
+        if expected_etag is ABSENT:
+            try:
+                self._execute(
+                    "INSERT INTO xcap (username, domain, doc_type, doc_uri, doc, etag, source, port) "
+                    "VALUES (?, ?, ?, ?, ?, ?, 0, 0)",
+                    (key.username, key.domain, key.doc_type, key.doc_uri, sqlite3.Binary(content), etag),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise ConcurrentModification(f"{key.doc_uri} was created concurrently") from exc
+            return etag
+        cursor = self._execute(
+            "UPDATE xcap SET doc=?, etag=?, source=0, port=0 "
+            "WHERE username=? AND domain=? AND doc_uri=? AND etag=?",
+            (sqlite3.Binary(content), etag, key.username, key.domain, key.doc_uri, expected_etag),
+        )
+        if cursor.rowcount != 1:
+            raise ConcurrentModification(f"{key.doc_uri} changed concurrently")
+        return etag
+
+    def delete(self, key: DocumentKey, expected_etag: str) -> None:
+        cursor = self._execute(
+            "DELETE FROM xcap WHERE username=? AND domain=? AND doc_uri=? AND etag=?",
+            (key.username, key.domain, key.doc_uri, expected_etag),
+        )
+        if cursor.rowcount != 1:
+            raise ConcurrentModification(f"{key.doc_uri} changed concurrently")
+
+    def list_documents(self, username: str, domain: str) -> list[DocumentInfo]:
+        rows = self._execute(
+            "SELECT doc_uri, doc_type, etag, length(doc) FROM xcap "
+            "WHERE username=? AND domain=? ORDER BY doc_type, doc_uri",
+            (username, domain),
+        ).fetchall()
+        return [DocumentInfo(doc_uri=r[0], doc_type=r[1], etag=r[2], size=r[3]) for r in rows]
+
+    def close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+        self._keeper.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"

@@ -1,0 +1,166 @@
+"""Application usages (RFC 4825 §5): what each AUID means to the server.
+
+An ``ApplicationUsage`` declares its MIME type, default document namespace, Kamailio
+``doc_type``, which documents it allows, and the validation hooks run on every resulting
+document. ``UsageRegistry`` holds the enabled ones; ``default_registry()`` ships the usages
+Kamailio's presence modules know about.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from lxml import etree
+
+#: A validation hook: (resulting document tree, context) -> None, raising an XCAPError on failure.
+Validator = Callable[[etree._ElementTree, "ValidationContext"], None]
+
+
+@dataclass(frozen=True)
+class ValidationContext:
+    """What a validator may need beyond the document itself."""
+
+    uri: object  #: the request's XCAPURI
+    usage: "ApplicationUsage"
+    content: bytes  #: the resulting document's bytes
+
+
+@dataclass(frozen=True)
+class ApplicationUsage:
+    auid: str
+    mime_type: str
+    default_namespace: str
+    #: Kamailio's doc_type for rows of this usage; None for usages that are never stored.
+    doc_type: int | None
+    #: Document names allowed in the users tree; None allows any name (and sub-folders).
+    document_names: tuple[str, ...] | None = None
+    #: Documents that exist in the global tree (computed or stored); empty: no global documents.
+    global_documents: tuple[str, ...] = ()
+    has_users_tree: bool = True
+    #: False for server-computed usages (xcap-caps, xcap-directory): PUT/DELETE get 405.
+    writable: bool = True
+    #: Namespaces this usage validates, advertised in xcap-caps <namespaces>.
+    namespaces: tuple[str, ...] = ()
+    validators: tuple[Validator, ...] = field(default=())
+
+    def validate(self, tree: etree._ElementTree, context: ValidationContext) -> None:
+        """Run every validation hook on a resulting document (after each PUT and DELETE)."""
+        for validator in self.validators:
+            validator(tree, context)
+
+    def allows_document(self, tree: str, segments: tuple[str, ...]) -> bool:
+        """Whether a document path exists for this usage (otherwise the URI gets 404)."""
+        if tree == "global":
+            return len(segments) == 1 and segments[0] in self.global_documents
+        if not self.has_users_tree:
+            return False
+        return self.document_names is None or (len(segments) == 1 and segments[0] in self.document_names)
+
+
+class UsageRegistry:
+    """The enabled application usages, by AUID (case-sensitive, as Kamailio compares them)."""
+
+    def __init__(self, usages: list[ApplicationUsage] | tuple = ()):
+        self._usages: dict[str, ApplicationUsage] = {}
+        for usage in usages:
+            self.register(usage)
+
+    def register(self, usage: ApplicationUsage) -> None:
+        self._usages[usage.auid] = usage
+
+    def get(self, auid: str) -> ApplicationUsage | None:
+        return self._usages.get(auid)
+
+    def __iter__(self) -> Iterator[ApplicationUsage]:
+        return iter(self._usages.values())
+
+    def __contains__(self, auid: str) -> bool:
+        return auid in self._usages
+
+
+XCAP_CAPS = ApplicationUsage(
+    auid="xcap-caps",
+    mime_type="application/xcap-caps+xml",
+    default_namespace="urn:ietf:params:xml:ns:xcap-caps",
+    doc_type=None,  # 32 in Kamailio, never stored
+    global_documents=("index",),
+    has_users_tree=False,
+    writable=False,
+    namespaces=("urn:ietf:params:xml:ns:xcap-caps",),
+)
+
+RESOURCE_LISTS = ApplicationUsage(
+    auid="resource-lists",
+    mime_type="application/resource-lists+xml",
+    default_namespace="urn:ietf:params:xml:ns:resource-lists",
+    doc_type=4,
+    namespaces=("urn:ietf:params:xml:ns:resource-lists",),
+)
+
+RLS_SERVICES = ApplicationUsage(
+    auid="rls-services",
+    mime_type="application/rls-services+xml",
+    default_namespace="urn:ietf:params:xml:ns:rls-services",
+    doc_type=8,
+    namespaces=("urn:ietf:params:xml:ns:rls-services",),
+)
+
+PRES_RULES = ApplicationUsage(
+    auid="pres-rules",
+    mime_type="application/auth-policy+xml",
+    default_namespace="urn:ietf:params:xml:ns:pres-rules",
+    doc_type=2,
+    namespaces=("urn:ietf:params:xml:ns:common-policy", "urn:ietf:params:xml:ns:pres-rules"),
+)
+
+OMA_PRES_RULES = ApplicationUsage(
+    auid="org.openmobilealliance.pres-rules",
+    mime_type="application/auth-policy+xml",
+    # OMA clients write unprefixed ruleset/rule[...] selectors: the common-policy namespace.
+    default_namespace="urn:ietf:params:xml:ns:common-policy",
+    doc_type=2,
+    document_names=("pres-rules",),
+    namespaces=("urn:ietf:params:xml:ns:common-policy", "urn:oma:xml:xdm:common-policy"),
+)
+
+PIDF_MANIPULATION = ApplicationUsage(
+    auid="pidf-manipulation",
+    mime_type="application/pidf+xml",
+    default_namespace="urn:ietf:params:xml:ns:pidf",
+    doc_type=16,
+    document_names=("index", "perm-presence"),  # IETF, OMA/RCS
+    namespaces=("urn:ietf:params:xml:ns:pidf",),
+)
+
+OMA_PRES_CONTENT = ApplicationUsage(
+    auid="org.openmobilealliance.pres-content",
+    mime_type="application/vnd.oma.pres-content+xml",
+    default_namespace="urn:oma:xml:prs:pres-content",
+    doc_type=128,
+    namespaces=("urn:oma:xml:prs:pres-content",),
+)
+
+OMA_USER_PROFILE = ApplicationUsage(
+    auid="org.openmobilealliance.user-profile",
+    mime_type="application/vnd.oma.user-profile+xml",
+    default_namespace="urn:oma:xml:xdm:user-profile",
+    doc_type=64,
+    namespaces=("urn:oma:xml:xdm:user-profile",),
+)
+
+DEFAULT_USAGES = (
+    XCAP_CAPS,
+    RESOURCE_LISTS,
+    RLS_SERVICES,
+    PRES_RULES,
+    OMA_PRES_RULES,
+    PIDF_MANIPULATION,
+    OMA_PRES_CONTENT,
+    OMA_USER_PROFILE,
+)
+
+
+def default_registry() -> UsageRegistry:
+    """A fresh registry with every usage xcap-wsgi ships."""
+    return UsageRegistry(DEFAULT_USAGES)
