@@ -1,0 +1,84 @@
+"""Hardened XML parsing for untrusted bodies and stored documents.
+
+No DTD is loaded, no entity is expanded, nothing is fetched from the network, and a document
+that carries a DOCTYPE at all is refused: XCAP documents never need one, and refusing it closes
+XXE and billion-laughs attacks. Encodings other than UTF-8 are refused as RFC 4825 requires.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+from lxml import etree
+
+from .errors import NotUTF8, NotWellFormed
+
+_local = threading.local()
+_ENCODING_DECL = re.compile(rb"""^\s*<\?xml[^>]*?\bencoding\s*=\s*["']([^"']*)["']""")
+_UTF16_32_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
+
+#: Deepest element nesting accepted in a document (XCAP documents are shallow).
+MAX_DEPTH = 64
+
+
+def parser() -> etree.XMLParser:
+    """This thread's hardened parser (lxml parsers must not be shared between threads)."""
+    instance = getattr(_local, "parser", None)
+    if instance is None:
+        instance = _local.parser = etree.XMLParser(
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            dtd_validation=False,
+            huge_tree=False,
+            remove_blank_text=False,
+            remove_comments=False,
+            remove_pis=False,
+            strip_cdata=False,
+            collect_ids=False,
+        )
+    return instance
+
+
+def check_utf8(data: bytes, error=NotUTF8) -> str:
+    """Return ``data`` decoded, or raise ``error`` when it is not UTF-8 (or declares otherwise)."""
+    if data.startswith(_UTF16_32_BOMS):
+        raise error("the body is UTF-16/UTF-32 encoded; XCAP requires UTF-8")
+    declared = _ENCODING_DECL.match(data)
+    if declared and declared.group(1).decode("ascii", "replace").strip().lower() not in ("utf-8", "utf8"):
+        raise error(f"the XML declaration names encoding {declared.group(1).decode('ascii', 'replace')!r}; "
+                    "XCAP requires UTF-8")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"the body is not valid UTF-8 (byte {exc.start})") from None
+
+
+def parse_document(data: bytes, error=NotWellFormed) -> etree._ElementTree:
+    """Parse a whole UTF-8 document safely; raise NotUTF8 or ``error`` (a 409 condition)."""
+    check_utf8(data)
+    if not data.strip():
+        raise error("the body is empty")
+    try:
+        root = etree.fromstring(data, parser())
+    except etree.XMLSyntaxError as exc:
+        raise error(f"not well-formed XML: {exc.msg}") from None
+    tree = root.getroottree()
+    if tree.docinfo.internalDTD is not None or tree.docinfo.doctype or tree.docinfo.system_url:
+        raise error("document type declarations (DTDs) are not allowed")
+    if _depth(root) > MAX_DEPTH:
+        raise error(f"elements are nested deeper than {MAX_DEPTH} levels")
+    return tree
+
+
+def _depth(root: etree._Element) -> int:
+    """Deepest element nesting, in one walk; stops early once past the limit."""
+    depth = deepest = 0
+    for event, _ in etree.iterwalk(root, events=("start", "end")):
+        depth += 1 if event == "start" else -1
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_DEPTH:
+                break
+    return deepest
