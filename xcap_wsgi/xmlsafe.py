@@ -60,6 +60,8 @@ def parse_document(data: bytes, error=NotWellFormed) -> etree._ElementTree:
     check_utf8(data)
     if not data.strip():
         raise error("the body is empty")
+    if _has_doctype(data):
+        raise error("document type declarations (DTDs) are not allowed")
     try:
         root = etree.fromstring(data, parser())
     except etree.XMLSyntaxError as exc:
@@ -70,6 +72,20 @@ def parse_document(data: bytes, error=NotWellFormed) -> etree._ElementTree:
     if _depth(root) > MAX_DEPTH:
         raise error(f"elements are nested deeper than {MAX_DEPTH} levels")
     return tree
+
+
+_PROLOG_ITEM = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->", re.S)
+
+
+def _has_doctype(data: bytes) -> bool:
+    """Whether the prolog holds a DOCTYPE, found *before* libxml2 could act on it."""
+    position = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    while True:
+        match = _PROLOG_ITEM.match(data, position)
+        if not match or match.end() == position:
+            break
+        position = match.end()
+    return data[position : position + 9].upper() == b"<!DOCTYPE"
 
 
 def _depth(root: etree._Element) -> int:
