@@ -1,0 +1,251 @@
+"""The WSGI boundary: is this request ours? If so, turn it into an XCAP operation and answer.
+
+``XCAPMiddleware`` wraps any WSGI app. Requests under the XCAP root (one or several alias
+paths, relative to the mount point ``SCRIPT_NAME``) are served from the store; everything
+else goes to the wrapped app untouched. With ``app=None`` it is a standalone XCAP server that
+answers 404 outside the root. Authentication belongs to the host stack: the identity is read
+from ``REMOTE_USER`` (or a callable) and checked by an authorization policy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Iterable
+from urllib.parse import quote, unquote_to_bytes, urlsplit
+
+from webob import Request
+from webob.exc import (
+    HTTPBadRequest,
+    HTTPException,
+    HTTPInternalServerError,
+    HTTPMethodNotAllowed,
+    HTTPNotFound,
+    HTTPRequestEntityTooLarge,
+    HTTPRequestURITooLong,
+    HTTPServiceUnavailable,
+)
+
+from . import operations
+from .auth import AllowAll, DefaultPolicy, IdentityResolver, Policy, remote_user
+from .caps import content_etag, xcap_caps_document
+from .errors import XCAPError
+from .operations import Target, xcap_response
+from .storage import DocumentKey, Store, StoreError, StoreUnavailable
+from .uri import URIError, XCAPURI, match_root, parse_xcap_path, xui_account
+from .usages import UsageRegistry, default_registry
+
+log = logging.getLogger("xcap_wsgi")
+access_log = logging.getLogger("xcap_wsgi.access")
+
+DOCUMENT_METHODS = ("GET", "HEAD", "PUT", "DELETE")
+READ_ONLY_METHODS = ("GET", "HEAD")
+# Kamailio's xcap table: doc_uri VARCHAR(255), username/domain VARCHAR(64).
+MAX_DOC_URI, MAX_ACCOUNT_PART = 255, 64
+_SEGMENT_SAFE = ":@!$&'()*+,;=-._~"
+
+
+class XCAPMiddleware:
+    """Serve XCAP (RFC 4825) under ``root``; pass every other request to ``app``."""
+
+    def __init__(
+        self,
+        app: Callable | None,
+        *,
+        store: Store,
+        root: str | Iterable[str] = "/xcap-root",  # one path or several aliases; the first is canonical
+        usages: UsageRegistry | None = None,  # enabled application usages (default: all shipped ones)
+        default_domain: str = "localhost",  # SIP domain for XUIs and identities without one
+        identity: IdentityResolver = remote_user,  # environ -> identity string or None
+        policy: Policy | None = None,  # authorization (default: RFC 4825 default policy)
+        anonymous: bool = False,  # development only: no identity needed, everything allowed
+        max_body_size: int = 4 * 1024 * 1024,  # larger request bodies get 413
+        max_uri_length: int = 4096,  # longer request URIs get 414
+        public_url: str | None = None,  # e.g. "https://xcap.example.com" behind a proxy
+        doc_uri_root: str | None = None,  # path stored in doc_uri before the AUID (default: mount + root)
+        log_requests: bool = False,  # one access-log line per XCAP request
+    ):
+        self.app = app
+        self.store = store
+        roots = [root] if isinstance(root, str) else list(root)
+        if not roots:
+            raise ValueError("at least one XCAP root is required")
+        self.roots = tuple("/" + r.strip("/") if r.strip("/") else "/" for r in roots)
+        self.usages = usages if usages is not None else default_registry()
+        self.default_domain = default_domain
+        self.identity = identity
+        self.policy = AllowAll() if anonymous else (policy or DefaultPolicy(default_domain=default_domain))
+        self.anonymous = anonymous
+        self.max_body_size = max_body_size
+        self.max_uri_length = max_uri_length
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.doc_uri_root = doc_uri_root
+        self.log_requests = log_requests
+        self._caps = xcap_caps_document(self.usages)
+        self._caps_etag = content_etag(self._caps)
+
+    def __call__(self, environ, start_response):
+        raw_path, raw_query = raw_request_target(environ)
+        matched = match_root(raw_path, self.roots)
+        if matched is None:
+            if self.app is None:
+                return HTTPNotFound(detail="not under the XCAP root")(environ, start_response)
+            return self.app(environ, start_response)
+        started = time.perf_counter()
+        request = Request(environ)
+        response = self._respond(request, raw_path, raw_query, matched)
+        if self.log_requests:
+            self._log(request, response, started)
+        return response(environ, start_response)
+
+    # -- request handling ---------------------------------------------------------------------
+
+    def _respond(self, request: Request, raw_path: str, raw_query: str, matched: tuple[str, str]):
+        """Run the operation; every failure becomes a clean HTTP response, never a traceback."""
+        try:
+            return self._dispatch(request, raw_path, raw_query, matched)
+        except (XCAPError, HTTPException) as exc:
+            return exc
+        except URIError as exc:
+            return (HTTPNotFound if exc.status == 404 else HTTPBadRequest)(detail=str(exc))
+        except StoreUnavailable as exc:
+            log.warning("store unavailable: %s", exc)
+            return HTTPServiceUnavailable(
+                detail="the document database is unavailable; retry later",
+                headers=[("Retry-After", str(exc.retry_after))],
+            )
+        except StoreError as exc:
+            log.error("store error: %s", exc)
+            return HTTPServiceUnavailable(detail="the document database failed; retry later",
+                                          headers=[("Retry-After", "5")])
+        except Exception:  # a bug: log it, answer a plain 500 without details
+            log.exception("unhandled error in XCAP request %s %s", request.method, raw_path)
+            return HTTPInternalServerError(detail="internal error")
+
+    def _dispatch(self, request: Request, raw_path: str, raw_query: str, matched: tuple[str, str]):
+        if len(raw_path) + len(raw_query) > self.max_uri_length:
+            raise HTTPRequestURITooLong(detail=f"request URI longer than {self.max_uri_length} bytes")
+        root, raw_rest = matched
+        uri = parse_xcap_path(root, raw_rest, raw_query)
+        request.environ["xcap.uri"] = uri
+        usage = self.usages.get(uri.auid)
+        if usage is None:
+            raise HTTPNotFound(detail=f"unknown application usage {uri.auid!r}")
+        if not usage.allows_document(uri.tree, uri.segments):
+            raise HTTPNotFound(detail=f"{uri.document_selector} is not a document of {uri.auid}")
+
+        allowed = DOCUMENT_METHODS if usage.writable else READ_ONLY_METHODS
+        selector = self._parse_selector(uri, usage) if uri.node_selector is not None else None
+        if selector is not None and selector.kind == "namespace":
+            allowed = READ_ONLY_METHODS  # RFC 4825 §10: namespace bindings are read-only
+        if request.method == "OPTIONS":
+            return xcap_response(200, extra=[("Allow", ", ".join(allowed + ("OPTIONS",)))])
+        if request.method not in allowed:
+            raise HTTPMethodNotAllowed(headers=[("Allow", ", ".join(allowed))])
+
+        write = request.method in ("PUT", "DELETE")
+        identity = None if self.anonymous else self.identity(request.environ)
+        self.policy.authorize(identity, uri, write=write)
+
+        if uri.auid == "xcap-caps":
+            return self._xcap_caps(request, selector)
+        target = self._target(request, uri, usage, selector)
+        if request.method == "PUT":
+            return operations.put(request, self.store, target, self._read_body(request))
+        if request.method == "DELETE":
+            return operations.delete(request, self.store, target)
+        return operations.get(request, self.store, target)
+
+    def _parse_selector(self, uri: XCAPURI, usage):
+        from .selector import SelectorSyntaxError, UnsupportedSelector, parse_node_selector
+
+        try:
+            return parse_node_selector(uri.node_selector, uri.namespaces, usage.default_namespace)
+        except SelectorSyntaxError as exc:
+            raise HTTPBadRequest(detail=f"malformed node selector: {exc}") from None
+        except UnsupportedSelector as exc:
+            raise HTTPNotFound(detail=f"unsupported node selector: {exc}") from None
+
+    def _target(self, request: Request, uri: XCAPURI, usage, selector) -> Target:
+        username, domain = xui_account(uri.xui, self.default_domain) if uri.xui else ("", "")
+        if len(username) > MAX_ACCOUNT_PART or len(domain) > MAX_ACCOUNT_PART:
+            raise HTTPRequestURITooLong(detail=f"user and domain of the XUI are limited to {MAX_ACCOUNT_PART} characters")
+        doc_uri = uri.doc_uri(self.doc_uri_root or (request.script_name + uri.root))
+        if len(doc_uri) > MAX_DOC_URI:
+            raise HTTPRequestURITooLong(detail=f"document path longer than {MAX_DOC_URI} characters "
+                                        "(the limit of Kamailio's xcap.doc_uri)")
+        root_url = (self.public_url or request.host_url) + quote(request.script_name + uri.root, safe="/" + _SEGMENT_SAFE)
+        document_url = root_url.rstrip("/") + "/" + "/".join(
+            quote(part, safe=_SEGMENT_SAFE) for part in uri.document_selector.split("/"))
+        return Target(uri=uri, usage=usage, key=DocumentKey(username, domain, doc_uri, usage.doc_type),
+                      document_url=document_url, root_url=root_url, selector=selector)
+
+    def _xcap_caps(self, request: Request, selector):
+        target = Target(uri=request.environ["xcap.uri"], usage=self.usages.get("xcap-caps"), key=None,
+                        document_url="", root_url="", selector=selector)
+        return operations.read(request, target, self._caps, self._caps_etag)
+
+    def _read_body(self, request: Request) -> bytes:
+        """The request body, read with a bound: 413 past ``max_body_size``."""
+        length_header = request.environ.get("CONTENT_LENGTH") or ""
+        stream = request.environ["wsgi.input"]
+        if length_header.strip():
+            try:
+                length = int(length_header)
+            except ValueError:
+                raise HTTPBadRequest(detail="malformed Content-Length") from None
+            if length < 0:
+                raise HTTPBadRequest(detail="malformed Content-Length")
+            if length > self.max_body_size:
+                raise HTTPRequestEntityTooLarge(detail=f"bodies are limited to {self.max_body_size} bytes")
+            return stream.read(length)
+        if request.environ.get("wsgi.input_terminated"):
+            body = stream.read(self.max_body_size + 1)
+            if len(body) > self.max_body_size:
+                raise HTTPRequestEntityTooLarge(detail=f"bodies are limited to {self.max_body_size} bytes")
+            return body
+        return b""
+
+    def _log(self, request: Request, response, started: float) -> None:
+        uri: XCAPURI | None = request.environ.get("xcap.uri")
+        condition = getattr(response, "tag", "") if isinstance(response, XCAPError) else ""
+        access_log.info(
+            "%s %s auid=%s xui=%s doc=%s node=%s status=%s error=%s etag-in=%s etag-out=%s %.1fms",
+            request.method, request.path_qs,
+            uri.auid if uri else "-", uri.xui if uri and uri.xui else "-",
+            "/".join(uri.segments) if uri else "-", uri.node_selector if uri and uri.node_selector else "-",
+            getattr(response, "status_code", getattr(response, "code", "?")), condition or "-",
+            request.environ.get("HTTP_IF_MATCH", "-"), response.headers.get("ETag", "-") if hasattr(response, "headers") else "-",
+            (time.perf_counter() - started) * 1000,
+        )
+
+
+def raw_request_target(environ: dict) -> tuple[str, str]:
+    """The request path below ``SCRIPT_NAME``, still percent-encoded, and the raw query string.
+
+    PEP 3333 servers decode ``PATH_INFO``, which turns ``%2F`` into ``/``. When the server also
+    passes the request line (``RAW_URI``: gunicorn, werkzeug; ``REQUEST_URI``: waitress, uWSGI,
+    mod_wsgi) and it decodes to ``SCRIPT_NAME + PATH_INFO``, the raw form is used; otherwise
+    ``PATH_INFO`` is re-encoded.
+    """
+    script_name = environ.get("SCRIPT_NAME", "")
+    path_info = environ.get("PATH_INFO", "")
+    query = environ.get("QUERY_STRING", "")
+    for key in ("RAW_URI", "REQUEST_URI"):
+        raw = environ.get(key)
+        if not raw:
+            continue
+        if "://" in raw.split("?", 1)[0]:
+            parts = urlsplit(raw)
+            raw = parts.path + ("?" + parts.query if parts.query else "")
+        raw_path = raw.split("?", 1)[0]
+        try:
+            decoded = unquote_to_bytes(raw_path).decode("latin-1")
+        except ValueError:
+            continue
+        if decoded != script_name + path_info:
+            continue  # rewritten by something in front of us: trust PATH_INFO
+        raw_segments = raw_path.split("/")
+        mount_depth = len(script_name.split("/")) if script_name else 1
+        return "/" + "/".join(raw_segments[mount_depth:]) if len(raw_segments) > mount_depth else "", query
+    return quote(path_info.encode("latin-1"), safe="/" + _SEGMENT_SAFE), query

@@ -1,0 +1,154 @@
+"""XCAP operations on stored documents: GET/PUT/DELETE of documents, elements and attributes.
+
+Every write is read -> check conditions -> compute the new document -> validate ->
+compare-and-swap. When the swap loses a race the whole step is redone on the fresh document
+(conditions included), a bounded number of times, so no update is ever lost and a client's
+If-Match is always judged against the document it would really replace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from webob import Request, Response
+from webob.exc import HTTPNotFound, HTTPServiceUnavailable, HTTPUnsupportedMediaType
+
+from .conditions import check_preconditions, quote_etag
+from .errors import NoParent
+from .storage import ABSENT, ConcurrentModification, DocumentKey, Store
+from .uri import XCAPURI
+from .usages import ApplicationUsage, ValidationContext
+from .xmlsafe import parse_document
+
+#: How often a write is redone after losing a compare-and-swap race before answering 503.
+CAS_ATTEMPTS = 8
+
+XCAP_EL = "application/xcap-el+xml"
+XCAP_ATT = "application/xcap-att+xml"
+
+
+@dataclass
+class Target:
+    """Everything an operation needs to know about the addressed resource."""
+
+    uri: XCAPURI
+    usage: ApplicationUsage
+    key: DocumentKey
+    document_url: str  #: absolute HTTP URI of the document (for <ancestor> in no-parent)
+    root_url: str  #: absolute HTTP URI of the XCAP root: the ancestor of a missing document
+    selector: object | None = None  #: parsed node selector (xcap_wsgi.selector.NodeSelector)
+
+
+def xcap_response(status: int, body: bytes = b"", content_type: str | None = None, etag: str | None = None,
+                  extra: list[tuple[str, str]] | None = None) -> Response:
+    """A response with exactly the headers XCAP wants: no charset added, Content-Length always,
+    ``Cache-Control: no-cache`` (RFC 4825 §9: client-written data is dynamic)."""
+    headers = [("Content-Length", str(len(body))), ("Cache-Control", "no-cache")]
+    if content_type:
+        headers.insert(0, ("Content-Type", content_type))
+    if etag:
+        headers.append(("ETag", quote_etag(etag)))
+    headers.extend(extra or [])
+    return Response(status=status, body=body, headerlist=headers)
+
+
+# -- reads ------------------------------------------------------------------------------------
+
+
+def get(request: Request, store: Store, target: Target) -> Response:
+    stored = store.get(target.key)
+    if stored is None:
+        raise HTTPNotFound(detail=f"no document {target.uri.document_selector}")
+    return read(request, target, stored.content, stored.etag)
+
+
+def read(request: Request, target: Target, content: bytes, etag: str) -> Response:
+    """GET/HEAD of a document or of a node in it; also serves computed documents (xcap-caps)."""
+    check_preconditions(request, etag, safe_method=True)
+    if target.selector is None:
+        return xcap_response(200, content, target.usage.mime_type, etag)
+    from .editor import get_node
+
+    node = get_node(content, target.selector)
+    return xcap_response(200, node.body, node.mime_type, etag)
+
+
+# -- writes -----------------------------------------------------------------------------------
+
+
+def put(request: Request, store: Store, target: Target, body: bytes) -> Response:
+    """Create or replace a document, element or attribute (RFC 4825 §8.2)."""
+    _check_content_type(request, target)
+    if target.selector is None:
+        tree = parse_document(body)  # 409 not-utf-8 / not-well-formed before anything is read
+
+    for _ in range(CAS_ATTEMPTS):
+        stored = store.get(target.key)
+        current_etag = stored.etag if stored else ABSENT
+        check_preconditions(request, current_etag, safe_method=False)
+        if target.selector is None:
+            new_content, created = body, stored is None
+            new_tree = tree
+        else:
+            if stored is None:
+                raise NoParent(phrase="the document does not exist", ancestor=target.root_url)
+            from .editor import put_node
+
+            new_content, created = put_node(stored.content, target.selector, body, target.document_url)
+            new_tree = parse_document(new_content)
+        if stored is not None and new_content == stored.content:
+            return xcap_response(200, etag=stored.etag)  # nothing changes: keep the ETag, skip the write
+        _validate(target, new_tree, new_content)
+        try:
+            etag = store.put(target.key, new_content, current_etag)
+        except ConcurrentModification:
+            continue
+        return xcap_response(201 if created else 200, etag=etag)
+    raise _contention()
+
+
+def delete(request: Request, store: Store, target: Target) -> Response:
+    """Delete a document (200, no ETag) or a node (200 with the document's new ETag)."""
+    for _ in range(CAS_ATTEMPTS):
+        stored = store.get(target.key)
+        if stored is None:
+            raise HTTPNotFound(detail=f"no document {target.uri.document_selector}")
+        check_preconditions(request, stored.etag, safe_method=False)
+        try:
+            if target.selector is None:
+                store.delete(target.key, stored.etag)
+                return xcap_response(200)
+            from .editor import delete_node
+
+            new_content = delete_node(stored.content, target.selector)
+            _validate(target, parse_document(new_content), new_content)
+            etag = store.put(target.key, new_content, stored.etag)
+        except ConcurrentModification:
+            continue
+        return xcap_response(200, etag=etag)
+    raise _contention()
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _check_content_type(request: Request, target: Target) -> None:
+    """415 unless the body's MIME type is the one for the resource (parameters are ignored)."""
+    if target.selector is None:
+        expected = target.usage.mime_type
+    else:
+        expected = XCAP_ATT if target.selector.kind == "attribute" else XCAP_EL
+    given = (request.content_type or "").strip().lower()
+    if given != expected:
+        raise HTTPUnsupportedMediaType(detail=f"Content-Type must be {expected}, not {given or 'absent'}")
+
+
+def _validate(target: Target, tree, content: bytes) -> None:
+    target.usage.validate(tree, ValidationContext(uri=target.uri, usage=target.usage, content=content))
+
+
+def _contention() -> HTTPServiceUnavailable:
+    return HTTPServiceUnavailable(
+        detail="the document is being changed by other requests right now; retry",
+        headers=[("Retry-After", "1")],
+    )
