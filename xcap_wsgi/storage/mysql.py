@@ -1,0 +1,597 @@
+"""MySQL / MariaDB store over Kamailio's own ``xcap`` table (shared with a live Kamailio).
+
+The store reads and writes the table exactly as Kamailio 5.6's ``xcap_server`` does (see
+``shared/spec/kamailio-contract.md`` §1, §2, §10): same columns, ``doc_type`` numbers, ``doc_uri``
+(the caller's percent-decoded absolute path, XCAP root included, stored as given), ETag stored
+without quotes, ``source=0`` and ``port=0``; an update rewrites the row in place so it keeps its
+``id``. Kamailio's modules (xcap_server, presence_xml, rls, utils) read what this store writes.
+
+URL forms (``MySQLStore.from_url`` / ``open_store``; schemes ``mysql``, ``mysql+pymysql``,
+``mariadb``)::
+
+    mysql://user:password@host[:port]/database[?option=value&...]
+    mysql://user:password@/database?unix_socket=/run/mysqld/mysqld.sock
+
+A Unix socket is selected with the ``unix_socket`` query option (the host part is then empty or
+ignored). User name and password are percent-decoded. Options (all optional):
+
+==================  =======  ===============================================================
+``pool_size``       10       at most this many open connections (waitress' threads share them)
+``pool_timeout``    10       seconds a request waits for a free connection, then 503
+``connect_timeout`` 5        seconds to establish a connection
+``read_timeout``    30       seconds to wait for a query result
+``write_timeout``   30       seconds to send a query
+``retry_after``     5        the Retry-After (seconds) suggested while the database is down
+``deadlock_retries`` 3       re-runs of a statement after a deadlock (1213) / lock-wait timeout (1205)
+``table``           xcap     the table name (Kamailio's ``xcap_table`` modparam)
+``charset``         utf8mb4  connection character set (what Kamailio's libmariadb uses)
+==================  =======  ===============================================================
+
+Concurrency. Every operation is one autocommitted conditional statement, so compare-and-swap
+holds across threads, processes and Kamailio itself:
+
+* replace: ``UPDATE xcap SET doc=?, etag=?, source=0, port=0 WHERE username=? AND domain=? AND
+  doc_uri=? AND etag=?``. The connection uses ``CLIENT.FOUND_ROWS``, so rowcount counts matched
+  rows (it would count *changed* rows otherwise; the ETag always changes anyway);
+* create: ``INSERT`` of all columns; a duplicate ``doc_uri`` (1062) is a lost race, unless the
+  colliding row is not visible under the key at all (another user's row: ``doc_uri`` is globally
+  UNIQUE in Kamailio's schema), which raises ``DocumentUriTaken`` instead: retrying cannot help;
+* delete: ``DELETE ... AND etag=?``.
+
+Collation decision (issue #4 item 4). Kamailio's databases are usually ``latin1_swedish_ci``,
+where every comparison is case-, accent- and trailing-space-insensitive. This store compares
+exactly like Kamailio does, with SQL ``=`` in the database, never in Python: on such a database
+``sip:ALICE@example.com`` reads, replaces and deletes alice's row, and the row keeps its
+original spelling (the UPDATE does not rewrite username/domain/doc_uri). Because reads use the
+same ``=``, a create for a case variant is only attempted when no variant is visible; if one
+appears concurrently, the INSERT fails with 1062, the caller re-reads and then finds the row, so
+there is no retry loop. On a binary/case-sensitive collation the variants are separate rows,
+again exactly as for Kamailio. ETags are compared with ``=`` too; ours carry 120 random bits, so
+a case-folded false match is not a practical concern.
+
+Character set. The connection uses utf8mb4 like Kamailio's libmariadb. ``doc`` is a MEDIUMBLOB,
+so documents are stored byte for byte. username, domain and doc_uri are VARCHAR in the table's
+charset: characters that charset cannot hold, or values longer than the column, would make
+MySQL fail ("Illegal mix of collations", "Incorrect string value", "Data too long"); they raise
+``UnrepresentableKey`` (a client error, not a 500). ``get`` answers None for such a key and
+``list_documents`` an empty list: no such row can exist.
+
+Availability. Connections come from a bounded, thread-safe pool. A connection that turns out
+to be dead (server restarted, 2006/2013/...) is dropped and the statement is re-run once on a
+fresh connection; a re-run write is still a compare-and-swap, so it cannot apply twice. When no
+connection can be made, ``StoreUnavailable(retry_after=...)`` is raised (503 + Retry-After);
+the next request tries again, so service resumes on its own once the server is back. If the
+database is down when the store is created, the schema check is deferred to the first
+successful connection.
+
+Schema. The store checks the ``version`` row ``('xcap', 4)`` and the table's columns at start-up
+and raises ``SchemaMismatch`` otherwise. ``initdb(url)`` creates ``version`` and ``xcap`` with
+Kamailio's exact DDL (``kamailio_ddl.py``) when they are absent; it never alters an existing table.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+import time
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import pymysql
+from pymysql.constants import CLIENT, ER
+
+from . import kamailio_ddl
+from .base import (
+    ABSENT,
+    KAMAILIO_XCAP_TABLE_VERSION,
+    ConcurrentModification,
+    DocumentInfo,
+    DocumentKey,
+    SchemaMismatch,
+    StoredDocument,
+    StoreError,
+    StoreUnavailable,
+    new_etag,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MySQLStore", "UnrepresentableKey", "DocumentUriTaken", "DocumentTooLarge", "initdb", "parse_url"]
+
+
+class UnrepresentableKey(StoreError):
+    """username, domain or doc_uri cannot be stored in the table (charset or column length).
+
+    A client error: the middleware should answer 4xx (e.g. 404 for reads, 409 for writes).
+    """
+
+
+class DocumentUriTaken(StoreError):
+    """The doc_uri belongs to a row of another username/domain (Kamailio's doc_uri is UNIQUE).
+
+    Retrying cannot help; Kamailio answers 500 here, an XCAP server should answer 409.
+    """
+
+
+class DocumentTooLarge(StoreError):
+    """The document does not fit the MEDIUMBLOB column or the server's max_allowed_packet (413)."""
+
+
+#: Column lengths of Kamailio's xcap table (characters).
+COLUMN_LIMITS = {"username": 64, "domain": 64, "doc_uri": 255}
+
+#: Connection-level errors: the connection is gone or could not be made.
+_CONNECTION_ERRORS = {
+    2002,  # can't connect through socket
+    2003,  # can't connect to server
+    2006,  # server has gone away
+    2013,  # lost connection during query
+    2014,  # commands out of sync
+    2055,  # lost connection (system error)
+    ER.SERVER_SHUTDOWN,  # 1053
+    1927,  # MariaDB: connection killed
+    ER.CON_COUNT_ERROR,  # 1040 too many connections
+    1129,  # host blocked
+    4031,  # MariaDB 10.x: disconnected by server (idle timeout)
+}
+_LOCK_ERRORS = {ER.LOCK_DEADLOCK, ER.LOCK_WAIT_TIMEOUT}  # 1213, 1205
+_KEY_ERRORS = {
+    1267,  # illegal mix of collations
+    1270,  # illegal mix of collations (3 operands)
+    1271,  # illegal mix of collations for operation
+    1300,  # invalid character string
+    1366,  # incorrect string value
+}
+_TOO_LONG = 1406  # data too long for column
+_PACKET_TOO_LARGE = 1153
+
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+
+
+def parse_url(url: str) -> dict:
+    """pymysql connection arguments and store options from a ``mysql://`` URL."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("mysql", "mysql+pymysql", "mariadb"):
+        raise ValueError(f"not a MySQL URL: {url!r}")
+    database = unquote(parts.path.lstrip("/"))
+    if not database or "/" in database:
+        raise ValueError(f"MySQL URL {url!r} must name one database: mysql://user:pass@host/database")
+    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    connect = {
+        "user": unquote(parts.username) if parts.username else "",
+        "password": unquote(parts.password) if parts.password is not None else "",
+        "database": database,
+    }
+    unix_socket = options.pop("unix_socket", None)
+    if unix_socket:
+        connect["unix_socket"] = unix_socket
+    else:
+        connect["host"] = parts.hostname or "localhost"
+        connect["port"] = parts.port or 3306
+    result = {"connect": connect}
+    ints = ("pool_size", "retry_after", "deadlock_retries")
+    floats = ("pool_timeout", "connect_timeout", "read_timeout", "write_timeout")
+    for name, value in options.items():
+        try:
+            if name in ints:
+                result[name] = int(value)
+            elif name in floats:
+                result[name] = float(value)
+            elif name in ("table", "charset"):
+                result[name] = value
+            else:
+                raise ValueError(f"unknown option {name!r}")
+        except ValueError as exc:
+            raise ValueError(f"MySQL URL {url!r}: bad option {name}={value!r}: {exc}") from None
+    return result
+
+
+def _safe_url(connect: dict) -> str:
+    where = connect.get("unix_socket") or f"{connect.get('host')}:{connect.get('port')}"
+    return f"mysql://{connect.get('user')}@{where}/{connect.get('database')}"
+
+
+class _Pool:
+    """A bounded pool: at most ``size`` connections exist; checkout waits ``timeout`` seconds."""
+
+    def __init__(self, factory, size: int, timeout: float):
+        if size < 1:
+            raise ValueError("pool_size must be at least 1")
+        self._factory = factory
+        self._timeout = timeout
+        self._slots = threading.BoundedSemaphore(size)
+        self._idle: queue.LifoQueue = queue.LifoQueue()
+        self._closed = False
+
+    def acquire(self):
+        if not self._slots.acquire(timeout=self._timeout):
+            raise StoreUnavailable("all database connections are busy", retry_after=1)
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        try:
+            return self._factory()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def release(self, connection, *, broken: bool = False) -> None:
+        try:
+            if broken or self._closed or connection is None:
+                _close_quietly(connection)
+            else:
+                self._idle.put(connection)
+        finally:
+            self._slots.release()
+
+    def new_connection(self):
+        """A fresh connection replacing a broken one (the caller keeps its slot)."""
+        return self._factory()
+
+    def close(self) -> None:
+        self._closed = True
+        while True:
+            try:
+                _close_quietly(self._idle.get_nowait())
+            except queue.Empty:
+                return
+
+
+def _close_quietly(connection) -> None:
+    if connection is None:
+        return
+    try:
+        connection.close()
+    except Exception:  # already closed / broken socket
+        pass
+
+
+def _error_code(exc: Exception) -> int | None:
+    if exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    return None
+
+
+class MySQLStore:
+    """Kamailio's ``xcap`` table in MySQL/MariaDB as a compare-and-swap document store."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "localhost",
+        port: int = 3306,
+        user: str = "",
+        password: str = "",
+        database: str = "kamailio",
+        unix_socket: str | None = None,
+        pool_size: int = 10,
+        pool_timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        write_timeout: float = 30.0,
+        retry_after: int = 5,
+        deadlock_retries: int = 3,
+        table: str = "xcap",
+        charset: str = "utf8mb4",
+        check_schema: bool = True,
+    ):
+        if not _IDENTIFIER.match(table):
+            raise ValueError(f"invalid table name {table!r}")
+        self.table = table
+        self.retry_after = retry_after
+        self.deadlock_retries = deadlock_retries
+        self._connect_args = {
+            "user": user,
+            "password": password,
+            "database": database,
+            "charset": charset,
+            "connect_timeout": connect_timeout,
+            "read_timeout": read_timeout,
+            "write_timeout": write_timeout,
+            "autocommit": True,
+            "client_flag": CLIENT.FOUND_ROWS,
+        }
+        if unix_socket:
+            self._connect_args["unix_socket"] = unix_socket
+        else:
+            self._connect_args["host"] = host
+            self._connect_args["port"] = int(port)
+        self.url = _safe_url({**self._connect_args, "unix_socket": unix_socket})
+        self._pool = _Pool(self._connect, pool_size, pool_timeout)
+        self._schema_checked = not check_schema
+        self._schema_lock = threading.Lock()
+        if check_schema:
+            try:
+                self.check_schema()
+            except StoreUnavailable as exc:
+                log.warning("%s: database unavailable at start-up, schema check deferred: %s", self.url, exc)
+
+    @classmethod
+    def from_url(cls, url: str, **options) -> "MySQLStore":
+        """``MySQLStore`` for ``mysql://user:pass@host[:port]/db?opt=..`` (see the module docstring)."""
+        parsed = parse_url(url)
+        arguments = {**parsed.pop("connect"), **parsed}
+        arguments.update(options)
+        return cls(**arguments)
+
+    # -- connections ------------------------------------------------------------------------
+
+    def _connect(self):
+        try:
+            connection = pymysql.connect(**self._connect_args)
+        except (pymysql.err.MySQLError, OSError) as exc:
+            raise StoreUnavailable(f"{self.url}: cannot connect: {exc}", retry_after=self.retry_after) from exc
+        return connection
+
+    def check_schema(self) -> None:
+        """Raise ``SchemaMismatch`` unless the version row is ('xcap', 4) and the columns are there."""
+        connection = self._pool.acquire()
+        broken = False
+        try:
+            self._check_schema_on(connection)
+        except pymysql.err.OperationalError as exc:
+            broken = _error_code(exc) in _CONNECTION_ERRORS
+            if broken:
+                raise StoreUnavailable(f"{self.url}: {exc}", retry_after=self.retry_after) from exc
+            raise
+        finally:
+            self._pool.release(connection, broken=broken)
+
+    def _check_schema_on(self, connection) -> None:
+        with connection.cursor() as cursor:
+            try:
+                cursor.execute("SELECT table_version FROM version WHERE table_name=%s", (self.table,))
+            except pymysql.err.ProgrammingError as exc:
+                if _error_code(exc) == ER.NO_SUCH_TABLE:
+                    raise SchemaMismatch(
+                        f"{self.url}: no 'version' table; create Kamailio's tables (kamdbctl create) "
+                        f"or run 'xcap-wsgi initdb --db <url>'"
+                    ) from exc
+                raise
+            rows = cursor.fetchall()
+            if not rows:
+                raise SchemaMismatch(
+                    f"{self.url}: the version table has no row for {self.table!r}; Kamailio's xcap table "
+                    f"version {KAMAILIO_XCAP_TABLE_VERSION} is required (run 'xcap-wsgi initdb --db <url>')"
+                )
+            if int(rows[0][0]) != KAMAILIO_XCAP_TABLE_VERSION:
+                raise SchemaMismatch(
+                    f"{self.url}: table {self.table!r} has version {rows[0][0]}, xcap-wsgi shares Kamailio's "
+                    f"xcap table version {KAMAILIO_XCAP_TABLE_VERSION} only"
+                )
+            try:
+                cursor.execute(f"SELECT {', '.join(kamailio_ddl.XCAP_COLUMNS)} FROM `{self.table}` LIMIT 0")
+            except (pymysql.err.ProgrammingError, pymysql.err.OperationalError) as exc:
+                if _error_code(exc) in (ER.NO_SUCH_TABLE, ER.BAD_FIELD_ERROR):
+                    raise SchemaMismatch(
+                        f"{self.url}: table {self.table!r} is missing or lacks Kamailio's columns: {exc}"
+                    ) from exc
+                raise
+        self._schema_checked = True
+
+    def _run(self, work, *, write: bool):
+        """Run ``work(cursor)`` on a pooled connection with reconnect and deadlock retries."""
+        connection = self._pool.acquire()
+        broken = False
+        try:
+            if not self._schema_checked:
+                with self._schema_lock:
+                    if not self._schema_checked:
+                        self._check_schema_on(connection)
+            reconnected = False
+            lock_retries = 0
+            while True:
+                try:
+                    with connection.cursor() as cursor:
+                        return work(cursor)
+                except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+                    code = _error_code(exc)
+                    if code in _LOCK_ERRORS:
+                        if lock_retries < self.deadlock_retries:
+                            lock_retries += 1
+                            time.sleep(0.01 * (2**lock_retries))
+                            continue
+                        raise StoreUnavailable(f"{self.url}: {exc}", retry_after=1) from exc
+                    if isinstance(exc, pymysql.err.InterfaceError) or code in _CONNECTION_ERRORS or code is None:
+                        _close_quietly(connection)
+                        connection = None
+                        if reconnected:
+                            broken = True
+                            raise StoreUnavailable(
+                                f"{self.url}: connection lost: {exc}", retry_after=self.retry_after
+                            ) from exc
+                        reconnected = True
+                        try:
+                            connection = self._pool.new_connection()
+                        except StoreUnavailable:
+                            broken = True
+                            raise
+                        continue
+                    raise self._translate(exc) from exc
+                except pymysql.err.MySQLError as exc:
+                    raise self._translate(exc) from exc
+        except (StoreError, SchemaMismatch):
+            raise  # the connection is fine (or already dropped above)
+        except BaseException:
+            broken = True  # interrupted mid-protocol: never reuse that connection
+            raise
+        finally:
+            self._pool.release(connection, broken=broken or connection is None)
+
+    def _translate(self, exc: Exception) -> Exception:
+        code = _error_code(exc)
+        if code in _KEY_ERRORS:
+            return UnrepresentableKey(f"the key cannot be stored in the {self.table} table's charset: {exc}")
+        if code == _TOO_LONG:
+            if "'doc'" in str(exc):
+                return DocumentTooLarge(f"document too large for the {self.table} table: {exc}")
+            return UnrepresentableKey(f"a key value is longer than its column: {exc}")
+        if code == _PACKET_TOO_LARGE:
+            return DocumentTooLarge(f"document larger than the server's max_allowed_packet: {exc}")
+        return StoreError(f"{self.url}: {exc}")
+
+    @staticmethod
+    def _check_lengths(key: DocumentKey) -> None:
+        for column, limit in COLUMN_LIMITS.items():
+            if len(getattr(key, column)) > limit:
+                raise UnrepresentableKey(f"{column} is longer than Kamailio's {limit}-character column")
+
+    # -- the Store interface ----------------------------------------------------------------
+
+    def get(self, key: DocumentKey) -> StoredDocument | None:
+        try:
+            self._check_lengths(key)
+        except UnrepresentableKey:
+            return None
+        sql = f"SELECT doc, etag FROM `{self.table}` WHERE username=%s AND domain=%s AND doc_uri=%s"
+
+        def work(cursor):
+            cursor.execute(sql, (key.username, key.domain, key.doc_uri))
+            return cursor.fetchone()
+
+        try:
+            row = self._run(work, write=False)
+        except UnrepresentableKey:
+            return None
+        return None if row is None else StoredDocument(content=bytes(row[0]), etag=row[1])
+
+    def put(self, key: DocumentKey, content: bytes, expected_etag: str | None) -> str:
+        self._check_lengths(key)
+        content = bytes(content)
+        etag = new_etag()
+        if expected_etag is ABSENT:
+            insert = (
+                f"INSERT INTO `{self.table}` (username, domain, doc_type, doc_uri, doc, etag, source, port) "
+                "VALUES (%s, %s, %s, %s, %s, %s, 0, 0)"
+            )
+            visible = f"SELECT 1 FROM `{self.table}` WHERE username=%s AND domain=%s AND doc_uri=%s"
+
+            def work(cursor):
+                try:
+                    cursor.execute(insert, (key.username, key.domain, key.doc_type, key.doc_uri, content, etag))
+                except pymysql.err.IntegrityError as exc:
+                    if _error_code(exc) != ER.DUP_ENTRY:
+                        raise
+                    cursor.execute(visible, (key.username, key.domain, key.doc_uri))
+                    if cursor.fetchone() is not None:
+                        raise ConcurrentModification(f"{key.doc_uri} was created concurrently") from exc
+                    raise DocumentUriTaken(
+                        f"{key.doc_uri} is already stored for another user or domain "
+                        f"(doc_uri is unique in Kamailio's {self.table} table)"
+                    ) from exc
+
+            self._run(work, write=True)
+            return etag
+
+        update = (
+            f"UPDATE `{self.table}` SET doc=%s, etag=%s, source=0, port=0 "
+            "WHERE username=%s AND domain=%s AND doc_uri=%s AND etag=%s"
+        )
+
+        def work(cursor):
+            cursor.execute(update, (content, etag, key.username, key.domain, key.doc_uri, expected_etag))
+            return cursor.rowcount
+
+        if self._run(work, write=True) != 1:
+            raise ConcurrentModification(f"{key.doc_uri} changed concurrently")
+        return etag
+
+    def delete(self, key: DocumentKey, expected_etag: str) -> None:
+        self._check_lengths(key)
+        sql = f"DELETE FROM `{self.table}` WHERE username=%s AND domain=%s AND doc_uri=%s AND etag=%s"
+
+        def work(cursor):
+            cursor.execute(sql, (key.username, key.domain, key.doc_uri, expected_etag))
+            return cursor.rowcount
+
+        if self._run(work, write=True) != 1:
+            raise ConcurrentModification(f"{key.doc_uri} changed concurrently")
+
+    def list_documents(self, username: str, domain: str) -> list[DocumentInfo]:
+        if len(username) > COLUMN_LIMITS["username"] or len(domain) > COLUMN_LIMITS["domain"]:
+            return []
+        sql = (
+            f"SELECT doc_uri, doc_type, etag, LENGTH(doc) FROM `{self.table}` "
+            "WHERE username=%s AND domain=%s ORDER BY doc_type, doc_uri"
+        )
+
+        def work(cursor):
+            cursor.execute(sql, (username, domain))
+            return cursor.fetchall()
+
+        try:
+            rows = self._run(work, write=False)
+        except UnrepresentableKey:
+            return []
+        return [DocumentInfo(doc_uri=r[0], doc_type=int(r[1]), etag=r[2], size=int(r[3])) for r in rows]
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __repr__(self) -> str:
+        return f"MySQLStore({self.url!r}, table={self.table!r})"
+
+
+def initdb(url: str) -> str:
+    """Create Kamailio's ``version`` and ``xcap`` tables if absent; return what was done.
+
+    Uses Kamailio 5.6's exact DDL (no ENGINE/CHARSET: the database defaults apply, as with
+    kamdbctl). Never alters an existing table. Raises ``SchemaMismatch`` when an existing table
+    or version row is not Kamailio's xcap version 4, ``StoreUnavailable`` when the server is down.
+    """
+    parsed = parse_url(url)
+    connect = parsed["connect"]
+    table = parsed.get("table", "xcap")
+    if table != "xcap":
+        raise ValueError("initdb creates Kamailio's default table name 'xcap' only")
+    try:
+        connection = pymysql.connect(
+            **connect,
+            charset=parsed.get("charset", "utf8mb4"),
+            connect_timeout=parsed.get("connect_timeout", 5),
+            autocommit=True,
+        )
+    except (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError) as exc:
+        raise StoreUnavailable(f"{_safe_url(connect)}: cannot connect: {exc}") from exc
+    done = []
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW TABLES")
+            tables = {row[0] for row in cursor.fetchall()}
+            if "version" not in tables:
+                cursor.execute(kamailio_ddl.VERSION_TABLE_DDL)
+                cursor.execute(kamailio_ddl.VERSION_ROW_VERSION)
+                done.append("created table 'version'")
+            cursor.execute("SELECT table_version FROM version WHERE table_name='xcap'")
+            row = cursor.fetchone()
+            if "xcap" in tables:
+                if row is None:
+                    raise SchemaMismatch(
+                        f"{_safe_url(connect)}: table 'xcap' exists but the version table has no 'xcap' row; "
+                        "refusing to guess its layout (Kamailio's xcap table is version 4)"
+                    )
+                if int(row[0]) != KAMAILIO_XCAP_TABLE_VERSION:
+                    raise SchemaMismatch(
+                        f"{_safe_url(connect)}: table 'xcap' has version {row[0]}; xcap-wsgi needs "
+                        f"version {KAMAILIO_XCAP_TABLE_VERSION} (upgrade it with Kamailio's tools)"
+                    )
+            else:
+                if row is not None and int(row[0]) != KAMAILIO_XCAP_TABLE_VERSION:
+                    raise SchemaMismatch(
+                        f"{_safe_url(connect)}: the version table says 'xcap' is version {row[0]} "
+                        "but there is no xcap table"
+                    )
+                cursor.execute(kamailio_ddl.XCAP_TABLE_DDL)
+                for statement in kamailio_ddl.XCAP_INDEXES_DDL:
+                    cursor.execute(statement)
+                done.append("created table 'xcap'")
+                if row is None:
+                    cursor.execute(kamailio_ddl.XCAP_VERSION_ROW)
+                    done.append("inserted version row ('xcap', 4)")
+    finally:
+        connection.close()
+    if not done:
+        return f"{_safe_url(connect)}: Kamailio's xcap table (version 4) is already there; nothing to do"
+    return f"{_safe_url(connect)}: " + "; ".join(done)
