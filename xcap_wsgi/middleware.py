@@ -59,6 +59,7 @@ class XCAPMiddleware:
         identity: IdentityResolver = remote_user,  # environ -> identity string or None
         policy: Policy | None = None,  # authorization (default: RFC 4825 default policy)
         anonymous: bool = False,  # development only: no identity needed, everything allowed
+        admins: Iterable[str] = (),  # identities that may write the global tree (default policy)
         max_body_size: int = 4 * 1024 * 1024,  # larger request bodies get 413
         max_uri_length: int = 4096,  # longer request URIs get 414
         public_url: str | None = None,  # e.g. "https://xcap.example.com" behind a proxy
@@ -74,7 +75,8 @@ class XCAPMiddleware:
         self.usages = usages if usages is not None else default_registry()
         self.default_domain = default_domain
         self.identity = identity
-        self.policy = AllowAll() if anonymous else (policy or DefaultPolicy(default_domain=default_domain))
+        self.policy = AllowAll() if anonymous else (
+            policy or DefaultPolicy(default_domain=default_domain, admins=admins))
         self.anonymous = anonymous
         self.max_body_size = max_body_size
         self.max_uri_length = max_uri_length

@@ -1,0 +1,109 @@
+"""The ``xcap-wsgi`` command: ``serve`` runs a standalone server under waitress, ``initdb``
+prepares a database. Options come from ``xcap_wsgi.settings``; ``--config FILE`` reads the same
+names from the ``[xcap-wsgi]`` section of an ini file, and ``XCAP_*`` environment variables
+work too (command line > config file > environment > defaults).
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import logging
+import sys
+
+from . import __version__
+from .settings import SETTINGS, build_middleware, resolve
+from .storage import StoreError, open_store
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="xcap-wsgi", description="XCAP server (RFC 4825) over Kamailio's xcap table")
+    parser.add_argument("--version", action="version", version=f"xcap-wsgi {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run a standalone XCAP server (waitress)",
+                                description="Run a standalone XCAP server under waitress.")
+    serve.add_argument("--config", metavar="FILE", help="ini file with an [xcap-wsgi] section of settings")
+    for setting in SETTINGS:
+        kind = {"parse_bool": "flag"}.get(getattr(setting.parse, "__name__", ""), "value")
+        env_help = f" [env {setting.env}; default {_show(setting.default)}]"
+        if kind == "flag":
+            serve.add_argument(setting.flag, dest=setting.name, action="store_const", const=True, default=None,
+                               help=setting.help + env_help)
+        else:
+            serve.add_argument(setting.flag, dest=setting.name, default=None, metavar=setting.name.upper(),
+                               help=setting.help + env_help)
+
+    initdb = commands.add_parser("initdb", help="create Kamailio's xcap table (and version row) if absent")
+    initdb.add_argument("--db", default=None, help="database URL (default: $XCAP_DB or the embedded SQLite file)")
+
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "initdb":
+        return _initdb(args)
+    parser.print_help()
+    return 2
+
+
+def _show(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(value) or "none"
+    return "none" if value is None else str(value)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import waitress
+
+    given = {}
+    if args.config:
+        given.update(_read_config(args.config))
+    given.update({s.name: getattr(args, s.name) for s in SETTINGS if getattr(args, s.name) is not None})
+    try:
+        values = resolve(given, defaults={"log_requests": True})
+    except ValueError as exc:
+        print(f"xcap-wsgi: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    try:
+        app = build_middleware(None, values)
+    except (StoreError, ValueError, OSError) as exc:
+        print(f"xcap-wsgi: cannot open the database {values['db']}: {exc}", file=sys.stderr)
+        return 1
+    url = f"http://{values['host']}:{values['port']}{values['root'][0]}/"
+    mode = "ANONYMOUS (no authentication: development only)" if values["anonymous"] else "REMOTE_USER authentication"
+    print(f"xcap-wsgi {__version__} serving XCAP at {url} database={values['db']} roots={','.join(values['root'])} "
+          f"auth={mode}", flush=True)
+    waitress.serve(app, host=values["host"], port=values["port"], threads=values["threads"], ident="xcap-wsgi",
+                   _quiet=True)
+    return 0
+
+
+def _initdb(args: argparse.Namespace) -> int:
+    url = args.db or resolve()["db"]
+    try:
+        if url.split(":", 1)[0].lower().startswith(("mysql", "mariadb")):
+            from .storage.mysql import initdb
+
+            print(initdb(url))
+        else:
+            open_store(url).close()  # SQLite creates Kamailio's table and version row on first use
+            print(f"xcap-wsgi: {url} is ready (xcap table, version 4)")
+    except (StoreError, ValueError, OSError) as exc:
+        print(f"xcap-wsgi: initdb failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _read_config(path: str) -> dict[str, str]:
+    config = configparser.ConfigParser()
+    if not config.read(path):
+        raise SystemExit(f"xcap-wsgi: cannot read config file {path}")
+    if not config.has_section("xcap-wsgi"):
+        raise SystemExit(f"xcap-wsgi: {path} has no [xcap-wsgi] section")
+    return dict(config.items("xcap-wsgi"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Every setting once: name, type, default, environment variable and help text.
+
+The CLI builds its options from this table, an ini file or the environment can supply the same
+names, and ``build_middleware`` turns the values into ``XCAPMiddleware`` arguments, so a setting
+is never defined twice.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .storage import DEFAULT_DATABASE_URL
+
+
+def parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def parse_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    return tuple(part.strip() for part in str(value).replace("\n", ",").split(",") if part.strip())
+
+
+def parse_size(value: Any) -> int:
+    """An integer byte count; accepts ``k``/``m`` suffixes (``4m`` = 4 MiB)."""
+    text = str(value).strip().lower()
+    factor = {"k": 1024, "m": 1024 * 1024}.get(text[-1:], 1)
+    return int(text[:-1] if factor > 1 else text) * factor
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+    #: "middleware" settings go to XCAPMiddleware; "server" ones to the standalone server only.
+    scope: str = "middleware"
+
+    @property
+    def env(self) -> str:
+        return "XCAP_" + self.name.upper()
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("db", str, DEFAULT_DATABASE_URL,
+            "database URL: sqlite:///path (embedded default) or mysql://user:pass@host[:port]/db", "server"),
+    Setting("host", str, "127.0.0.1", "address the standalone server listens on", "server"),
+    Setting("port", int, 8080, "TCP port the standalone server listens on", "server"),
+    Setting("threads", int, 8, "worker threads of the standalone (waitress) server", "server"),
+    Setting("root", parse_list, ("/xcap-root",),
+            "XCAP root path(s) below the mount point; several comma-separated aliases allowed, "
+            "the first is the one stored in doc_uri"),
+    Setting("default_domain", str, "localhost",
+            "SIP domain for XUIs and identities that carry none (e.g. users/alice/...)"),
+    Setting("anonymous", parse_bool, False,
+            "development only: serve without authentication, everyone may read and write everything"),
+    Setting("admins", parse_list, (), "identities allowed to write the global tree"),
+    Setting("max_body_size", parse_size, 4 * 1024 * 1024, "largest accepted request body in bytes (413 beyond)"),
+    Setting("max_uri_length", int, 4096, "longest accepted request URI (414 beyond)"),
+    Setting("public_url", lambda v: str(v) or None, None,
+            "scheme://host[:port] clients use to reach the server, for absolute URIs behind a proxy"),
+    Setting("doc_uri_root", lambda v: str(v) or None, None,
+            "path stored in doc_uri before the AUID (default: mount point + first root), "
+            "set it to Kamailio's xcap_root when a proxy rewrites paths"),
+    Setting("log_requests", parse_bool, False, "log one access line per XCAP request (on by default in serve)"),
+)
+
+BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def resolve(given: dict[str, Any] | None = None, *, environ: dict | None = None,
+            defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Merge values: ``given`` (command line, ini) over environment variables over defaults.
+
+    Unknown names are an error, so a typo in a config file does not pass silently.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        values[setting.name] = (defaults or {}).get(setting.name, setting.default)
+        if setting.env in environ:
+            values[setting.name] = setting.parse(environ[setting.env])
+    for name, value in (given or {}).items():
+        key = name.replace("-", "_")
+        if key not in BY_NAME:
+            raise ValueError(f"unknown setting {name!r}")
+        if value is not None:
+            values[key] = BY_NAME[key].parse(value)
+    return values
+
+
+def middleware_arguments(values: dict[str, Any]) -> dict[str, Any]:
+    """The ``XCAPMiddleware`` keyword arguments among resolved settings (store excluded)."""
+    return {s.name: values[s.name] for s in SETTINGS if s.scope == "middleware"}
+
+
+def build_middleware(app, values: dict[str, Any], **overrides):
+    """An ``XCAPMiddleware`` around ``app`` from resolved settings (opens the store from ``db``)."""
+    from .middleware import XCAPMiddleware
+    from .storage import open_store
+
+    arguments = middleware_arguments(values)
+    arguments.update(overrides)
+    store = arguments.pop("store", None) or open_store(values["db"])
+    return XCAPMiddleware(app, store=store, **arguments)
