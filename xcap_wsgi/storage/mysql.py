@@ -23,6 +23,7 @@ ignored). User name and password are percent-decoded. Options (all optional):
 ``write_timeout``   30       seconds to send a query
 ``retry_after``     5        the Retry-After (seconds) suggested while the database is down
 ``deadlock_retries`` 3       re-runs of a statement after a deadlock (1213) / lock-wait timeout (1205)
+``lock_wait_timeout`` 10     seconds a statement waits for a row lock (session innodb_lock_wait_timeout)
 ``table``           xcap     the table name (Kamailio's ``xcap_table`` modparam)
 ``charset``         utf8mb4  connection character set (what Kamailio's libmariadb uses)
 ==================  =======  ===============================================================
@@ -170,7 +171,7 @@ def parse_url(url: str) -> dict:
         connect["host"] = parts.hostname or "localhost"
         connect["port"] = parts.port or 3306
     result = {"connect": connect}
-    ints = ("pool_size", "retry_after", "deadlock_retries")
+    ints = ("pool_size", "retry_after", "deadlock_retries", "lock_wait_timeout")
     floats = ("pool_timeout", "connect_timeout", "read_timeout", "write_timeout")
     for name, value in options.items():
         try:
@@ -273,6 +274,7 @@ class MySQLStore:
         write_timeout: float = 30.0,
         retry_after: int = 5,
         deadlock_retries: int = 3,
+        lock_wait_timeout: int = 10,
         table: str = "xcap",
         charset: str = "utf8mb4",
         check_schema: bool = True,
@@ -292,6 +294,7 @@ class MySQLStore:
             "write_timeout": write_timeout,
             "autocommit": True,
             "client_flag": CLIENT.FOUND_ROWS,
+            "init_command": f"SET SESSION innodb_lock_wait_timeout={int(lock_wait_timeout)}",
         }
         if unix_socket:
             self._connect_args["unix_socket"] = unix_socket
