@@ -172,7 +172,8 @@ class XCAPMiddleware:
         username, domain = xui_account(uri.xui, self.default_domain) if uri.xui else ("", "")
         if len(username) > MAX_ACCOUNT_PART or len(domain) > MAX_ACCOUNT_PART:
             raise HTTPRequestURITooLong(detail=f"user and domain of the XUI are limited to {MAX_ACCOUNT_PART} characters")
-        doc_uri = uri.doc_uri(self.doc_uri_root or (request.script_name + uri.root))
+        # Aliases share documents: doc_uri always uses the first (canonical) root.
+        doc_uri = uri.doc_uri(self.doc_uri_root or (request.script_name + self.roots[0]))
         if len(doc_uri) > MAX_DOC_URI:
             raise HTTPRequestURITooLong(detail=f"document path longer than {MAX_DOC_URI} characters "
                                         "(the limit of Kamailio's xcap.doc_uri)")
