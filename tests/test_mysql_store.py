@@ -487,3 +487,58 @@ def test_two_processes_lose_no_update(db_url):
     assert added > 0 and all(o[1] > 0 for o in outcome)
     assert conflicts > 0, "the two processes should have collided at least once"
     assert final.count(b"<entry ") == added
+
+
+def test_two_xcap_wsgi_servers_lose_no_update_over_http(db_url):
+    """Two `python -m xcap_wsgi serve` processes, one MariaDB; clients do GET / add / PUT If-Match."""
+    import http.client
+
+    path = COUNTER_KEY.doc_uri
+    initial = (b'<?xml version="1.0" encoding="UTF-8"?>\n<resource-lists '
+               b'xmlns="urn:ietf:params:xml:ns:resource-lists"><list name="l"></list></resource-lists>')
+    ctype = {"Content-Type": "application/resource-lists+xml"}
+    with run_xcap_wsgi(db_url) as one, run_xcap_wsgi(db_url) as two:
+        status, _, _ = http_request("PUT", one.port, path, initial, ctype)
+        assert status == 201
+        added, retries, bad = [], [], []
+        stop = time.monotonic() + 4
+
+        def client(number: int, port: int):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            n = 0
+            try:
+                while time.monotonic() < stop:
+                    conn.request("GET", path)
+                    response = conn.getresponse()
+                    body = response.read()
+                    if response.status != 200:
+                        bad.append(("GET", response.status, body[:200]))
+                        return
+                    etag = response.getheader("ETag")
+                    n += 1
+                    entry = f'<entry uri="sip:c{number}-{n}@example.com"/>'.encode()
+                    conn.request("PUT", path, body.replace(b"</list>", entry + b"</list>"),
+                                 {**ctype, "If-Match": etag})
+                    response = conn.getresponse()
+                    response.read()
+                    if response.status == 200:
+                        added.append(entry)
+                    elif response.status == 412:
+                        retries.append(1)
+                    else:
+                        bad.append(("PUT", response.status))
+                        return
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=client, args=(i, (one, two)[i % 2].port)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert bad == []
+        assert added and retries, "the clients should have raced"
+        status, _, final = http_request("GET", two.port, path)
+        assert status == 200
+        assert final.count(b"<entry ") == len(added)
+        assert all(entry in final for entry in added)
