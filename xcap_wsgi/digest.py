@@ -1,0 +1,436 @@
+"""HTTP Digest authentication (RFC 7616) as plain WSGI middleware, against Kamailio's subscriber table.
+
+``DigestAuthMiddleware(app, subscribers=..., realm=...)`` sits in front of ``XCAPMiddleware`` (or
+any WSGI app). It offers a SHA-256 and an MD5 challenge (qop=auth, an ``opaque``), checks the
+client's answer against the account in Kamailio's ``subscriber`` table and, on success, sets
+``REMOTE_USER=user@domain`` and ``AUTH_TYPE=Digest`` before calling the app.
+
+* **Nonces** are stateless: ``base64url(issue time, random, HMAC-SHA256(secret, ...))``. A nonce
+  older than ``nonce_lifetime`` is refused; when the response to it was nevertheless correct, the
+  new challenge says ``stale=true`` so the client retries without asking for the password.
+* **Replay protection**: each nonce's nonce-counts are tracked (sliding 64-value window) in a
+  bounded, thread-safe table. When the table is full, the oldest nonces are forgotten and every
+  nonce issued up to the newest forgotten one counts as stale from then on: replays are never
+  accepted, at worst a client re-authenticates.
+* **Credentials**: the ``password`` column (cleartext) gives HA1 for any algorithm; ``ha1``
+  (MD5(user:domain:password)) and ``ha1b`` (MD5(user@domain:domain:password)) give MD5 HA1 only,
+  and only when the challenge realm is the account's domain (that is how Kamailio computes them).
+  ``password_column``: ``auto`` (password when non-empty, else ha1/ha1b by the username form),
+  ``password``, ``ha1`` or ``ha1b``. SHA-256 needs cleartext passwords.
+* The username in the Authorization header may be ``user`` (then the domain is the realm) or
+  ``user@domain``.
+* **Basic** (RFC 7617) only when ``basic=True``, checked against the same row; use it over TLS only.
+* Comparisons of secrets are constant-time (``hmac.compare_digest``).
+
+``required=True`` (default): a request without valid credentials is answered 401 with the
+challenges and never reaches the app. ``required=False``: such requests reach the app without
+``REMOTE_USER`` (so a trusted-proxy identity or public resources can work), and any 401 the app
+answers gets the challenges added.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import hashlib
+import hmac
+import logging
+import os
+import re
+import struct
+import threading
+import time
+from typing import Callable, Iterable
+from urllib.parse import unquote, urlsplit
+
+from .subscribers import Subscriber, open_subscribers
+
+log = logging.getLogger("xcap_wsgi.digest")
+
+ALGORITHMS = {"SHA-256": hashlib.sha256, "MD5": hashlib.md5}
+PASSWORD_COLUMNS = ("auto", "password", "ha1", "ha1b")
+_NONCE_RAW = 8 + 8 + 16  # issue time (µs), random, MAC
+_WINDOW = 64
+
+
+def H(algorithm: str, text: str) -> str:
+    return ALGORITHMS[algorithm](text.encode("utf-8")).hexdigest()
+
+
+def compute_ha1(algorithm: str, username: str, realm: str, password: str) -> str:
+    """RFC 7616 §3.4.2: H(username ":" realm ":" passwd)."""
+    return H(algorithm, f"{username}:{realm}:{password}")
+
+
+def compute_response(algorithm: str, ha1: str, nonce: str, nc: str, cnonce: str, qop: str,
+                     method: str, uri: str) -> str:
+    """RFC 7616 §3.4.1 with qop=auth: KD(HA1, nonce:nc:cnonce:qop:H(method:uri))."""
+    ha2 = H(algorithm, f"{method}:{uri}")
+    return H(algorithm, f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
+
+
+# -- Authorization header parsing --------------------------------------------------------------
+
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_PARAM = re.compile(rf'\s*({_TOKEN})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|({_TOKEN}))\s*(?:,|$)', re.S)
+
+
+class MalformedCredentials(ValueError):
+    pass
+
+
+def parse_auth_params(text: str) -> dict[str, str]:
+    """``k=v, k="quoted \\" value"`` as a dict (lower-case keys); raise MalformedCredentials."""
+    params: dict[str, str] = {}
+    position = 0
+    text = text.strip()
+    while position < len(text):
+        match = _PARAM.match(text, position)
+        if not match or match.end() == position:
+            raise MalformedCredentials(f"malformed parameter at {text[position:position + 40]!r}")
+        name = match.group(1).lower()
+        value = match.group(3) if match.group(2) is None else re.sub(r"\\(.)", r"\1", match.group(2))
+        if name in params:
+            raise MalformedCredentials(f"duplicate parameter {name}")
+        params[name] = value
+        position = match.end()
+    return params
+
+
+# -- nonces ------------------------------------------------------------------------------------
+
+
+class NonceTracker:
+    """Nonce-counts seen per nonce: bounded (``capacity`` nonces), thread-safe.
+
+    ``floor`` is the issue time of the newest nonce ever evicted: any nonce issued at or before it
+    that is not tracked any more is reported stale instead of being trusted afresh.
+    """
+
+    def __init__(self, capacity: int = 10000):
+        self.capacity = capacity
+        self._entries: collections.OrderedDict[str, tuple[int, int]] = collections.OrderedDict()
+        self._floor = 0
+        self._lock = threading.Lock()
+
+    def use(self, nonce: str, issued: int, nc: int) -> str:
+        """Record ``nc`` for ``nonce``: ``"ok"``, ``"replay"`` or ``"stale"`` (forgotten nonce)."""
+        with self._lock:
+            entry = self._entries.get(nonce)
+            if entry is None:
+                if issued <= self._floor:
+                    return "stale"
+                highest, seen = nc, 1
+            else:
+                highest, seen = entry
+                if nc > highest:
+                    shift = nc - highest
+                    seen = ((seen << shift) | 1) & ((1 << _WINDOW) - 1) if shift < _WINDOW else 1
+                    highest = nc
+                else:
+                    offset = highest - nc
+                    if offset >= _WINDOW or seen & (1 << offset):
+                        return "replay"
+                    seen |= 1 << offset
+            self._entries[nonce] = (highest, seen)
+            self._entries.move_to_end(nonce)
+            while len(self._entries) > self.capacity:
+                old, _ = self._entries.popitem(last=False)
+                self._floor = max(self._floor, _issued_of(old))
+            return "ok"
+
+    def forget_older_than(self, issued_limit: int) -> None:
+        """Drop nonces issued before ``issued_limit`` (they are expired anyway)."""
+        with self._lock:
+            for nonce in [n for n in self._entries if _issued_of(n) < issued_limit]:
+                del self._entries[nonce]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _issued_of(nonce: str) -> int:
+    try:
+        return struct.unpack(">Q", base64.urlsafe_b64decode(nonce)[:8])[0]
+    except (binascii.Error, ValueError, struct.error):
+        return 0
+
+
+class Credentials:
+    """The outcome of checking one Authorization header."""
+
+    __slots__ = ("identity", "stale", "error", "bad_request", "scheme")
+
+    def __init__(self, identity: str | None = None, *, stale: bool = False, error: str = "",
+                 bad_request: bool = False, scheme: str = "Digest"):
+        self.identity, self.stale, self.error, self.bad_request = identity, stale, error, bad_request
+        self.scheme = scheme
+
+
+class DigestAuthMiddleware:
+    """RFC 7616 Digest (SHA-256 and MD5, qop=auth) in front of ``app``; see the module docstring."""
+
+    def __init__(
+        self,
+        app: Callable,
+        *,
+        subscribers,  # an object with lookup(user, domain) -> Subscriber | None, or a database URL
+        realm: str,
+        algorithms: Iterable[str] = ("SHA-256", "MD5"),
+        password_column: str = "auto",
+        nonce_lifetime: float = 300.0,
+        secret: bytes | str | None = None,
+        basic: bool = False,
+        required: bool = True,
+        max_tracked_nonces: int = 10000,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.app = app
+        self.subscribers = open_subscribers(subscribers) if isinstance(subscribers, str) else subscribers
+        if not realm or '"' in realm or "\\" in realm:
+            raise ValueError(f"invalid realm {realm!r}")
+        self.realm = realm
+        self.algorithms = tuple(a.strip().upper() for a in algorithms if a.strip())
+        unknown = [a for a in self.algorithms if a not in ALGORITHMS]
+        if unknown or not self.algorithms:
+            raise ValueError(f"unsupported Digest algorithms {unknown or '(none)'}: use SHA-256 and/or MD5")
+        if password_column not in PASSWORD_COLUMNS:
+            raise ValueError(f"password_column must be one of {', '.join(PASSWORD_COLUMNS)}")
+        if password_column in ("ha1", "ha1b") and "SHA-256" in self.algorithms:
+            log.warning("password_column=%s holds MD5 hashes: SHA-256 challenges are not offered", password_column)
+            self.algorithms = tuple(a for a in self.algorithms if a != "SHA-256") or ("MD5",)
+        self.password_column = password_column
+        self.nonce_lifetime = float(nonce_lifetime)
+        if secret is None:
+            secret = os.urandom(32)
+        self._secret = secret.encode() if isinstance(secret, str) else bytes(secret)
+        self.opaque = base64.urlsafe_b64encode(
+            hmac.new(self._secret, b"opaque:" + realm.encode(), hashlib.sha256).digest()[:18]).decode()
+        self.basic = basic
+        self.required = required
+        self.tracker = NonceTracker(max_tracked_nonces)
+        self.clock = clock
+        self._last_purge = 0.0
+
+    # -- nonces --------------------------------------------------------------------------------
+
+    def _now_us(self) -> int:
+        return int(self.clock() * 1_000_000)
+
+    def make_nonce(self) -> str:
+        head = struct.pack(">Q", self._now_us()) + os.urandom(8)
+        mac = hmac.new(self._secret, head + self.realm.encode(), hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(head + mac).decode()
+
+    def _check_nonce(self, nonce: str) -> tuple[bool, int, bool]:
+        """``(authentic, issued_us, expired)``."""
+        try:
+            raw = base64.urlsafe_b64decode(nonce.encode("ascii"))
+        except (binascii.Error, ValueError, UnicodeEncodeError):
+            return False, 0, False
+        if len(raw) != _NONCE_RAW:
+            return False, 0, False
+        head, mac = raw[:16], raw[16:]
+        expected = hmac.new(self._secret, head + self.realm.encode(), hashlib.sha256).digest()[:16]
+        if not hmac.compare_digest(mac, expected):
+            return False, 0, False
+        issued = struct.unpack(">Q", head[:8])[0]
+        age = (self._now_us() - issued) / 1_000_000
+        return True, issued, not (-5 <= age <= self.nonce_lifetime)
+
+    # -- challenge -----------------------------------------------------------------------------
+
+    def challenges(self, stale: bool = False) -> list[tuple[str, str]]:
+        nonce = self.make_nonce()
+        headers = []
+        for algorithm in self.algorithms:
+            headers.append(("WWW-Authenticate",
+                            f'Digest realm="{self.realm}", qop="auth", algorithm={algorithm}, '
+                            f'nonce="{nonce}", opaque="{self.opaque}"' + (", stale=true" if stale else "")))
+        if self.basic:
+            headers.append(("WWW-Authenticate", f'Basic realm="{self.realm}", charset="UTF-8"'))
+        return headers
+
+    def _challenge(self, environ, start_response, stale: bool = False, detail: str = "authentication required"):
+        body = f"401 Unauthorized\n\n{detail}\n".encode()
+        headers = [("Content-Type", "text/plain; charset=UTF-8"), ("Content-Length", str(len(body))),
+                   ("Cache-Control", "no-cache")] + self.challenges(stale)
+        start_response("401 Unauthorized", headers)
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+    @staticmethod
+    def _bad_request(environ, start_response, detail: str):
+        body = f"400 Bad Request\n\n{detail}\n".encode()
+        start_response("400 Bad Request", [("Content-Type", "text/plain; charset=UTF-8"),
+                                           ("Content-Length", str(len(body)))])
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+    # -- WSGI ----------------------------------------------------------------------------------
+
+    def __call__(self, environ, start_response):
+        header = environ.get("HTTP_AUTHORIZATION", "")
+        self._purge()
+        if header.strip():
+            result = self.authenticate(environ, header)
+            if result.bad_request:
+                return self._bad_request(environ, start_response, result.error)
+            if result.identity is None:
+                if result.error:
+                    log.info("authentication failed from %s: %s", environ.get("REMOTE_ADDR", "?"), result.error)
+                return self._challenge(environ, start_response, stale=result.stale)
+            environ["REMOTE_USER"] = result.identity
+            environ["AUTH_TYPE"] = result.scheme
+            return self.app(environ, start_response)
+        if self.required:
+            return self._challenge(environ, start_response)
+        return self.app(environ, self._add_challenges(start_response))
+
+    def _add_challenges(self, start_response):
+        def wrapped(status, headers, exc_info=None):
+            if status.startswith("401") and not any(k.lower() == "www-authenticate" for k, _ in headers):
+                headers = list(headers) + self.challenges()
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        return wrapped
+
+    def _purge(self) -> None:
+        now = self.clock()
+        if now - self._last_purge > max(self.nonce_lifetime, 1.0):
+            self._last_purge = now
+            self.tracker.forget_older_than(int((now - self.nonce_lifetime - 5) * 1_000_000))
+
+    # -- checking credentials ------------------------------------------------------------------
+
+    def authenticate(self, environ: dict, header: str) -> Credentials:
+        scheme, _, rest = header.strip().partition(" ")
+        scheme = scheme.lower()
+        if scheme == "digest":
+            try:
+                params = parse_auth_params(rest)
+            except MalformedCredentials as exc:
+                return Credentials(error=str(exc), bad_request=True)
+            return self._digest(environ, params)
+        if scheme == "basic" and self.basic:
+            return self._basic(rest.strip())
+        return Credentials(error=f"authentication scheme {scheme!r} is not accepted")
+
+    def _digest(self, environ: dict, p: dict[str, str]) -> Credentials:
+        for name in ("username", "realm", "nonce", "uri", "response", "qop", "nc", "cnonce"):
+            if name not in p:
+                return Credentials(error=f"Digest parameter {name} missing", bad_request=name in ("username", "uri"))
+        algorithm = p.get("algorithm", "MD5").upper()
+        if algorithm not in self.algorithms:
+            return Credentials(error=f"algorithm {algorithm} not offered")
+        if p["qop"] != "auth":
+            return Credentials(error="only qop=auth is supported")
+        if p.get("userhash", "false").lower() == "true":
+            return Credentials(error="userhash is not supported")
+        if not re.fullmatch(r"[0-9a-fA-F]{8}", p["nc"]):
+            return Credentials(error="malformed nc", bad_request=True)
+        if not hmac.compare_digest(p.get("opaque", "").encode(), self.opaque.encode()):
+            return Credentials(error="opaque missing or not ours")
+        if p["realm"] != self.realm:
+            return Credentials(error=f"realm {p['realm']!r} is not {self.realm!r}")
+        if not self._uri_matches(environ, p["uri"]):
+            return Credentials(error="the digest uri does not match the request-target", bad_request=True)
+        authentic, issued, expired = self._check_nonce(p["nonce"])
+        if not authentic:
+            return Credentials(error="nonce not issued by this server")
+
+        username = p["username"]
+        user, domain = self._account(username)
+        subscriber = self.subscribers.lookup(user, domain) if user and domain else None
+        ha1 = self._ha1(subscriber, username, algorithm) if subscriber is not None else None
+        if ha1 is None:
+            # Same work as a real check, so timing does not tell which accounts exist.
+            compute_response(algorithm, "0" * 32, p["nonce"], p["nc"], p["cnonce"], p["qop"],
+                             environ.get("REQUEST_METHOD", "GET"), p["uri"])
+            return Credentials(error=f"unknown account or no usable credentials for {username!r}")
+        expected = compute_response(algorithm, ha1, p["nonce"], p["nc"], p["cnonce"], p["qop"],
+                                    environ.get("REQUEST_METHOD", "GET"), p["uri"])
+        if not hmac.compare_digest(expected.encode(), p["response"].lower().encode("utf-8", "replace")):
+            return Credentials(error=f"wrong Digest response for {username!r}")
+        if expired:
+            return Credentials(stale=True, error="stale nonce")
+        state = self.tracker.use(p["nonce"], issued, int(p["nc"], 16))
+        if state != "ok":
+            return Credentials(stale=True, error=f"nonce-count {p['nc']} {'replayed' if state == 'replay' else 'of a forgotten nonce'}")
+        return Credentials(subscriber.identity)
+
+    def _account(self, username: str) -> tuple[str, str]:
+        if "@" in username:
+            user, _, domain = username.rpartition("@")
+            return user, domain.lower()
+        return username, self.realm.lower()
+
+    def _ha1(self, s: Subscriber, username: str, algorithm: str) -> str | None:
+        column = self.password_column
+        if column == "auto":
+            column = "password" if s.password else ("ha1b" if "@" in username else "ha1")
+        if column == "password":
+            return compute_ha1(algorithm, username, self.realm, s.password) if s.password else None
+        if algorithm != "MD5" or self.realm.lower() != s.domain.lower():
+            return None  # stored hashes are MD5 over realm = the account's domain
+        if column == "ha1" and username == s.username:
+            return s.ha1.lower() or None
+        if column == "ha1b" and username == f"{s.username}@{s.domain}":
+            return s.ha1b.lower() or None
+        return None
+
+    def _basic(self, token: str) -> Credentials:
+        try:
+            decoded = base64.b64decode(token.encode("ascii"), validate=True).decode("utf-8")
+        except (binascii.Error, ValueError, UnicodeError):
+            return Credentials(error="malformed Basic credentials", bad_request=True)
+        username, colon, password = decoded.partition(":")
+        if not colon:
+            return Credentials(error="malformed Basic credentials", bad_request=True)
+        user, domain = self._account(username)
+        s = self.subscribers.lookup(user, domain) if user and domain else None
+        ok = False
+        if s is not None:
+            column = self.password_column
+            if column == "auto":
+                column = "password" if s.password else "ha1"
+            if column == "password":
+                ok = bool(s.password) and hmac.compare_digest(s.password.encode(), password.encode())
+            else:
+                stored = s.ha1 if column == "ha1" else s.ha1b
+                who = s.username if column == "ha1" else f"{s.username}@{s.domain}"
+                ok = bool(stored) and hmac.compare_digest(
+                    stored.lower().encode(), compute_ha1("MD5", who, s.domain, password).encode())
+        if not ok:
+            return Credentials(error=f"wrong Basic credentials for {username!r}")
+        return Credentials(s.identity, scheme="Basic")
+
+    @staticmethod
+    def _uri_matches(environ: dict, digest_uri: str) -> bool:
+        """RFC 7616 §3.4.6: the ``uri`` parameter names the request-target (raw or decoded form)."""
+        raw = environ.get("REQUEST_URI") or environ.get("RAW_URI")
+        if raw and digest_uri == raw:
+            return True
+        parts = urlsplit(digest_uri)
+        path, query = (parts.path, parts.query) if parts.scheme else tuple(
+            (digest_uri.split("?", 1) + [""])[:2])
+        expected_path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        try:
+            decoded = unquote(path, encoding="latin-1")
+        except Exception:
+            return False
+        return decoded == expected_path and query == environ.get("QUERY_STRING", "")
+
+
+def from_settings(app, values: dict, *, required: bool | None = None) -> DigestAuthMiddleware:
+    """``DigestAuthMiddleware`` around ``app`` from resolved settings (see ``xcap_wsgi.settings``)."""
+    return DigestAuthMiddleware(
+        app,
+        subscribers=open_subscribers(values.get("auth_db") or values["db"], create=True),
+        realm=values.get("realm") or values["default_domain"],
+        algorithms=values.get("digest_algorithms") or ("SHA-256", "MD5"),
+        password_column=values.get("password_column") or "auto",
+        nonce_lifetime=values.get("nonce_lifetime") or 300,
+        secret=values.get("nonce_secret") or None,
+        basic=bool(values.get("basic_auth")),
+        required=(not values.get("identity_header")) if required is None else required,
+    )
