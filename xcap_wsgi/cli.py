@@ -37,11 +37,24 @@ def main(argv: list[str] | None = None) -> int:
     initdb = commands.add_parser("initdb", help="create Kamailio's xcap table (and version row) if absent")
     initdb.add_argument("--db", default=None, help="database URL (default: $XCAP_DB or the embedded SQLite file)")
 
+    adduser = commands.add_parser("adduser", help="add a SIP account to Kamailio's subscriber table (Digest login)",
+                                  description="Add USER@DOMAIN to Kamailio's subscriber table, with the password "
+                                  "and its ha1/ha1b hashes as kamctl add stores them. SQLite: the table is created "
+                                  "with Kamailio's DDL if absent. MySQL: created with Kamailio's DDL if absent, "
+                                  "provided Kamailio's version table exists (xcap-wsgi initdb or kamdbctl create).")
+    adduser.add_argument("account", metavar="USER@DOMAIN")
+    adduser.add_argument("--password", default=None, help="the password (default: prompt, or $XCAP_PASSWORD)")
+    adduser.add_argument("--no-cleartext", action="store_true",
+                         help="store only ha1/ha1b, not the cleartext password (then Digest is MD5 only)")
+    adduser.add_argument("--db", default=None, help="database URL (default: $XCAP_AUTH_DB, $XCAP_DB or the embedded SQLite file)")
+
     args = parser.parse_args(argv)
     if args.command == "serve":
         return _serve(args)
     if args.command == "initdb":
         return _initdb(args)
+    if args.command == "adduser":
+        return _adduser(args)
     parser.print_help()
     return 2
 
@@ -72,7 +85,23 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"xcap-wsgi: cannot open the database {values['db']}: {exc}", file=sys.stderr)
         return 1
     url = f"http://{values['host']}:{values['port']}{values['root'][0]}/"
-    mode = "ANONYMOUS (no authentication: development only)" if values["anonymous"] else "REMOTE_USER authentication"
+    if values["anonymous"]:
+        mode = "ANONYMOUS (no authentication: development only)"
+    else:
+        from .digest import from_settings
+        from .subscribers import SubscriberError
+
+        try:
+            app = from_settings(app, values)
+            if hasattr(app.subscribers, "table_exists") and not app.subscribers.table_exists():
+                raise SubscriberError("Kamailio's subscriber table does not exist (kamdbctl create, or xcap-wsgi adduser)")
+        except (SubscriberError, StoreError, ValueError, OSError) as exc:
+            print(f"xcap-wsgi: cannot set up Digest authentication: {exc}", file=sys.stderr)
+            return 1
+        mode = (f"Digest ({'/'.join(app.algorithms)}{', Basic' if app.basic else ''}) realm={app.realm} "
+                f"against {values['auth_db'] or values['db']}")
+        if values["identity_header"]:
+            mode += f"; {values['identity_header']} from {','.join(values['trusted_proxies'])}"
     print(f"xcap-wsgi {__version__} serving XCAP at {url} database={values['db']} roots={','.join(values['root'])} "
           f"auth={mode}", flush=True)
     waitress.serve(app, host=values["host"], port=values["port"], threads=values["threads"], ident="xcap-wsgi",
@@ -93,6 +122,40 @@ def _initdb(args: argparse.Namespace) -> int:
     except (StoreError, ValueError, OSError) as exc:
         print(f"xcap-wsgi: initdb failed: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _adduser(args: argparse.Namespace) -> int:
+    import getpass
+    import os
+
+    from .subscribers import SubscriberError, open_subscribers, split_account
+
+    url = args.db or resolve()["auth_db"] or resolve()["db"]
+    try:
+        user, domain = split_account(args.account)
+    except ValueError as exc:
+        print(f"xcap-wsgi: {exc}", file=sys.stderr)
+        return 2
+    password = args.password if args.password is not None else os.environ.get("XCAP_PASSWORD")
+    if password is None:
+        password = getpass.getpass(f"password for {user}@{domain}: ")
+        if getpass.getpass("again: ") != password:
+            print("xcap-wsgi: the passwords differ", file=sys.stderr)
+            return 1
+    if not password:
+        print("xcap-wsgi: empty password refused", file=sys.stderr)
+        return 1
+    try:
+        subscribers = open_subscribers(url)
+        if hasattr(subscribers, "create_table") and subscribers.create_table():
+            print(f"xcap-wsgi: created Kamailio's subscriber table in {url.split('@')[-1]}")
+        subscribers.add(user, domain, password, store_password=not args.no_cleartext)
+        subscribers.close()
+    except (SubscriberError, StoreError, ValueError, OSError) as exc:
+        print(f"xcap-wsgi: adduser failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"xcap-wsgi: added {user}@{domain}")
     return 0
 
 

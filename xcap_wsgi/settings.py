@@ -78,6 +78,29 @@ SETTINGS: tuple[Setting, ...] = (
             "path stored in doc_uri before the AUID (default: mount point + first root), "
             "set it to Kamailio's xcap_root when a proxy rewrites paths"),
     Setting("log_requests", parse_bool, False, "log one access line per XCAP request (on by default in serve)"),
+    # -- authentication and authorization (xcap_wsgi.auth, xcap_wsgi.digest) -------------------------
+    Setting("trusted_readers", parse_list, (),
+            "identities that may read every user's documents (presence server, RLS)", "auth"),
+    Setting("public_read", parse_list, ("org.openmobilealliance.pres-content",),
+            "AUIDs whose documents every authenticated user may read", "auth"),
+    Setting("identity_header", lambda v: str(v).strip() or None, None,
+            "asserted-identity header set by a trusted front proxy (e.g. X-3GPP-Intended-Identity); "
+            "believed only from --trusted-proxies", "auth"),
+    Setting("trusted_proxies", parse_list, (),
+            "addresses/networks (CIDR) of front proxies whose identity header is believed", "auth"),
+    Setting("realm", lambda v: str(v).strip() or None, None,
+            "Digest realm of serve (default: default_domain; Kamailio's ha1/ha1b need realm = SIP domain)", "auth"),
+    Setting("auth_db", lambda v: str(v).strip() or None, None,
+            "database URL holding Kamailio's subscriber table for Digest (default: db)", "auth"),
+    Setting("password_column", str, "auto",
+            "subscriber column Digest checks: auto (password if set, else ha1/ha1b), password, ha1, ha1b", "auth"),
+    Setting("digest_algorithms", parse_list, ("SHA-256", "MD5"),
+            "Digest algorithms offered, preferred first (SHA-256 needs cleartext passwords)", "auth"),
+    Setting("nonce_lifetime", float, 300.0, "seconds a Digest nonce stays valid (then stale=true)", "auth"),
+    Setting("nonce_secret", lambda v: str(v) or None, None,
+            "HMAC key for Digest nonces (default: random per process; set it when processes share clients)", "auth"),
+    Setting("basic_auth", parse_bool, False,
+            "also accept HTTP Basic (checked against the subscriber table); only over TLS", "auth"),
 )
 
 BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -109,12 +132,28 @@ def middleware_arguments(values: dict[str, Any]) -> dict[str, Any]:
     return {s.name: values[s.name] for s in SETTINGS if s.scope == "middleware"}
 
 
+def authorization_arguments(values: dict[str, Any]) -> dict[str, Any]:
+    """``policy`` and ``identity`` for ``XCAPMiddleware`` from the "auth" settings."""
+    from .auth import DefaultPolicy, TrustedProxyIdentity, remote_user
+
+    identity = remote_user
+    if values.get("identity_header"):
+        if not values.get("trusted_proxies"):
+            raise ValueError("identity_header needs trusted_proxies (the proxies allowed to assert identities)")
+        identity = TrustedProxyIdentity(values["identity_header"], values["trusted_proxies"])
+    policy = DefaultPolicy(default_domain=values["default_domain"], admins=values.get("admins", ()),
+                           trusted=values.get("trusted_readers", ()),
+                           public_read=values.get("public_read", ()))
+    return {"policy": policy, "identity": identity}
+
+
 def build_middleware(app, values: dict[str, Any], **overrides):
     """An ``XCAPMiddleware`` around ``app`` from resolved settings (opens the store from ``db``)."""
     from .middleware import XCAPMiddleware
     from .storage import open_store
 
     arguments = middleware_arguments(values)
+    arguments.update(authorization_arguments(values))
     arguments.update(overrides)
     store = arguments.pop("store", None) or open_store(values["db"])
     return XCAPMiddleware(app, store=store, **arguments)
