@@ -29,6 +29,18 @@ NAMESPACE_SCHEMAS: dict[str, str] = {
     "http://www.w3.org/XML/1998/namespace": "xml",
     "urn:ietf:params:xml:ns:xcap-error": "xcap-error",
     "urn:ietf:params:xml:ns:xcap-caps": "xcap-caps",
+    "urn:ietf:params:xml:ns:resource-lists": "resource-lists",
+    "urn:ietf:params:xml:ns:rls-services": "rls-services",
+    "urn:ietf:params:xml:ns:common-policy": "common-policy",
+    "urn:ietf:params:xml:ns:pres-rules": "pres-rules",
+    "urn:oma:xml:xdm:common-policy": "oma-common-policy",
+    "urn:oma:xml:prs:pres-rules": "oma-pres-rules",
+    "urn:ietf:params:xml:ns:pidf": "pidf",
+    "urn:ietf:params:xml:ns:pidf:data-model": "data-model",
+    "urn:ietf:params:xml:ns:pidf:rpid": "rpid",
+    "urn:ietf:params:xml:ns:pidf:cipid": "cipid",
+    "urn:oma:xml:xdm:xcap-directory": "xcap-directory",
+    "urn:oma:xml:prs:pres-content": "pres-content",
 }
 
 #: Non-local schemaLocation values that map to a local file.
@@ -36,6 +48,18 @@ KNOWN_LOCATIONS: dict[str, str] = {
     "http://www.w3.org/2001/xml.xsd": "xml",
     "https://www.w3.org/2001/xml.xsd": "xml",
     "http://www.w3.org/2001/03/xml.xsd": "xml",
+    # IANA schema URNs (RFC 3688 registrations) some copies of the RFC schemas use as locations.
+    "urn:ietf:params:xml:schema:xcap-error": "xcap-error",
+    "urn:ietf:params:xml:schema:xcap-caps": "xcap-caps",
+    "urn:ietf:params:xml:schema:resource-lists": "resource-lists",
+    "urn:ietf:params:xml:schema:rls-services": "rls-services",
+    "urn:ietf:params:xml:schema:common-policy": "common-policy",
+    "urn:ietf:params:xml:schema:pres-rules": "pres-rules",
+    "urn:ietf:params:xml:schema:pidf": "pidf",
+    "urn:ietf:params:xml:schema:pidf:data-model": "data-model",
+    "urn:ietf:params:xml:schema:pidf:rpid": "rpid",
+    "urn:ietf:params:xml:schema:pidf:cipid": "cipid",
+    "urn:ietf:params:xml:schema:pidf:common": "common-schema",
 }
 
 
@@ -142,8 +166,33 @@ def _compile(names: tuple[str, ...]) -> etree.XMLSchema:
 
 def target_namespace(name: str) -> str | None:
     """The targetNamespace of a bundled schema file (None for a chameleon/no-namespace schema)."""
-    root = etree.parse(schema_path(name), _parser()).getroot()
-    return root.get("targetNamespace")
+    return _schema_root(schema_path(name)).get("targetNamespace")
+
+
+def declared_elements(name: str) -> frozenset[str]:
+    """Local names of every element declared (globally or locally) in ``<name>.xsd`` and in the
+    no-namespace schemas it includes: the vocabulary of its target namespace."""
+    names: set[str] = set()
+    pending, seen = [schema_path(name)], set()
+    while pending:
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        root = _schema_root(path)
+        names.update(e.get("name") for e in root.iter(f"{{{XSD_NS}}}element") if e.get("name"))
+        for include in root.iter(f"{{{XSD_NS}}}include"):
+            included = _local_path(include.get("schemaLocation"))
+            if included:
+                pending.append(included)
+    return frozenset(names)
+
+
+XSD_NS = "http://www.w3.org/2001/XMLSchema"
+
+
+def _schema_root(path: str) -> etree._Element:
+    return etree.parse(path, _parser()).getroot()
 
 
 def _driver(paths: list[str]) -> bytes:
@@ -151,7 +200,7 @@ def _driver(paths: list[str]) -> bytes:
     imports = []
     seen = set()
     for path in paths:
-        namespace = etree.parse(path, _parser()).getroot().get("targetNamespace")
+        namespace = _schema_root(path).get("targetNamespace")
         if namespace is None:
             raise SchemaLoadError(f"{os.path.basename(path)} has no targetNamespace; it cannot be combined")
         if namespace in seen:

@@ -13,6 +13,8 @@ from typing import Callable, Iterator
 
 from lxml import etree
 
+from ..validation import schema_namespaces, schema_validator
+
 #: A validation hook: (resulting document tree, context) -> None, raising an XCAPError on failure.
 Validator = Callable[[etree._ElementTree, "ValidationContext"], None]
 
@@ -95,7 +97,8 @@ RESOURCE_LISTS = ApplicationUsage(
     mime_type="application/resource-lists+xml",
     default_namespace="urn:ietf:params:xml:ns:resource-lists",
     doc_type=4,
-    namespaces=("urn:ietf:params:xml:ns:resource-lists",),
+    namespaces=schema_namespaces("resource-lists"),
+    validators=(schema_validator("resource-lists"),),
 )
 
 RLS_SERVICES = ApplicationUsage(
@@ -103,7 +106,8 @@ RLS_SERVICES = ApplicationUsage(
     mime_type="application/rls-services+xml",
     default_namespace="urn:ietf:params:xml:ns:rls-services",
     doc_type=8,
-    namespaces=("urn:ietf:params:xml:ns:rls-services",),
+    namespaces=schema_namespaces("rls-services"),  # rls-services + resource-lists (inline <list>)
+    validators=(schema_validator("rls-services"),),
 )
 
 PRES_RULES = ApplicationUsage(
@@ -111,7 +115,8 @@ PRES_RULES = ApplicationUsage(
     mime_type="application/auth-policy+xml",
     default_namespace="urn:ietf:params:xml:ns:pres-rules",
     doc_type=2,
-    namespaces=("urn:ietf:params:xml:ns:common-policy", "urn:ietf:params:xml:ns:pres-rules"),
+    namespaces=schema_namespaces("pres-rules"),  # common-policy + pres-rules
+    validators=(schema_validator("pres-rules"),),
 )
 
 OMA_PRES_RULES = ApplicationUsage(
@@ -121,7 +126,9 @@ OMA_PRES_RULES = ApplicationUsage(
     default_namespace="urn:ietf:params:xml:ns:common-policy",
     doc_type=2,
     document_names=("pres-rules",),
-    namespaces=("urn:ietf:params:xml:ns:common-policy", "urn:oma:xml:xdm:common-policy"),
+    # common-policy, pres-rules, OMA common-policy and OMA pres-rules extensions
+    namespaces=schema_namespaces("oma-pres-rules"),
+    validators=(schema_validator("oma-pres-rules"),),
 )
 
 PIDF_MANIPULATION = ApplicationUsage(
@@ -130,7 +137,8 @@ PIDF_MANIPULATION = ApplicationUsage(
     default_namespace="urn:ietf:params:xml:ns:pidf",
     doc_type=16,
     document_names=("index", "perm-presence"),  # IETF, OMA/RCS
-    namespaces=("urn:ietf:params:xml:ns:pidf",),
+    namespaces=schema_namespaces("pidf-manipulation"),  # PIDF, data model, RPID, CIPID
+    validators=(schema_validator("pidf-manipulation"),),
 )
 
 OMA_PRES_CONTENT = ApplicationUsage(
@@ -138,7 +146,8 @@ OMA_PRES_CONTENT = ApplicationUsage(
     mime_type="application/vnd.oma.pres-content+xml",
     default_namespace="urn:oma:xml:prs:pres-content",
     doc_type=128,
-    namespaces=("urn:oma:xml:prs:pres-content",),
+    namespaces=schema_namespaces("pres-content"),
+    validators=(schema_validator("pres-content"),),
 )
 
 OMA_USER_PROFILE = ApplicationUsage(
@@ -146,7 +155,8 @@ OMA_USER_PROFILE = ApplicationUsage(
     mime_type="application/vnd.oma.user-profile+xml",
     default_namespace="urn:oma:xml:xdm:user-profile",
     doc_type=64,
-    namespaces=("urn:oma:xml:xdm:user-profile",),
+    # No bundled schema for OMA user-profile: not validated, so its namespace is not advertised.
+    namespaces=(),
 )
 
 DEFAULT_USAGES = (

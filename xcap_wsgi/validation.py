@@ -1,0 +1,331 @@
+"""XML Schema validation of resulting documents, per application usage (RFC 4825 §8.2.5, §5.8).
+
+``schema_validator(name)`` returns a usage ``Validator`` (``(tree, context) -> None``) that raises
+``SchemaValidationError`` with a short phrase (what is wrong, where) when the document does not
+match the usage's schema set. A schema set (``SCHEMA_SETS``) is the main schema of a usage plus
+the schemas of every extension namespace the usage advertises in xcap-caps, compiled together:
+
+* elements of an **advertised** namespace are validated wherever they appear, including inside
+  ``processContents="lax"`` wildcards (lax validation validates what the compiled schema knows);
+  for the IETF namespaces (``STRICT_NAMESPACES``) an element name that its schema does not
+  declare at all is refused too, because lax wildcards would otherwise let a typo through;
+* elements of namespaces the server does **not** advertise are accepted wherever the RFC schemas
+  have a wildcard (lax), and refused where they do not.
+
+The document root must be one of the set's root elements (a PIDF document is a ``<presence>``,
+not an ``<rpid:activities>`` that the combined schema happens to declare globally).
+
+**Switching validation off per AUID.** The default usages carry a ``SchemaValidator`` in their
+``validators``. ``with_schema_validation(registry, enabled_auids)`` returns a copy of a registry
+where exactly the listed AUIDs validate against their schema (it adds the validator where missing
+and removes it elsewhere; other validators are untouched); ``enabled_auids=None`` enables every
+usage that has a schema set, ``()`` disables schema validation everywhere. Usages keep their
+``namespaces`` (what xcap-caps advertises), so switching validation off makes the server more
+permissive without changing what clients are told.
+
+Schemas are compiled once per process (``xcap_wsgi.schemas``); call ``preload(registry)`` at
+start-up to compile them before the first request. One validation runs per schema set at a time
+(lxml keeps a schema's error log on the schema object), which keeps phrases correct under threads.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Iterable
+
+from lxml import etree
+
+from .errors import SchemaValidationError
+from .schemas import declared_elements, load_schemas
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .usages import UsageRegistry, ValidationContext
+
+RL = "urn:ietf:params:xml:ns:resource-lists"
+RLS = "urn:ietf:params:xml:ns:rls-services"
+CP = "urn:ietf:params:xml:ns:common-policy"
+PR = "urn:ietf:params:xml:ns:pres-rules"
+OCP = "urn:oma:xml:xdm:common-policy"
+OPR = "urn:oma:xml:prs:pres-rules"
+PIDF = "urn:ietf:params:xml:ns:pidf"
+DM = "urn:ietf:params:xml:ns:pidf:data-model"
+RPID = "urn:ietf:params:xml:ns:pidf:rpid"
+CIPID = "urn:ietf:params:xml:ns:pidf:cipid"
+CAPS = "urn:ietf:params:xml:ns:xcap-caps"
+XERR = "urn:ietf:params:xml:ns:xcap-error"
+DIR = "urn:oma:xml:xdm:xcap-directory"
+PRC = "urn:oma:xml:prs:pres-content"
+
+#: Namespaces whose (RFC) schemas are reproduced confidently enough that an element name they do
+#: not declare is refused even where a lax wildcard would skip it. The OMA schemas were written
+#: from memory with less certainty about their full vocabulary, so they only get lax semantics.
+STRICT_NAMESPACES = frozenset({RL, RLS, CP, PR, PIDF, DM, RPID, CIPID, CAPS, XERR})
+
+#: Longest phrase put in a schema-validation-error report.
+MAX_PHRASE = 300
+
+
+@dataclass(frozen=True)
+class SchemaSet:
+    """The schemas one kind of document is validated against, compiled as one schema."""
+
+    #: Bundled schema files (without ``.xsd``); one per namespace.
+    schemas: tuple[str, ...]
+    #: ``(namespace, local name)`` of the element(s) allowed as document root.
+    roots: tuple[tuple[str, str], ...]
+    #: The target namespace of each schema, in order: what the usage advertises in xcap-caps.
+    namespaces: tuple[str, ...]
+
+
+#: Schema sets by name. Names are the ones ``schema_validator()`` takes.
+SCHEMA_SETS: dict[str, SchemaSet] = {
+    "xcap-caps": SchemaSet(("xcap-caps",), ((CAPS, "xcap-caps"),), (CAPS,)),
+    "xcap-error": SchemaSet(("xcap-error",), ((XERR, "xcap-error"),), (XERR,)),
+    "resource-lists": SchemaSet(("resource-lists",), ((RL, "resource-lists"),), (RL,)),
+    "rls-services": SchemaSet(("rls-services", "resource-lists"), ((RLS, "rls-services"),), (RLS, RL)),
+    "pres-rules": SchemaSet(("common-policy", "pres-rules"), ((CP, "ruleset"),), (CP, PR)),
+    "oma-pres-rules": SchemaSet(
+        ("common-policy", "pres-rules", "oma-common-policy", "oma-pres-rules"),
+        ((CP, "ruleset"),),
+        (CP, PR, OCP, OPR),
+    ),
+    "pidf-manipulation": SchemaSet(
+        ("pidf", "data-model", "rpid", "cipid"), ((PIDF, "presence"),), (PIDF, DM, RPID, CIPID)
+    ),
+    "pres-content": SchemaSet(("pres-content",), ((PRC, "content"),), (PRC,)),
+    "xcap-directory": SchemaSet(("xcap-directory",), ((DIR, "xcap-directory"),), (DIR,)),
+}
+
+#: The schema set each shipped AUID validates against.
+AUID_SCHEMA_SETS: dict[str, str] = {
+    "xcap-caps": "xcap-caps",
+    "resource-lists": "resource-lists",
+    "rls-services": "rls-services",
+    "pres-rules": "pres-rules",
+    "org.openmobilealliance.pres-rules": "oma-pres-rules",
+    "pidf-manipulation": "pidf-manipulation",
+    "org.openmobilealliance.pres-content": "pres-content",
+    "org.openmobilealliance.xcap-directory": "xcap-directory",
+}
+
+_locks: dict[str, threading.Lock] = {name: threading.Lock() for name in SCHEMA_SETS}
+_vocabularies: dict[str, dict[str, frozenset[str]]] = {}
+_vocabulary_lock = threading.Lock()
+
+
+def schema_namespaces(name: str) -> tuple[str, ...]:
+    """The namespaces a schema set validates (what its usage advertises in xcap-caps)."""
+    return _schema_set(name).namespaces
+
+
+class SchemaValidator:
+    """A usage ``Validator`` that checks the resulting document against a schema set.
+
+    Compilation is lazy (first call, or ``preload``) and shared by every instance.
+    """
+
+    def __init__(self, name: str):
+        self.schema_set = _schema_set(name)
+        self.name = name
+
+    def __call__(self, tree: etree._ElementTree, context: "ValidationContext | None" = None) -> None:
+        advertised = getattr(getattr(context, "usage", None), "namespaces", None)
+        validate(tree, self.name, advertised=advertised)
+
+    def preload(self) -> etree.XMLSchema:
+        """Compile the schema set now (at start-up), so the first request does not pay for it."""
+        _vocabulary(self.name)
+        return load_schemas(self.schema_set.schemas)
+
+    def __repr__(self) -> str:
+        return f"SchemaValidator({self.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SchemaValidator) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash((SchemaValidator, self.name))
+
+
+def schema_validator(schema_name: str) -> SchemaValidator:
+    """The ``Validator`` for a schema set of ``SCHEMA_SETS`` (``"resource-lists"``, ...)."""
+    return SchemaValidator(schema_name)
+
+
+def validate(tree: etree._ElementTree | etree._Element, schema_name: str,
+             advertised: Iterable[str] | None = None) -> None:
+    """Validate a document against a schema set; raise ``SchemaValidationError`` with a phrase.
+
+    ``advertised``: the namespaces the usage lists in xcap-caps (default: the set's namespaces).
+    Only those get the strict "declared element names only" check; every loaded schema is still
+    applied by lax wildcards, as XML Schema prescribes.
+    """
+    schema_set = _schema_set(schema_name)
+    root = tree.getroot() if isinstance(tree, etree._ElementTree) else tree
+    document = root.getroottree()
+
+    qname = etree.QName(root)
+    if (qname.namespace, qname.localname) not in schema_set.roots:
+        expected = " or ".join(f"<{local}> in namespace {ns}" for ns, local in schema_set.roots)
+        raise SchemaValidationError(f"the document element must be {expected}, not {_describe(root)}")
+
+    schema = load_schemas(schema_set.schemas)
+    with _locks[schema_name]:
+        if not schema.validate(document):
+            error = schema.error_log[0] if len(schema.error_log) else None
+            raise SchemaValidationError(_phrase(error, document))
+
+    strict = STRICT_NAMESPACES.intersection(schema_set.namespaces)
+    if advertised is not None:
+        strict = strict.intersection(advertised)
+    if strict:
+        _check_vocabulary(root, schema_name, strict)
+
+
+def with_schema_validation(registry: "UsageRegistry", enabled_auids: Iterable[str] | None = None) -> "UsageRegistry":
+    """A copy of ``registry`` where exactly ``enabled_auids`` validate against their schema set.
+
+    ``None`` enables every usage with a known schema set (``AUID_SCHEMA_SETS``); ``()`` disables
+    schema validation for all. Usages are otherwise unchanged (other validators, namespaces).
+    An AUID listed here that has no schema set raises ``ValueError``.
+    """
+    from .usages import UsageRegistry  # late import: usages imports this module
+
+    enabled = set(AUID_SCHEMA_SETS if enabled_auids is None else enabled_auids)
+    unknown = enabled - set(AUID_SCHEMA_SETS)
+    if unknown:
+        raise ValueError(f"no schema set for AUID(s) {', '.join(sorted(unknown))}")
+    usages = []
+    for usage in registry:
+        others = tuple(v for v in usage.validators if not isinstance(v, SchemaValidator))
+        if usage.auid in enabled:
+            existing = [v for v in usage.validators if isinstance(v, SchemaValidator)]
+            validator = existing[0] if existing else schema_validator(AUID_SCHEMA_SETS[usage.auid])
+            usages.append(replace(usage, validators=(validator,) + others))
+        else:
+            usages.append(replace(usage, validators=others))
+    return UsageRegistry(usages)
+
+
+def schema_validation_enabled(usage) -> bool:
+    """Whether an ApplicationUsage validates against a schema set."""
+    return any(isinstance(v, SchemaValidator) for v in usage.validators)
+
+
+def preload(registry: "UsageRegistry") -> None:
+    """Compile every schema set the registry's usages use (call once at application start-up)."""
+    for usage in registry:
+        for validator in usage.validators:
+            if isinstance(validator, SchemaValidator):
+                validator.preload()
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _schema_set(name: str) -> SchemaSet:
+    try:
+        return SCHEMA_SETS[name]
+    except KeyError:
+        raise ValueError(f"unknown schema set {name!r}; known: {', '.join(sorted(SCHEMA_SETS))}") from None
+
+
+def _vocabulary(name: str) -> dict[str, frozenset[str]]:
+    """Namespace -> element names declared for it, for the schemas of a set (cached)."""
+    vocabulary = _vocabularies.get(name)
+    if vocabulary is None:
+        with _vocabulary_lock:
+            vocabulary = _vocabularies.get(name)
+            if vocabulary is None:
+                schema_set = SCHEMA_SETS[name]
+                vocabulary = {ns: declared_elements(file) for ns, file in zip(schema_set.namespaces, schema_set.schemas)}
+                _vocabularies[name] = vocabulary
+    return vocabulary
+
+
+#: Elements whose namespace differs from their parent's: where extension elements enter.
+_NAMESPACE_BOUNDARIES = etree.XPath("//*[namespace-uri() != namespace-uri(..)]")
+
+
+def _check_vocabulary(root: etree._Element, name: str, strict: frozenset[str]) -> None:
+    """Refuse an element of an advertised (strict) namespace whose name its schema never declares.
+
+    Such elements can only have passed through a lax wildcard, which skips unknown names."""
+    vocabulary = _vocabulary(name)
+    for element in _NAMESPACE_BOUNDARIES(root):
+        if not isinstance(element.tag, str):
+            continue
+        qname = etree.QName(element)
+        if qname.namespace in strict and qname.localname not in vocabulary[qname.namespace]:
+            raise SchemaValidationError(_limit(
+                f"{_describe(element)} is not an element of {qname.namespace}, whose schema this server "
+                f"validates (at {_path(element)}, line {element.sourceline})"
+                if element.sourceline else
+                f"{_describe(element)} is not an element of {qname.namespace}, whose schema this server "
+                f"validates (at {_path(element)})"
+            ))
+
+
+_CLARK = re.compile(r"\{([^}]*)\}([\w.\-]+)")
+
+
+def _phrase(error, document: etree._ElementTree) -> str:
+    if error is None:
+        return "the document is not valid against the application usage schema"
+    prefixes = _prefixes(document.getroot())
+    message = _CLARK.sub(lambda m: _prefixed(prefixes, m.group(1), m.group(2)), error.message.strip())
+    where = []
+    if error.path:
+        namespaces = {prefix: ns for prefix, ns in document.getroot().nsmap.items() if prefix}
+        try:
+            found = document.xpath(error.path, namespaces=namespaces)
+        except etree.XPathError:  # a prefix declared below the root: libxml2's path is readable too
+            found = []
+        if found and isinstance(found[0], etree._Element):
+            where.append(f"at {_path(found[0])}")
+        else:
+            where.append(f"at {error.path}")
+    if error.line:
+        where.append(f"line {error.line}")
+    return _limit(f"{message} ({', '.join(where)})" if where else message)
+
+
+def _prefixes(root: etree._Element) -> dict[str, str]:
+    prefixes = {}
+    for prefix, namespace in root.nsmap.items():
+        prefixes.setdefault(namespace, prefix or "")
+    return prefixes
+
+
+def _prefixed(prefixes: dict[str, str], namespace: str, local: str) -> str:
+    if namespace in prefixes:
+        return f"{prefixes[namespace]}:{local}" if prefixes[namespace] else local
+    return f"{{{namespace}}}{local}"
+
+
+def _describe(element: etree._Element) -> str:
+    qname = etree.QName(element)
+    prefix = element.prefix
+    name = f"{prefix}:{qname.localname}" if prefix else qname.localname
+    return f"<{name}>" if qname.namespace is None or prefix else f"<{name}> ({qname.namespace})"
+
+
+def _path(element: etree._Element) -> str:
+    """A readable location: /resource-lists/list[2]/entry[1] (prefixes as in the document)."""
+    steps = []
+    while element is not None:
+        name = f"{element.prefix}:{etree.QName(element).localname}" if element.prefix else etree.QName(element).localname
+        parent = element.getparent()
+        if parent is not None:
+            same = [sibling for sibling in parent if sibling.tag == element.tag]
+            if len(same) > 1:
+                name += f"[{same.index(element) + 1}]"
+        steps.append(name)
+        element = parent
+    return "/" + "/".join(reversed(steps))
+
+
+def _limit(phrase: str) -> str:
+    return phrase if len(phrase) <= MAX_PHRASE else phrase[: MAX_PHRASE - 1] + "…"
