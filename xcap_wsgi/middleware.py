@@ -30,6 +30,7 @@ from . import operations
 from .auth import AllowAll, DefaultPolicy, IdentityResolver, Policy, remote_user
 from .caps import content_etag, xcap_caps_document
 from .errors import XCAPError
+from .events import EventDispatcher
 from .operations import Target, xcap_response
 from .storage import DocumentKey, Store, StoreError, StoreUnavailable
 from .uri import URIError, XCAPURI, match_root, parse_xcap_path, xui_account
@@ -65,6 +66,7 @@ class XCAPMiddleware:
         public_url: str | None = None,  # e.g. "https://xcap.example.com" behind a proxy
         doc_uri_root: str | None = None,  # path stored in doc_uri before the AUID (default: mount + root)
         log_requests: bool = False,  # one access-log line per XCAP request
+        on_change: Callable | Iterable[Callable] = (),  # sinks called with a ChangeEvent after each write
     ):
         self.app = app
         self.store = store
@@ -83,6 +85,7 @@ class XCAPMiddleware:
         self.public_url = public_url.rstrip("/") if public_url else None
         self.doc_uri_root = doc_uri_root
         self.log_requests = log_requests
+        self.events = EventDispatcher([on_change] if callable(on_change) else list(on_change))
         self._caps = xcap_caps_document(self.usages)
         self._caps_etag = content_etag(self._caps)
 
@@ -153,9 +156,9 @@ class XCAPMiddleware:
             return self._xcap_caps(request, selector)
         target = self._target(request, uri, usage, selector)
         if request.method == "PUT":
-            return operations.put(request, self.store, target, self._read_body(request))
+            return operations.put(request, self.store, target, self._read_body(request), self.events)
         if request.method == "DELETE":
-            return operations.delete(request, self.store, target)
+            return operations.delete(request, self.store, target, self.events)
         return operations.get(request, self.store, target)
 
     def _parse_selector(self, uri: XCAPURI, usage):

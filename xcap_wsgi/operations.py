@@ -15,6 +15,7 @@ from webob.exc import HTTPNotFound, HTTPServiceUnavailable, HTTPUnsupportedMedia
 
 from .conditions import check_preconditions, quote_etag
 from .errors import NoParent
+from .events import ChangeEvent, EventDispatcher, node_patch
 from .storage import ABSENT, ConcurrentModification, DocumentKey, Store
 from .uri import XCAPURI
 from .usages import ApplicationUsage, ValidationContext
@@ -76,7 +77,7 @@ def read(request: Request, target: Target, content: bytes, etag: str) -> Respons
 # -- writes -----------------------------------------------------------------------------------
 
 
-def put(request: Request, store: Store, target: Target, body: bytes) -> Response:
+def put(request: Request, store: Store, target: Target, body: bytes, events: EventDispatcher | None = None) -> Response:
     """Create or replace a document, element or attribute (RFC 4825 §8.2)."""
     _check_content_type(request, target)
     if target.selector is None:
@@ -103,11 +104,14 @@ def put(request: Request, store: Store, target: Target, body: bytes) -> Response
             etag = store.put(target.key, new_content, current_etag)
         except ConcurrentModification:
             continue
+        if events:
+            patch = () if target.selector is None else node_patch(target.selector, "put", None, new_tree.getroot(), created)
+            events.emit(change_event(target, "put", current_etag, etag, patch))
         return xcap_response(201 if created else 200, etag=etag)
     raise _contention()
 
 
-def delete(request: Request, store: Store, target: Target) -> Response:
+def delete(request: Request, store: Store, target: Target, events: EventDispatcher | None = None) -> Response:
     """Delete a document (200, no ETag) or a node (200 with the document's new ETag)."""
     for _ in range(CAS_ATTEMPTS):
         stored = store.get(target.key)
@@ -117,6 +121,8 @@ def delete(request: Request, store: Store, target: Target) -> Response:
         try:
             if target.selector is None:
                 store.delete(target.key, stored.etag)
+                if events:
+                    events.emit(change_event(target, "delete", stored.etag, None))
                 return xcap_response(200)
             from .editor import delete_node
 
@@ -125,6 +131,10 @@ def delete(request: Request, store: Store, target: Target) -> Response:
             etag = store.put(target.key, new_content, stored.etag)
         except ConcurrentModification:
             continue
+        if events:
+            old_root = parse_document(stored.content).getroot()
+            events.emit(change_event(target, "delete", stored.etag, etag,
+                                     node_patch(target.selector, "delete", old_root, None, False)))
         return xcap_response(200, etag=etag)
     raise _contention()
 
@@ -145,6 +155,18 @@ def _check_content_type(request: Request, target: Target) -> None:
 
 def _validate(target: Target, tree, content: bytes) -> None:
     target.usage.validate(tree, ValidationContext(uri=target.uri, usage=target.usage, content=content))
+
+
+def change_event(target: Target, operation: str, previous_etag: str | None, new_etag: str | None,
+                 patch: tuple = ()) -> ChangeEvent:
+    uri, key = target.uri, target.key
+    return ChangeEvent(
+        auid=uri.auid, xui=uri.xui, username=key.username, domain=key.domain,
+        document_selector=uri.document_selector, doc_uri=key.doc_uri, node_selector=uri.node_selector,
+        operation=operation, previous_etag=previous_etag, new_etag=new_etag,
+        xcap_root=target.root_url.rstrip("/") + "/",
+        namespaces=dict(target.selector.namespaces) if target.selector is not None else {}, patch=patch,
+    )
 
 
 def _contention() -> HTTPServiceUnavailable:
