@@ -68,9 +68,12 @@ def read(request: Request, target: Target, content: bytes, etag: str) -> Respons
     check_preconditions(request, etag, safe_method=True)
     if target.selector is None:
         return xcap_response(200, content, target.usage.mime_type, etag)
-    from .editor import get_node
+    from .editor import NodeNotFound, get_node
 
-    node = get_node(content, target.selector)
+    try:
+        node = get_node(content, target.selector)
+    except NodeNotFound as exc:
+        raise HTTPNotFound(detail=f"no node {target.uri.node_selector!r} in the document: {exc}") from None
     return xcap_response(200, node.body, node.mime_type, etag)
 
 
@@ -124,9 +127,12 @@ def delete(request: Request, store: Store, target: Target, events: EventDispatch
                 if events:
                     events.emit(change_event(target, "delete", stored.etag, None))
                 return xcap_response(200)
-            from .editor import delete_node
+            from .editor import NodeNotFound, delete_node
 
-            new_content = delete_node(stored.content, target.selector)
+            try:
+                new_content = delete_node(stored.content, target.selector)
+            except NodeNotFound as exc:
+                raise HTTPNotFound(detail=f"no node {target.uri.node_selector!r} in the document: {exc}") from None
             _validate(target, parse_document(new_content), new_content)
             etag = store.put(target.key, new_content, stored.etag)
         except ConcurrentModification:
