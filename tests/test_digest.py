@@ -1,0 +1,631 @@
+"""DigestAuthMiddleware (RFC 7616) against a real Kamailio ``subscriber`` table (SQLite file; MySQL when
+``XCAP_TEST_MYSQL_URL`` is set). Client responses are computed here from the RFC formulas with hashlib,
+independently of ``xcap_wsgi.digest``; the end-to-end test uses urllib's own Digest client.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import re
+import sqlite3
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+from webob import Request
+
+from xcap_wsgi.cli import main as cli
+from xcap_wsgi.digest import DigestAuthMiddleware, NonceTracker, compute_ha1, compute_response, parse_auth_params
+from xcap_wsgi.subscribers import SQLiteSubscribers, kamailio_hashes, open_subscribers
+
+REALM = "example.com"
+HASH = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
+
+
+def h(algorithm, text):
+    return HASH[algorithm](text.encode()).hexdigest()
+
+
+def client_response(algorithm, username, realm, password, method, uri, nonce, nc, cnonce, qop="auth"):
+    """RFC 7616 §3.4.1, written out again on the client side."""
+    ha1 = h(algorithm, f"{username}:{realm}:{password}")
+    ha2 = h(algorithm, f"{method}:{uri}")
+    return h(algorithm, f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
+
+
+# -- RFC 7616 §3.9.1 example ------------------------------------------------------------------
+
+RFC = dict(username="Mufasa", realm="http-auth@example.org", password="Circle of Life", method="GET",
+           uri="/dir/index.html", nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", nc="00000001",
+           cnonce="f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ")
+
+
+@pytest.mark.parametrize("algorithm, expected", [
+    ("MD5", "8ca523f5e9506fed4657c9700eebdbec"),
+    ("SHA-256", "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"),
+])
+def test_rfc7616_example_vectors(algorithm, expected):
+    ha1 = compute_ha1(algorithm, RFC["username"], RFC["realm"], RFC["password"])
+    got = compute_response(algorithm, ha1, RFC["nonce"], RFC["nc"], RFC["cnonce"], "auth", RFC["method"], RFC["uri"])
+    assert got == expected
+    assert client_response(algorithm, RFC["username"], RFC["realm"], RFC["password"], RFC["method"], RFC["uri"],
+                           RFC["nonce"], RFC["nc"], RFC["cnonce"]) == expected
+
+
+def test_parse_auth_params_quoting():
+    params = parse_auth_params('username="a\\"b", realm="x, y", nc=00000001, qop=auth')
+    assert params == {"username": 'a"b', "realm": "x, y", "nc": "00000001", "qop": "auth"}
+    with pytest.raises(ValueError):
+        parse_auth_params('username="unterminated')
+    with pytest.raises(ValueError):
+        parse_auth_params("nc=1, nc=2")
+
+
+# -- fixtures: a real subscriber table and a downstream app -------------------------------------
+
+
+@pytest.fixture
+def db_url(tmp_path):
+    url = f"sqlite:///{tmp_path / 'auth.sqlite3'}"
+    assert cli(["adduser", "alice@example.com", "--password", "wonder land", "--db", url]) == 0
+    assert cli(["adduser", "bob@example.com", "--password", "builder", "--db", url]) == 0
+    assert cli(["adduser", "carol@example.com", "--password", "hashed only", "--no-cleartext", "--db", url]) == 0
+    assert cli(["adduser", "dave@other.org", "--password", "elsewhere", "--db", url]) == 0
+    return url
+
+
+def whoami(environ, start_response):
+    body = f"{environ.get('REMOTE_USER')}|{environ.get('AUTH_TYPE')}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class Clock:
+    """Injected time source, so nonce expiry is tested without sleeping."""
+
+    def __init__(self):
+        self.now = 1_800_000_000.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def digest(db_url, clock):
+    return DigestAuthMiddleware(whoami, subscribers=db_url, realm=REALM, clock=clock, nonce_lifetime=60)
+
+
+def challenges(response):
+    found = []
+    for value in response.headers.getall("WWW-Authenticate"):
+        scheme, _, rest = value.partition(" ")
+        found.append((scheme, parse_auth_params(rest)))
+    return found
+
+
+def challenge(app, path="/xcap-root/x", method="GET", algorithm="SHA-256"):
+    response = Request.blank(path, method=method).get_response(app)
+    assert response.status_int == 401
+    for scheme, params in challenges(response):
+        if scheme == "Digest" and params["algorithm"] == algorithm:
+            return params
+    raise AssertionError(f"no {algorithm} challenge in {response.headers.getall('WWW-Authenticate')}")
+
+
+def authorization(chal, username, password, *, method="GET", uri="/xcap-root/x", nc="00000001",
+                  cnonce="0a4f113b", algorithm=None, realm=None, opaque=True, response=None, extra=""):
+    algorithm = algorithm or chal["algorithm"]
+    realm = realm or chal["realm"]
+    response = response or client_response(algorithm, username, realm, password, method, uri, chal["nonce"], nc, cnonce)
+    header = (f'Digest username="{username}", realm="{realm}", nonce="{chal["nonce"]}", uri="{uri}", '
+              f'algorithm={algorithm}, response="{response}", qop=auth, nc={nc}, cnonce="{cnonce}"')
+    if opaque:
+        header += f', opaque="{chal["opaque"]}"'
+    return header + extra
+
+
+def send(app, header, path="/xcap-root/x", method="GET"):
+    request = Request.blank(path, method=method, headers={"Authorization": header})
+    request.environ["REQUEST_URI"] = path
+    return request.get_response(app)
+
+
+# -- challenges --------------------------------------------------------------------------------
+
+
+def test_challenge_offers_sha256_then_md5_with_qop_auth_and_opaque(digest):
+    response = Request.blank("/anything").get_response(digest)
+    assert response.status_int == 401
+    found = challenges(response)
+    assert [(s, p["algorithm"]) for s, p in found] == [("Digest", "SHA-256"), ("Digest", "MD5")]
+    for _, params in found:
+        assert params["realm"] == REALM and params["qop"] == "auth" and params["opaque"] and params["nonce"]
+        assert "stale" not in params
+    assert not any(s == "Basic" for s, _ in found)  # Basic only when enabled
+
+
+@pytest.mark.parametrize("algorithm", ["SHA-256", "MD5"])
+def test_correct_response_sets_remote_user(digest, algorithm):
+    chal = challenge(digest, algorithm=algorithm)
+    response = send(digest, authorization(chal, "alice", "wonder land"))
+    assert response.status_int == 200
+    assert response.text == "alice@example.com|Digest"
+
+
+@pytest.mark.parametrize("algorithm", ["SHA-256", "MD5"])
+def test_username_may_carry_the_domain(digest, algorithm):
+    chal = challenge(digest, algorithm=algorithm)
+    response = send(digest, authorization(chal, "alice@example.com", "wonder land"))
+    assert response.status_int == 200 and response.text.startswith("alice@example.com|")
+
+
+def test_wrong_password_is_401_without_stale(digest):
+    chal = challenge(digest)
+    response = send(digest, authorization(chal, "alice", "wrong"))
+    assert response.status_int == 401
+    assert all("stale" not in p for _, p in challenges(response))
+    assert "alice" not in response.text  # nothing reached the app
+
+
+def test_user_part_is_case_sensitive(digest):
+    chal = challenge(digest)
+    assert send(digest, authorization(chal, "Alice", "wonder land")).status_int == 401
+
+
+def test_unknown_user_is_401(digest):
+    chal = challenge(digest)
+    assert send(digest, authorization(chal, "mallory", "x")).status_int == 401
+
+
+def test_account_of_another_domain_cannot_log_into_this_realm_with_its_hashes(db_url, clock):
+    # dave@other.org has a cleartext password: user@domain in the username works against this realm,
+    # and the identity is his own account, not one in example.com.
+    app = DigestAuthMiddleware(whoami, subscribers=db_url, realm=REALM, clock=clock)
+    chal = challenge(app)
+    response = send(app, authorization(chal, "dave@other.org", "elsewhere"))
+    assert response.status_int == 200 and response.text.startswith("dave@other.org|")
+    chal = challenge(app)
+    assert send(app, authorization(chal, "dave", "elsewhere")).status_int == 401  # dave@example.com: no such account
+
+
+# -- ha1 / ha1b columns --------------------------------------------------------------------------
+
+
+def test_ha1_and_ha1b_columns_match_kamailio(db_url):
+    path = db_url.split("///", 1)[1]
+    row = sqlite3.connect(path).execute(
+        "SELECT password, ha1, ha1b FROM subscriber WHERE username='carol'").fetchone()
+    assert row == ("", hashlib.md5(b"carol:example.com:hashed only").hexdigest(),
+                   hashlib.md5(b"carol@example.com:example.com:hashed only").hexdigest())
+
+
+def test_hash_only_account_md5_via_ha1_and_ha1b(digest):
+    chal = challenge(digest, algorithm="MD5")
+    assert send(digest, authorization(chal, "carol", "hashed only")).status_int == 200  # ha1
+    chal = challenge(digest, algorithm="MD5")
+    response = send(digest, authorization(chal, "carol@example.com", "hashed only"))  # ha1b
+    assert response.status_int == 200 and response.text.startswith("carol@example.com|")
+
+
+def test_hash_only_account_cannot_use_sha256(digest):
+    chal = challenge(digest, algorithm="SHA-256")
+    assert send(digest, authorization(chal, "carol", "hashed only")).status_int == 401
+
+
+def test_password_column_ha1_uses_the_hash_and_offers_md5_only(db_url, clock):
+    app = DigestAuthMiddleware(whoami, subscribers=db_url, realm=REALM, password_column="ha1", clock=clock)
+    response = Request.blank("/").get_response(app)
+    assert [p["algorithm"] for _, p in challenges(response)] == ["MD5"]
+    # alice has a cleartext password too, but the ha1 column decides: corrupt it and she is out
+    path = db_url.split("///", 1)[1]
+    chal = challenge(app, algorithm="MD5")
+    assert send(app, authorization(chal, "alice", "wonder land")).status_int == 200
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("UPDATE subscriber SET ha1='0123456789abcdef0123456789abcdef' WHERE username='alice'")
+        conn.commit()
+    chal = challenge(app, algorithm="MD5")
+    assert send(app, authorization(chal, "alice", "wonder land")).status_int == 401
+
+
+def test_password_column_password_ignores_hashes(db_url, clock):
+    app = DigestAuthMiddleware(whoami, subscribers=db_url, realm=REALM, password_column="password", clock=clock)
+    chal = challenge(app, algorithm="MD5")
+    assert send(app, authorization(chal, "carol", "hashed only")).status_int == 401  # no cleartext: no login
+
+
+# -- nonce lifetime, replay --------------------------------------------------------------------
+
+
+def test_expired_nonce_with_correct_response_is_stale(digest, clock):
+    chal = challenge(digest)
+    clock.now += 61
+    response = send(digest, authorization(chal, "alice", "wonder land"))
+    assert response.status_int == 401
+    assert [p.get("stale") for _, p in challenges(response)] == ["true", "true"]
+    fresh = challenges(response)[0][1]
+    assert fresh["nonce"] != chal["nonce"]
+    assert send(digest, authorization(fresh, "alice", "wonder land")).status_int == 200
+
+
+def test_expired_nonce_with_wrong_response_is_not_stale(digest, clock):
+    chal = challenge(digest)
+    clock.now += 61
+    response = send(digest, authorization(chal, "alice", "nope"))
+    assert response.status_int == 401
+    assert all("stale" not in p for _, p in challenges(response))
+
+
+def test_nonce_within_lifetime_is_reusable_with_increasing_nc(digest, clock):
+    chal = challenge(digest)
+    for n in range(1, 6):
+        clock.now += 10
+        assert send(digest, authorization(chal, "alice", "wonder land", nc=f"{n:08x}")).status_int == 200
+
+
+def test_replayed_nonce_count_is_refused(digest):
+    chal = challenge(digest)
+    header = authorization(chal, "alice", "wonder land", nc="00000001")
+    assert send(digest, header).status_int == 200
+    replay = send(digest, header)
+    assert replay.status_int == 401 and "alice" not in replay.text
+
+
+def test_out_of_order_nonce_counts_within_the_window(digest):
+    chal = challenge(digest)
+    ok = lambda nc: send(digest, authorization(chal, "alice", "wonder land", nc=f"{nc:08x}")).status_int
+    assert [ok(5), ok(3), ok(4), ok(3), ok(5), ok(6), ok(100), ok(36), ok(37), ok(36)] == \
+           [200, 200, 200, 401, 401, 200, 200, 401, 200, 401]  # 36 is outside 100's 64-wide window
+
+
+def test_forged_or_foreign_nonce_is_refused(digest, db_url, clock):
+    chal = challenge(digest)
+    raw = bytearray(base64.urlsafe_b64decode(chal["nonce"]))
+    raw[0] ^= 1  # move the issue time: the MAC no longer matches
+    forged = dict(chal, nonce=base64.urlsafe_b64encode(bytes(raw)).decode())
+    assert send(digest, authorization(forged, "alice", "wonder land")).status_int == 401
+    other = DigestAuthMiddleware(whoami, subscribers=db_url, realm=REALM, clock=clock)  # another secret
+    foreign = challenge(other)
+    assert send(digest, authorization(dict(foreign, opaque=chal["opaque"]), "alice", "wonder land")).status_int == 401
+    garbage = dict(chal, nonce="not base64 !!")
+    assert send(digest, authorization(garbage, "alice", "wonder land")).status_int == 401
+
+
+def test_shared_secret_lets_two_instances_accept_each_others_nonces(db_url, clock):
+    one = DigestAuthMiddleware(whoami, subscribers=db_url, realm=REALM, clock=clock, secret="s3cret")
+    two = DigestAuthMiddleware(whoami, subscribers=db_url, realm=REALM, clock=clock, secret="s3cret")
+    chal = challenge(one)
+    assert send(two, authorization(chal, "alice", "wonder land")).status_int == 200
+
+
+def test_tracker_memory_is_bounded_and_forgotten_nonces_are_stale(db_url, clock):
+    app = DigestAuthMiddleware(whoami, subscribers=db_url, realm=REALM, clock=clock, max_tracked_nonces=3)
+    chals = []
+    for _ in range(5):
+        clock.now += 0.001
+        chal = challenge(app)
+        chals.append(chal)
+        assert send(app, authorization(chal, "alice", "wonder land")).status_int == 200
+    assert len(app.tracker) == 3
+    # the first nonce was evicted: a replay of its request is not accepted, and even a fresh nc is stale
+    assert send(app, authorization(chals[0], "alice", "wonder land")).status_int == 401
+    response = send(app, authorization(chals[0], "alice", "wonder land", nc="00000002"))
+    assert response.status_int == 401 and challenges(response)[0][1].get("stale") == "true"
+    # recent ones keep working
+    assert send(app, authorization(chals[4], "alice", "wonder land", nc="00000002")).status_int == 200
+
+
+def test_tracker_forgets_expired_nonces(db_url, clock):
+    app = DigestAuthMiddleware(whoami, subscribers=db_url, realm=REALM, clock=clock, nonce_lifetime=60)
+    chal = challenge(app)
+    assert send(app, authorization(chal, "alice", "wonder land")).status_int == 200
+    assert len(app.tracker) == 1
+    clock.now += 200
+    challenge(app)
+    assert len(app.tracker) == 0
+
+
+def test_nonce_tracker_is_thread_safe():
+    tracker = NonceTracker(capacity=1000)
+    results = []
+    lock = threading.Lock()
+
+    def worker(nc):
+        state = tracker.use("n", 1, nc)
+        with lock:
+            results.append((nc, state))
+
+    threads = [threading.Thread(target=worker, args=(1 + i % 10,)) for i in range(200)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    accepted = sorted(nc for nc, state in results if state == "ok")
+    assert accepted == list(range(1, 11))  # each nc exactly once
+
+
+def test_concurrent_requests_same_nonce_count_only_one_wins(digest):
+    chal = challenge(digest)
+    header = authorization(chal, "alice", "wonder land", nc="00000007")
+    statuses = []
+
+    def go():
+        statuses.append(send(digest, header).status_int)
+
+    threads = [threading.Thread(target=go) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [200] + [401] * 15
+
+
+# -- protocol details ----------------------------------------------------------------------------
+
+
+def test_opaque_must_be_returned(digest):
+    chal = challenge(digest)
+    assert send(digest, authorization(chal, "alice", "wonder land", opaque=False)).status_int == 401
+    chal = challenge(digest)
+    assert send(digest, authorization(dict(chal, opaque="x"), "alice", "wonder land")).status_int == 401
+
+
+def test_realm_must_be_ours(digest):
+    chal = challenge(digest)
+    assert send(digest, authorization(chal, "alice", "wonder land", realm="evil.org")).status_int == 401
+
+
+def test_digest_uri_must_match_the_request(digest):
+    chal = challenge(digest)
+    header = authorization(chal, "alice", "wonder land", uri="/xcap-root/other")
+    assert send(digest, header, path="/xcap-root/x").status_int == 400
+
+
+def test_digest_uri_raw_or_decoded_form(digest):
+    path = "/xcap-root/users/sip:alice@example.com/a%22b?xmlns(p=urn:x)"
+    chal = challenge(digest)
+    assert send(digest, authorization(chal, "alice", "wonder land", uri=path), path=path).status_int == 200
+
+
+def test_method_is_part_of_the_response(digest):
+    chal = challenge(digest)
+    header = authorization(chal, "alice", "wonder land", method="GET")
+    assert send(digest, header, method="DELETE").status_int == 401
+
+
+def test_algorithm_not_offered_and_qop_required(db_url, clock):
+    app = DigestAuthMiddleware(whoami, subscribers=db_url, realm=REALM, algorithms=("SHA-256",), clock=clock)
+    chal = challenge(app)
+    assert send(app, authorization(chal, "alice", "wonder land", algorithm="MD5")).status_int == 401
+    chal = challenge(app)
+    no_qop = authorization(chal, "alice", "wonder land").replace(", qop=auth", "")
+    assert send(app, no_qop).status_int == 401
+
+
+def test_malformed_header_is_400(digest):
+    assert send(digest, 'Digest username="alice, realm=').status_int == 400
+    assert send(digest, "Bearer abc").status_int == 401
+
+
+def test_head_challenge_has_no_body(digest):
+    response = Request.blank("/", method="HEAD").get_response(digest)
+    assert response.status_int == 401 and response.body == b""
+
+
+# -- Basic -----------------------------------------------------------------------------------------
+
+
+def basic(user, password):
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_basic_refused_unless_enabled(digest):
+    assert send(digest, basic("alice", "wonder land")).status_int == 401
+
+
+def test_basic_when_enabled(db_url, clock):
+    app = DigestAuthMiddleware(whoami, subscribers=db_url, realm=REALM, basic=True, clock=clock)
+    response = Request.blank("/").get_response(app)
+    assert ("Basic", {"realm": REALM, "charset": "UTF-8"}) in challenges(response)
+    ok = send(app, basic("alice", "wonder land"))
+    assert ok.status_int == 200 and ok.text == "alice@example.com|Basic"
+    assert send(app, basic("alice", "wonder")).status_int == 401
+    assert send(app, basic("carol", "hashed only")).status_int == 200  # checked against ha1
+    assert send(app, basic("carol", "hashed")).status_int == 401
+    assert send(app, "Basic !!!").status_int == 400
+
+
+# -- lazy mode -------------------------------------------------------------------------------------
+
+
+def test_not_required_passes_anonymous_requests_and_adds_challenges_to_401(db_url, clock):
+    def app(environ, start_response):
+        if environ.get("REMOTE_USER"):
+            return whoami(environ, start_response)
+        start_response("401 Unauthorized", [("Content-Type", "text/plain")])
+        return [b"who are you?"]
+
+    lazy = DigestAuthMiddleware(app, subscribers=db_url, realm=REALM, required=False, clock=clock)
+    response = Request.blank("/x").get_response(lazy)
+    assert response.status_int == 401 and response.text == "who are you?"
+    assert len(challenges(response)) == 2
+    chal = challenges(response)[0][1]
+    assert send(lazy, authorization(chal, "alice", "wonder land", uri="/x"), path="/x").status_int == 200
+    assert send(lazy, authorization(challenge(lazy, "/x"), "alice", "bad", uri="/x"), path="/x").text != "who are you?"
+
+
+# -- subscriber table ------------------------------------------------------------------------------
+
+
+def test_sqlite_subscriber_table_is_kamailios(db_url):
+    path = db_url.split("///", 1)[1]
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(subscriber)")]
+        version = conn.execute("SELECT table_version FROM version WHERE table_name='subscriber'").fetchone()
+        indexes = {row[1] for row in conn.execute("PRAGMA index_list(subscriber)")}
+    assert columns == ["id", "username", "domain", "password", "ha1", "ha1b"]
+    assert version == (7,)
+    assert "subscriber_username_idx" in indexes
+    ddl = "/usr/share/kamailio/db_sqlite/auth_db-create.sql"
+    if os.path.exists(ddl):  # kamailio-sqlite-modules installed: byte-for-byte the same statements
+        from xcap_wsgi.subscribers import SQLITE_DDL
+
+        text = open(ddl).read()
+        for statement in SQLITE_DDL[1:]:
+            assert re.sub(r"\s+", " ", statement) in re.sub(r"\s+", " ", text)
+
+
+def test_adduser_refuses_duplicates_and_bad_accounts(db_url, capsys):
+    assert cli(["adduser", "alice@example.com", "--password", "x", "--db", db_url]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert cli(["adduser", "nodomain", "--password", "x", "--db", db_url]) == 2
+    assert cli(["adduser", "eve@example.com", "--password", "", "--db", db_url]) == 1
+
+
+def test_adduser_creates_table_in_existing_xcap_database(tmp_path):
+    from xcap_wsgi import SQLiteStore
+
+    path = tmp_path / "xcap.sqlite3"
+    SQLiteStore(str(path)).close()  # the xcap table and its version row exist already
+    assert cli(["adduser", "sip:Eve@Example.COM", "--password", "pw", "--db", f"sqlite:///{path}"]) == 0
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT username, domain FROM subscriber").fetchall() == [("Eve", "example.com")]
+        assert dict(conn.execute("SELECT table_name, table_version FROM version").fetchall()) == \
+               {"xcap": 4, "subscriber": 7}
+
+
+def test_kamailio_hashes():
+    assert kamailio_hashes("alice", "example.com", "pw") == (
+        hashlib.md5(b"alice:example.com:pw").hexdigest(), hashlib.md5(b"alice@example.com:example.com:pw").hexdigest())
+
+
+# -- MySQL (real MariaDB when XCAP_TEST_MYSQL_URL is set) ------------------------------------------
+
+
+@pytest.fixture
+def mysql_db():
+    from mysql_support import temporary_database
+
+    with temporary_database(charset="latin1", tables="initdb") as url:
+        yield url
+
+
+def test_mysql_subscribers(mysql_db, clock):
+    from mysql_support import KAMAILIO_SQL_DIR, connect
+
+    assert cli(["adduser", "alice@example.com", "--password", "wonder land", "--db", mysql_db]) == 0
+    assert cli(["adduser", "carol@example.com", "--password", "hashed only", "--no-cleartext", "--db", mysql_db]) == 0
+    with contextlib.closing(connect(mysql_db)) as conn, conn.cursor() as cur:
+        cur.execute("SHOW CREATE TABLE subscriber")
+        ours = cur.fetchone()[1]
+        cur.execute("SELECT table_version FROM version WHERE table_name='subscriber'")
+        assert cur.fetchone() == (7,)
+        ddl = KAMAILIO_SQL_DIR / "auth_db-create.sql"
+        if ddl.exists():  # the same table as Kamailio's own DDL produces
+            cur.execute(ddl.read_text().split(";")[0].replace("`subscriber`", "`k_subscriber`"))
+            cur.execute("CREATE INDEX username_idx ON k_subscriber (`username`)")
+            cur.execute("SHOW CREATE TABLE k_subscriber")
+            theirs = cur.fetchone()[1].replace("k_subscriber", "subscriber")
+            assert re.sub(r" AUTO_INCREMENT=\d+", "", ours) == theirs
+    app = DigestAuthMiddleware(whoami, subscribers=mysql_db, realm=REALM, clock=clock)
+    chal = challenge(app)
+    response = send(app, authorization(chal, "alice", "wonder land"))
+    assert response.status_int == 200 and response.text == "alice@example.com|Digest"
+    # latin1_swedish_ci would match ALICE to alice; xcap-wsgi keeps the user part case-sensitive
+    chal = challenge(app)
+    assert send(app, authorization(chal, "ALICE", "wonder land")).status_int == 401
+    chal = challenge(app, algorithm="MD5")
+    assert send(app, authorization(chal, "carol", "hashed only")).status_int == 200
+    # SQL metacharacters in the username are data
+    chal = challenge(app)
+    assert send(app, authorization(chal, "x' OR '1'='1", "x")).status_int == 401
+
+
+def test_mysql_adduser_without_kamailio_tables_fails_clearly(capsys):
+    from mysql_support import temporary_database
+
+    with temporary_database(tables=None) as url:
+        assert cli(["adduser", "alice@example.com", "--password", "x", "--db", url]) == 1
+        assert "version" in capsys.readouterr().err
+
+
+# -- end to end: xcap-wsgi serve under waitress, urllib's Digest client ----------------------------
+
+
+def test_serve_uses_digest_by_default(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    url = f"sqlite:///{tmp_path / 'xcap.sqlite3'}"
+    assert cli(["adduser", "alice@example.com", "--password", "wonder land", "--db", url]) == 0
+    assert cli(["adduser", "bob@example.com", "--password", "builder", "--db", url]) == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xcap_wsgi", "serve", "--port", str(port), "--db", url,
+         "--default-domain", "example.com", "--digest-algorithms", "MD5"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    try:
+        banner = process.stdout.readline()
+        assert "Digest (MD5) realm=example.com" in banner, banner
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        threading.Thread(target=process.stdout.read, daemon=True).start()
+        base = f"http://127.0.0.1:{port}/xcap-root/resource-lists/users/"
+        doc = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
+               b'<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists"><list name="f"/></resource-lists>')
+
+        def opener(user, password):
+            manager = urllib.request.HTTPPasswordMgrWithDefaultRealm()
+            manager.add_password(None, f"http://127.0.0.1:{port}/", user, password)
+            return urllib.request.build_opener(urllib.request.HTTPDigestAuthHandler(manager))
+
+        put = urllib.request.Request(base + "sip:alice@example.com/index", data=doc, method="PUT",
+                                     headers={"Content-Type": "application/resource-lists+xml"})
+        assert opener("alice", "wonder land").open(put, timeout=10).status == 201
+        get = urllib.request.Request(base + "sip:alice@example.com/index")
+        assert opener("alice@example.com", "wonder land").open(get, timeout=10).read() == doc
+        with pytest.raises(urllib.error.HTTPError) as forbidden:
+            opener("bob", "builder").open(get, timeout=10)
+        assert forbidden.value.code == 403
+        with pytest.raises(urllib.error.HTTPError) as anonymous:
+            urllib.request.urlopen(get, timeout=10)
+        assert anonymous.value.code == 401 and "Digest" in anonymous.value.headers["WWW-Authenticate"]
+        with pytest.raises(urllib.error.HTTPError) as wrong:
+            opener("alice", "wrong").open(get, timeout=10)
+        assert wrong.value.code == 401
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_open_subscribers_rejects_memory_and_unknown_urls():
+    with pytest.raises(ValueError):
+        open_subscribers("sqlite://")
+    with pytest.raises(ValueError):
+        open_subscribers("postgres://x/y")
+
+
+def test_sqlite_subscribers_lookup_without_table_creation(tmp_path):
+    path = str(tmp_path / "a.sqlite3")
+    subs = SQLiteSubscribers(path)
+    subs.add("alice", "example.com", "pw")
+    assert subs.lookup("alice", "EXAMPLE.com").identity == "alice@example.com"
+    assert subs.lookup("alice", "other.org") is None
+    assert subs.lookup("alice' OR '1'='1", "example.com") is None
