@@ -78,6 +78,9 @@ SETTINGS: tuple[Setting, ...] = (
             "path stored in doc_uri before the AUID (default: mount point + first root), "
             "set it to Kamailio's xcap_root when a proxy rewrites paths"),
     Setting("log_requests", parse_bool, False, "log one access line per XCAP request (on by default in serve)"),
+    Setting("kamailio_rpc", lambda v: str(v).strip() or None, None,
+            "Kamailio JSON-RPC URL (jsonrpcs over xhttp, e.g. http://127.0.0.1:5071/RPC) told about every "
+            "change so presence and rls re-evaluate watchers", "notify"),
     # -- authentication and authorization (xcap_wsgi.auth, xcap_wsgi.digest) -------------------------
     Setting("trusted_readers", parse_list, (),
             "identities that may read every user's documents (presence server, RLS)", "auth"),
@@ -154,6 +157,10 @@ def build_middleware(app, values: dict[str, Any], **overrides):
 
     arguments = middleware_arguments(values)
     arguments.update(authorization_arguments(values))
+    if values.get("kamailio_rpc"):
+        from .notify import KamailioNotifier
+
+        arguments["on_change"] = [KamailioNotifier(values["kamailio_rpc"])]
     arguments.update(overrides)
     store = arguments.pop("store", None) or open_store(values["db"])
     return XCAPMiddleware(app, store=store, **arguments)
