@@ -12,7 +12,7 @@ import threading
 
 from lxml import etree
 
-from .errors import NotUTF8, NotWellFormed
+from .errors import ConstraintFailure, NotUTF8, NotWellFormed
 
 _local = threading.local()
 _ENCODING_DECL = re.compile(rb"""^\s*<\?xml[^>]*?\bencoding\s*=\s*["']([^"']*)["']""")
@@ -20,6 +20,9 @@ _UTF16_32_BOMS = (b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")
 
 #: Deepest element nesting accepted in a document (XCAP documents are shallow).
 MAX_DEPTH = 64
+#: Most nodes (elements, attributes, comments, processing instructions) accepted in a document:
+#: beyond it a PUT gets 409 <constraint-failure> (RFC 4825 §11; checked after every edit too).
+MAX_NODES = 100_000
 
 
 def parser() -> etree.XMLParser:
@@ -71,6 +74,8 @@ def parse_document(data: bytes, error=NotWellFormed) -> etree._ElementTree:
         raise error("document type declarations (DTDs) are not allowed")
     if _depth(root) > MAX_DEPTH:
         raise error(f"elements are nested deeper than {MAX_DEPTH} levels")
+    if _too_many_nodes(root):
+        raise ConstraintFailure(f"the document has more than {MAX_NODES} nodes")
     return tree
 
 
@@ -98,3 +103,13 @@ def _depth(root: etree._Element) -> int:
             if deepest > MAX_DEPTH:
                 break
     return deepest
+
+
+def _too_many_nodes(root: etree._Element) -> bool:
+    """Whether the tree holds more than ``MAX_NODES`` nodes; stops counting at the limit."""
+    count = 0
+    for element in root.iter():
+        count += 1 + len(element.attrib) if isinstance(element.tag, str) else 1
+        if count > MAX_NODES:
+            return True
+    return False
