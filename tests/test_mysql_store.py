@@ -442,10 +442,16 @@ def test_service_resumes_after_a_real_server_restart(tmp_path):
         assert info.value.retry_after == 3
         with pytest.raises(StoreUnavailable):
             store.put(ALICE, b"<while-down/>", etag)
+        late = MySQLStore.from_url(url + "?connect_timeout=1")  # created while down: schema check deferred
+        with pytest.raises(StoreUnavailable):
+            late.get(ALICE)
         start()
         assert store.get(ALICE).etag == etag  # the same store object, no restart of xcap-wsgi
         assert store.put(ALICE, b"<after/>", etag)
+        assert late.get(ALICE).content == b"<after/>"
+        assert late._schema_checked
         store.close()
+        late.close()
     finally:
         subprocess.run(["bash", str(script), "stop", str(datadir)], timeout=60)
 

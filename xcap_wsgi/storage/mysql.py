@@ -375,18 +375,23 @@ class MySQLStore:
         self._schema_checked = True
 
     def _run(self, work, *, write: bool):
-        """Run ``work(cursor)`` on a pooled connection with reconnect and deadlock retries."""
+        """Run ``work(cursor)`` on a pooled connection with reconnect and deadlock retries.
+
+        Every statement is a single autocommitted compare-and-swap, so re-running it after a lost
+        connection (``write`` or not) cannot apply a change twice: a write that did land before
+        the connection died makes the re-run miss (ConcurrentModification), never double-apply.
+        """
         connection = self._pool.acquire()
         broken = False
         try:
-            if not self._schema_checked:
-                with self._schema_lock:
-                    if not self._schema_checked:
-                        self._check_schema_on(connection)
             reconnected = False
             lock_retries = 0
             while True:
                 try:
+                    if not self._schema_checked:  # deferred: the database was down at start-up
+                        with self._schema_lock:
+                            if not self._schema_checked:
+                                self._check_schema_on(connection)
                     with connection.cursor() as cursor:
                         return work(cursor)
                 except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
