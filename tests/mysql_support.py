@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import re
 import shutil
@@ -234,8 +235,21 @@ class Kamailio:
         self.proc, self.http_port, self.sip_port = proc, http_port, sip_port
         self.rundir, self.log_path = rundir, log_path
 
+    @property
+    def rpc_url(self) -> str:
+        """Kamailio's JSON-RPC endpoint (jsonrpcs over xhttp), e.g. for xcap_wsgi.notify."""
+        return f"http://127.0.0.1:{self.http_port}/RPC"
+
     def http(self, method, path, body=None, headers=None):
         return http_request(method, self.http_port, path, body, headers)
+
+    def rpc(self, method: str, *params):
+        """Call a Kamailio RPC over JSON-RPC; returns the decoded JSON answer."""
+        body = json.dumps({"jsonrpc": "2.0", "method": method, "params": list(params), "id": 1}).encode()
+        status, _, data = self.http("POST", "/RPC", body, {"Content-Type": "application/json"})
+        if status != 200:
+            raise RuntimeError(f"JSON-RPC {method}: HTTP {status}: {data[:300]!r}")
+        return json.loads(data)
 
     def log(self) -> str:
         return Path(self.log_path).read_text(errors="replace")
@@ -322,49 +336,84 @@ def run_xcap_wsgi(database_url: str, *extra: str):
 # -- SIP over UDP (enough for one SUBSCRIBE and its NOTIFY) ----------------------------------
 
 
+class SipWatcher:
+    """One presence subscription over UDP: SUBSCRIBE, then read the NOTIFYs Kamailio sends."""
+
+    def __init__(self, kamailio_sip_port: int, presentity: str, watcher: str):
+        self.kamailio = ("127.0.0.1", kamailio_sip_port)
+        self.presentity, self.watcher = presentity, watcher
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.5)
+        self.port = self.sock.getsockname()[1]
+        self.call_id = uuid.uuid4().hex
+        self.tag = uuid.uuid4().hex[:8]
+
+    def subscribe(self, timeout: float = 10.0):
+        """Send the SUBSCRIBE; return (reply status, Subscription-State of the first NOTIFY)."""
+        branch = "z9hG4bK" + uuid.uuid4().hex[:16]
+        message = (
+            f"SUBSCRIBE {self.presentity} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch};rport\r\n"
+            f"Max-Forwards: 70\r\n"
+            f"From: <{self.watcher}>;tag={self.tag}\r\n"
+            f"To: <{self.presentity}>\r\n"
+            f"Call-ID: {self.call_id}\r\n"
+            f"CSeq: 1 SUBSCRIBE\r\n"
+            f"Contact: <sip:watcher@127.0.0.1:{self.port}>\r\n"
+            f"Event: presence\r\n"
+            f"Accept: application/pidf+xml\r\n"
+            f"Expires: 60\r\n"
+            f"Content-Length: 0\r\n\r\n"
+        )
+        self.sock.sendto(message.encode(), self.kamailio)
+        status = state = None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and (status is None or state is None):
+            kind, value = self._receive()
+            if kind == "reply":
+                status = value
+            elif kind == "notify":
+                state = value
+        return status, state
+
+    def next_state(self, timeout: float = 10.0):
+        """The Subscription-State of the next NOTIFY, or None when none comes within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            kind, value = self._receive()
+            if kind == "notify":
+                return value
+        return None
+
+    def _receive(self):
+        try:
+            data, addr = self.sock.recvfrom(65535)
+        except socket.timeout:
+            return None, None
+        text = data.decode("utf-8", "replace")
+        if self.call_id not in text:
+            return None, None
+        first = text.split("\r\n", 1)[0]
+        if first.startswith("SIP/2.0 "):
+            return "reply", int(first.split()[1])
+        if first.startswith("NOTIFY "):
+            self.sock.sendto(sip_ok_for(text).encode(), addr)
+            match = re.search(r"^Subscription-State:\s*([^\r\n;]+)", text, re.I | re.M)
+            return "notify", (match.group(1).strip().lower() if match else "")
+        return None, None
+
+    def close(self):
+        self.sock.close()
+
+
 def sip_subscribe(kamailio_sip_port: int, presentity: str, watcher: str, timeout: float = 10.0):
     """Send a presence SUBSCRIBE and return (reply status, Subscription-State of the first NOTIFY)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.5)
-    port = sock.getsockname()[1]
-    call_id = uuid.uuid4().hex
-    branch = "z9hG4bK" + uuid.uuid4().hex[:16]
-    tag = uuid.uuid4().hex[:8]
-    message = (
-        f"SUBSCRIBE {presentity} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch={branch};rport\r\n"
-        f"Max-Forwards: 70\r\n"
-        f"From: <{watcher}>;tag={tag}\r\n"
-        f"To: <{presentity}>\r\n"
-        f"Call-ID: {call_id}\r\n"
-        f"CSeq: 1 SUBSCRIBE\r\n"
-        f"Contact: <sip:watcher@127.0.0.1:{port}>\r\n"
-        f"Event: presence\r\n"
-        f"Accept: application/pidf+xml\r\n"
-        f"Expires: 60\r\n"
-        f"Content-Length: 0\r\n\r\n"
-    )
-    status = state = None
-    deadline = time.monotonic() + timeout
+    watcher_ = SipWatcher(kamailio_sip_port, presentity, watcher)
     try:
-        sock.sendto(message.encode(), ("127.0.0.1", kamailio_sip_port))
-        while time.monotonic() < deadline and (status is None or state is None):
-            try:
-                data, addr = sock.recvfrom(65535)
-            except socket.timeout:
-                continue
-            text = data.decode("utf-8", "replace")
-            first = text.split("\r\n", 1)[0]
-            if first.startswith("SIP/2.0 ") and call_id in text:
-                status = int(first.split()[1])
-            elif first.startswith("NOTIFY ") and call_id in text:
-                match = re.search(r"^Subscription-State:\s*([^\r\n;]+)", text, re.I | re.M)
-                state = match.group(1).strip().lower() if match else ""
-                sock.sendto(sip_ok_for(text).encode(), addr)
+        return watcher_.subscribe(timeout)
     finally:
-        sock.close()
-    return status, state
+        watcher_.close()
 
 
 def sip_ok_for(request: str) -> str:

@@ -22,6 +22,7 @@ from mysql_support import (  # noqa: F401  (fixtures)
     mysql_store,
     rows,
     run_xcap_wsgi,
+    SipWatcher,
     sip_subscribe,
 )
 from xcap_wsgi.storage import ConcurrentModification, DocumentKey
@@ -209,3 +210,21 @@ def test_http_put_via_xcap_wsgi_get_via_kamailio_and_back(kamailio, db_url):
         assert status in (200, 201)
         assert http_request("DELETE", server.port, RULES_PATH)[0] == 200
         assert kamailio.http("GET", RULES_PATH)[0] == 404
+
+
+def test_rpc_after_our_pres_rules_change_updates_an_existing_watcher(kamailio, mysql_store):
+    """Contract §7: after xcap-wsgi changes pres-rules, presence.updateWatchers re-reads them from
+    our row and Kamailio notifies the existing (pending) watcher that it is now active."""
+    presentity = "sip:alice@example.com"
+    who = f"sip:frank{uuid.uuid4().hex[:6]}@example.com"
+    watcher = SipWatcher(kamailio.sip_port, presentity, who)
+    try:
+        status, state = watcher.subscribe()
+        assert state == "pending", (status, state, kamailio.log()[-3000:])
+        mysql_store.put(ALICE_RULES, pres_rules("allow", who), None)
+        assert watcher.next_state(timeout=1.0) is None  # Kamailio does not poll the table
+        answer = kamailio.rpc("presence.updateWatchers", presentity, "presence")
+        assert "error" not in answer, answer
+        assert watcher.next_state() == "active", kamailio.log()[-3000:]
+    finally:
+        watcher.close()
