@@ -79,12 +79,48 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    if values["workers"] > 1:
+        return _serve_workers(values)
+    try:
+        app, mode = _build_app(values)
+    except SystemExit as exc:
+        return exc.code
+    url = f"http://{values['host']}:{values['port']}{values['root'][0]}/"
+    print(f"xcap-wsgi {__version__} serving XCAP at {url} database={values['db']} roots={','.join(values['root'])} "
+          f"auth={mode}", flush=True)
+    waitress.serve(app, host=values["host"], port=values["port"], threads=values["threads"], ident="xcap-wsgi",
+                   _quiet=True)
+    return 0
+
+
+def _serve_workers(values: dict) -> int:
+    """``--workers N``: N waitress processes on one socket (xcap_wsgi.server)."""
+    import secrets
+
+    from .server import serve_workers
+
+    if not values.get("nonce_secret"):
+        values["nonce_secret"] = secrets.token_hex(32)  # one secret for all workers: nonces work in any
+
+    def ready(host, port):
+        url = f"http://{host}:{port}{values['root'][0]}/"
+        auth = "ANONYMOUS (no authentication: development only)" if values["anonymous"] else "Digest"
+        print(f"xcap-wsgi {__version__} serving XCAP at {url} database={values['db']} roots={','.join(values['root'])} "
+              f"auth={auth} workers={values['workers']} threads={values['threads']}", flush=True)
+
+    return serve_workers(lambda: _build_app(values)[0], host=values["host"], port=values["port"],
+                         workers=values["workers"], threads=values["threads"], on_ready=ready,
+                         ident="xcap-wsgi", _quiet=True)
+
+
+def _build_app(values: dict):
+    """The WSGI app of ``serve`` and a description of its authentication; ``SystemExit(1)`` after
+    printing the reason when the database or the authentication set-up fails."""
     try:
         app = build_middleware(None, values)
     except (StoreError, ValueError, OSError) as exc:
         print(f"xcap-wsgi: cannot open the database {values['db']}: {exc}", file=sys.stderr)
-        return 1
-    url = f"http://{values['host']}:{values['port']}{values['root'][0]}/"
+        raise SystemExit(1) from None
     if values["anonymous"]:
         mode = "ANONYMOUS (no authentication: development only)"
     else:
@@ -97,16 +133,12 @@ def _serve(args: argparse.Namespace) -> int:
                 raise SubscriberError("Kamailio's subscriber table does not exist (kamdbctl create, or xcap-wsgi adduser)")
         except (SubscriberError, StoreError, ValueError, OSError) as exc:
             print(f"xcap-wsgi: cannot set up Digest authentication: {exc}", file=sys.stderr)
-            return 1
+            raise SystemExit(1) from None
         mode = (f"Digest ({'/'.join(app.algorithms)}{', Basic' if app.basic else ''}) realm={app.realm} "
                 f"against {values['auth_db'] or values['db']}")
         if values["identity_header"]:
             mode += f"; {values['identity_header']} from {','.join(values['trusted_proxies'])}"
-    print(f"xcap-wsgi {__version__} serving XCAP at {url} database={values['db']} roots={','.join(values['root'])} "
-          f"auth={mode}", flush=True)
-    waitress.serve(app, host=values["host"], port=values["port"], threads=values["threads"], ident="xcap-wsgi",
-                   _quiet=True)
-    return 0
+    return app, mode
 
 
 def _initdb(args: argparse.Namespace) -> int:

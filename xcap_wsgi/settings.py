@@ -62,6 +62,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", str, "127.0.0.1", "address the standalone server listens on", "server"),
     Setting("port", int, 8080, "TCP port the standalone server listens on", "server"),
     Setting("threads", int, 8, "worker threads of the standalone (waitress) server", "server"),
+    Setting("workers", int, 1,
+            "processes of the standalone server sharing one listening socket (each with --threads threads)",
+            "server"),
     Setting("root", parse_list, ("/xcap-root",),
             "XCAP root path(s) below the mount point; several comma-separated aliases allowed, "
             "the first is the one stored in doc_uri"),

@@ -1,0 +1,156 @@
+"""A pre-forking standalone server: N processes, each running waitress on one shared socket.
+
+``xcap-wsgi serve --workers N`` (N > 1) binds the listening socket once in the parent, then
+forks N worker processes. Each worker builds its own application (its own database pool: pooled
+connections must never cross a fork) and serves the inherited socket with waitress
+(``waitress.serve(app, sockets=[sock])``); the kernel hands each new connection to whichever
+worker accepts it first. The parent only supervises:
+
+* SIGTERM / SIGINT / SIGHUP to the parent is forwarded to every worker as SIGTERM; a worker
+  then stops accepting, and the parent waits (``graceful_timeout``) before SIGKILL;
+* a worker that dies during start-up (e.g. the database is unreachable) stops the whole server
+  with that worker's exit status; one that dies later is replaced.
+
+Python threads share one interpreter lock, so one process uses at most about one core; several
+processes are how a Python WSGI server uses several cores (see README, Benchmarks).
+``--workers 1`` (the default) does not go through this module at all.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Callable
+
+#: A worker that exits within this many seconds of being started failed its start-up.
+STARTUP_GRACE = 5.0
+
+
+def bind_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """The listening TCP socket every worker shares (IPv6 when ``host`` is an IPv6 address)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _worker(sock: socket.socket, build_app: Callable[[], object], threads: int, waitress_options: dict) -> int:
+    """Body of one worker process: build the app, serve until SIGTERM."""
+    import waitress
+
+    try:
+        app = build_app()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    waitress.serve(app, sockets=[sock], threads=threads, **waitress_options)
+    return 0
+
+
+def _stop_worker(signum, frame):
+    raise SystemExit(0)  # waitress' run loop catches SystemExit and shuts its threads down
+
+
+def serve_workers(
+    build_app: Callable[[], object],
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    graceful_timeout: float = 10.0,
+    on_ready: Callable[[str, int], None] | None = None,
+    **waitress_options,
+) -> int:
+    """Run ``workers`` waitress processes on one socket; return the exit status for ``main``.
+
+    ``build_app()`` runs in each worker after the fork; it may raise ``SystemExit(code)`` to
+    report a start-up failure (already explained on stderr).
+    """
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
+    sock = bind_socket(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    children: dict[int, float] = {}  # pid -> start time
+    state = {"stopping": False, "status": 0}
+
+    def spawn() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # worker
+            for sig in (signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_IGN)  # the parent decides; it forwards SIGTERM
+            signal.signal(signal.SIGTERM, _stop_worker)
+            code = 1
+            try:
+                code = _worker(sock, build_app, threads, waitress_options)
+            except BaseException:  # noqa: BLE001 - report and leave; never return into the parent's loop
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        children[pid] = time.monotonic()
+
+    parent = os.getpid()
+
+    def forward(signum, frame):
+        if os.getpid() != parent:  # a worker between fork and its own handlers
+            raise SystemExit(0)
+        state["stopping"] = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        for _ in range(workers):
+            spawn()
+        if on_ready:
+            on_ready(bound_host, bound_port)
+        deadline = None
+        while children:
+            if state["stopping"] and deadline is None:
+                deadline = time.monotonic() + graceful_timeout
+            if deadline is not None:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    if time.monotonic() > deadline:
+                        for other in list(children):
+                            try:
+                                os.kill(other, signal.SIGKILL)
+                            except ProcessLookupError:
+                                pass
+                        deadline = time.monotonic() + graceful_timeout
+                    time.sleep(0.05)
+                    continue
+            else:
+                pid, status = os.wait()
+            started = children.pop(pid, None)
+            if started is None or state["stopping"]:
+                continue
+            code = os.waitstatus_to_exitcode(status)
+            if time.monotonic() - started < STARTUP_GRACE and code != 0:
+                print(f"xcap-wsgi: worker {pid} failed to start (status {code}); stopping", file=sys.stderr,
+                      flush=True)
+                state["status"] = code if code > 0 else 1
+                forward(signal.SIGTERM, None)
+                continue
+            print(f"xcap-wsgi: worker {pid} exited (status {code}); starting a new one", file=sys.stderr,
+                  flush=True)
+            spawn()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+    return state["status"]
