@@ -13,6 +13,7 @@ from typing import Callable, Iterator
 
 from lxml import etree
 
+from ..constraints import resource_lists_constraints, rls_services_constraints
 from ..validation import schema_namespaces, schema_validator
 
 #: A validation hook: (resulting document tree, context) -> None, raising an XCAPError on failure.
@@ -98,7 +99,7 @@ RESOURCE_LISTS = ApplicationUsage(
     default_namespace="urn:ietf:params:xml:ns:resource-lists",
     doc_type=4,
     namespaces=schema_namespaces("resource-lists"),
-    validators=(schema_validator("resource-lists"),),
+    validators=(schema_validator("resource-lists"), resource_lists_constraints),
 )
 
 RLS_SERVICES = ApplicationUsage(
@@ -107,7 +108,7 @@ RLS_SERVICES = ApplicationUsage(
     default_namespace="urn:ietf:params:xml:ns:rls-services",
     doc_type=8,
     namespaces=schema_namespaces("rls-services"),  # rls-services + resource-lists (inline <list>)
-    validators=(schema_validator("rls-services"),),
+    validators=(schema_validator("rls-services"), rls_services_constraints),
 )
 
 PRES_RULES = ApplicationUsage(

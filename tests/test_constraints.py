@@ -1,0 +1,120 @@
+"""RFC 4826 constraints (§3.4.5 resource-lists, §4.4.3 rls-services) through the middleware."""
+
+from __future__ import annotations
+
+import pytest
+from lxml import etree
+
+from conftest import ALICE_DOC, call, put_doc
+from test_documents import assert_xcap_error
+
+NS = "urn:ietf:params:xml:ns:xcap-error"
+
+
+def rl(inner: str) -> bytes:
+    return f'<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">{inner}</resource-lists>'.encode()
+
+
+def rls(inner: str) -> bytes:
+    return (f'<rls-services xmlns="urn:ietf:params:xml:ns:rls-services" '
+            f'xmlns:rl="urn:ietf:params:xml:ns:resource-lists">{inner}</rls-services>').encode()
+
+
+RLS_DOC = "/xcap-root/rls-services/users/sip:alice@example.com/index"
+
+
+@pytest.mark.parametrize(
+    "inner, fields",
+    [
+        pytest.param('<list name="a"/><list name="a"/>', ["resource-lists/list[2]/@name"], id="list-name"),
+        pytest.param('<list name="l"><entry uri="sip:b@x"/><entry uri="sip:c@x"/><entry uri="sip:b@x"/></list>',
+                     ["resource-lists/list[1]/entry[3]/@uri"], id="entry-uri"),
+        pytest.param('<list><entry-ref ref="a"/><entry-ref ref="a"/></list>', ["resource-lists/list[1]/entry-ref[2]/@ref"],
+                     id="entry-ref"),
+        pytest.param('<list><external anchor="http://x/a"/><external anchor="http://x/a"/></list>',
+                     ["resource-lists/list[1]/external[2]/@anchor"], id="external-anchor"),
+        pytest.param('<list name="a"><list name="n"/><list name="n"/></list><list name="a"/>',
+                     ["resource-lists/list[2]/@name", "resource-lists/list[1]/list[2]/@name"], id="two-clashes"),
+    ],
+)
+def test_uniqueness_failures_name_each_clash(app, inner, fields):
+    response = put_doc(app, body=rl(inner))
+    condition = assert_xcap_error(response, "uniqueness-failure")
+    assert [e.get("field") for e in condition.findall(f"{{{NS}}}exists")] == fields
+    assert call(app, "GET", ALICE_DOC).status_int == 404
+
+
+def test_list_name_alternatives_are_really_free(app):
+    response = put_doc(app, body=rl('<list name="f"/><list name="f-2"/><list name="f"/><list name="f-4"/>'))
+    condition = assert_xcap_error(response, "uniqueness-failure")
+    alternatives = [a.text for a in condition.iter(f"{{{NS}}}alt-value")]
+    assert alternatives == ["f-3", "f-5", "f-6"]
+    # and each suggestion really is accepted
+    fixed = rl(f'<list name="f"/><list name="f-2"/><list name="{alternatives[0]}"/><list name="f-4"/>')
+    assert put_doc(app, body=fixed).status_int == 201
+
+
+def test_the_field_selects_the_clashing_attribute(app):
+    body = rl('<list name="l"><entry uri="sip:b@x"/><entry uri="sip:b@x"/></list>')
+    field = assert_xcap_error(put_doc(app, body=body), "uniqueness-failure").find(f"{{{NS}}}exists").get("field")
+    put_doc(app, body=rl('<list name="l"><entry uri="sip:b@x"/><entry uri="sip:c@x"/></list>'))
+    path = ALICE_DOC + "/~~/" + field.replace("[", "%5B").replace("]", "%5D")
+    assert call(app, "GET", path).body == b"sip:c@x"
+
+
+def test_same_values_in_different_parents_are_fine(app):
+    assert put_doc(app, body=rl('<list name="a"><entry uri="sip:b@x"/></list>'
+                                '<list name="b"><entry uri="sip:b@x"/></list>')).status_int == 201
+
+
+def test_node_put_creating_a_duplicate_is_refused(app):
+    put_doc(app, body=rl('<list name="a"/>'))
+    response = call(app, "PUT", ALICE_DOC + "/~~/resource-lists/list%5B2%5D", b'<list name="a"/>',
+                    **{"Content-Type": "application/xcap-el+xml"})
+    assert_xcap_error(response, "uniqueness-failure")
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [
+        pytest.param('<list><entry-ref ref="http://x/resource-lists/users/sip:a@b/index"/></list>', id="entry-ref-absolute"),
+        pytest.param('<list><entry-ref ref="/xcap-root/resource-lists"/></list>', id="entry-ref-absolute-path"),
+        pytest.param('<list><external anchor="resource-lists/users/x/index"/></list>', id="external-relative"),
+        pytest.param('<list><external anchor="ftp://x/index"/></list>', id="external-not-http"),
+    ],
+)
+def test_reference_forms(app, inner):
+    assert_xcap_error(put_doc(app, body=rl(inner)), "constraint-failure")
+
+
+def test_valid_references_are_accepted(app):
+    body = rl('<list><entry-ref ref="resource-lists/users/sip:alice@example.com/index/~~/resource-lists/list%5b1%5d/entry%5b1%5d"/>'
+              '<external anchor="https://xcap.example.com/xcap-root/resource-lists/users/sip:bob@example.com/index"/></list>')
+    assert put_doc(app, body=body).status_int == 201
+
+
+class TestRlsServices:
+    def put(self, app, inner):
+        return put_doc(app, path=RLS_DOC, body=rls(inner), content_type="application/rls-services+xml")
+
+    def test_resource_list_of_the_owner_is_accepted(self, app):
+        inner = ('<service uri="sip:friends@example.com"><resource-list>http://xcap.example.com/xcap-root/'
+                 'resource-lists/users/sip:alice@example.com/index/~~/resource-lists/list%5B@name=%22f%22%5D'
+                 '</resource-list><packages><package>presence</package></packages></service>')
+        assert self.put(app, inner).status_int == 201
+
+    @pytest.mark.parametrize("value", [
+        "resource-lists/users/sip:alice@example.com/index",
+        "http://xcap.example.com/xcap-root/pres-rules/users/sip:alice@example.com/index",
+        "http://xcap.example.com/xcap-root/resource-lists/users/sip:bob@example.com/index",
+    ], ids=["relative", "other-auid", "other-user"])
+    def test_bad_resource_list_values(self, app, value):
+        inner = (f'<service uri="sip:friends@example.com"><resource-list>{value}</resource-list>'
+                 '<packages><package>presence</package></packages></service>')
+        assert_xcap_error(self.put(app, inner), "constraint-failure")
+
+    def test_lists_inside_services_obey_resource_lists_rules(self, app):
+        inner = ('<service uri="sip:friends@example.com"><list><rl:entry uri="sip:b@x"/><rl:entry uri="sip:b@x"/>'
+                 '</list><packages><package>presence</package></packages></service>')
+        condition = assert_xcap_error(self.put(app, inner), "uniqueness-failure")
+        assert condition.find(f"{{{NS}}}exists").get("field") == "rls-services/service[1]/list[1]/*[2]/@uri"

@@ -1,0 +1,127 @@
+"""RFC 4826 data constraints beyond the schema, with ``<alt-value>`` suggestions that are free.
+
+resource-lists (RFC 4826 §3.4.5): among the children of one parent, ``list/@name``,
+``entry/@uri``, ``entry-ref/@ref`` and ``external/@anchor`` are unique; ``entry-ref/@ref`` is a
+relative path reference (relative to the XCAP root); ``external/@anchor`` is an absolute HTTP(S)
+URI. rls-services (RFC 4826 §4.4.3) adds: every ``<list>`` inside a service obeys the same rules,
+and a ``<resource-list>`` holds an absolute HTTP(S) URI whose AUID segment is ``resource-lists``
+and, in the users tree, whose XUI is the document's own. Uniqueness failures name each clash
+with a node selector relative to the document (``field``) and, for list names, suggest names
+that no sibling uses.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+from lxml import etree
+
+from .errors import ConstraintFailure, Exists, UniquenessFailure
+
+RL = "urn:ietf:params:xml:ns:resource-lists"
+RLS = "urn:ietf:params:xml:ns:rls-services"
+
+#: (child element, attribute that must be unique among such siblings, suggest alternatives?)
+UNIQUE_AMONG_SIBLINGS = (("list", "name", True), ("entry", "uri", False),
+                         ("entry-ref", "ref", False), ("external", "anchor", False))
+_CONTAINERS = {f"{{{RL}}}resource-lists", f"{{{RL}}}list", f"{{{RLS}}}service", f"{{{RLS}}}list"}
+
+
+def resource_lists_constraints(tree: etree._ElementTree, context) -> None:
+    """The RFC 4826 §3.4.5 rules for a resource-lists document (and lists in rls-services)."""
+    default_namespace = context.usage.default_namespace
+    clashes: list[Exists] = []
+    for parent in tree.getroot().iter(*_CONTAINERS):
+        clashes.extend(_sibling_clashes(parent, default_namespace))
+    if clashes:
+        raise UniquenessFailure(clashes, phrase="duplicate values among sibling elements (RFC 4826 §3.4.5)")
+    for element in tree.getroot().iter(f"{{{RL}}}entry-ref"):
+        ref = element.get("ref", "")
+        parts = urlsplit(ref)
+        if parts.scheme or parts.netloc or ref.startswith("/") or not ref:
+            raise ConstraintFailure(f"entry-ref ref={ref!r} must be a relative path reference "
+                                    "(relative to the XCAP root)")
+    for element in tree.getroot().iter(f"{{{RL}}}external"):
+        anchor = element.get("anchor", "")
+        parts = urlsplit(anchor)
+        if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+            raise ConstraintFailure(f"external anchor={anchor!r} must be an absolute HTTP or HTTPS URI")
+
+
+def rls_services_constraints(tree: etree._ElementTree, context) -> None:
+    """RFC 4826 §4.4.3: lists inside services as resource-lists; <resource-list> URIs point at
+    the document owner's resource-lists documents."""
+    resource_lists_constraints(tree, context)
+    uri = context.uri
+    for element in tree.getroot().iter(f"{{{RLS}}}resource-list"):
+        value = (element.text or "").strip()
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+            raise ConstraintFailure(f"resource-list {value!r} must be an absolute HTTP or HTTPS URI")
+        segments = [unquote(s) for s in parts.path.split("/")]
+        if "resource-lists" not in segments:
+            raise ConstraintFailure(f"resource-list {value!r} must point into the resource-lists application usage")
+        at = segments.index("resource-lists")
+        tail = segments[at + 1 : at + 3]
+        if uri.tree == "users" and (len(tail) < 2 or tail[0] != "users" or not _same_xui(tail[1], uri.xui)):
+            raise ConstraintFailure(f"resource-list {value!r} must point to a resource-lists document of {uri.xui}")
+
+
+def _same_xui(candidate: str, xui: str) -> bool:
+    from .uri import canonical_xui
+
+    return canonical_xui(candidate) == canonical_xui(xui)
+
+
+def _sibling_clashes(parent: etree._Element, default_namespace: str) -> list[Exists]:
+    clashes = []
+    for local, attribute, suggest in UNIQUE_AMONG_SIBLINGS:
+        seen: dict[str, etree._Element] = {}
+        siblings = list(parent.iterchildren(f"{{{RL}}}{local}"))
+        for element in siblings:
+            value = element.get(attribute)
+            if value is None:
+                continue
+            if value in seen:
+                taken = {s.get(attribute) for s in siblings}
+                alternatives = _free_names(value, taken) if suggest else []
+                clashes.append(Exists(field=f"{selector_of(element, default_namespace)}/@{attribute}",
+                                      alt_values=alternatives))
+            else:
+                seen[value] = element
+    return clashes
+
+
+def _free_names(value: str, taken: set, count: int = 3) -> list[str]:
+    """``count`` names derived from ``value`` that no sibling uses."""
+    suggestions, n = [], 2
+    while len(suggestions) < count:
+        candidate = f"{value}-{n}"
+        if candidate not in taken:
+            suggestions.append(candidate)
+        n += 1
+    return suggestions
+
+
+def selector_of(element: etree._Element, default_namespace: str) -> str:
+    """An XCAP node selector (relative to the document) that selects exactly ``element``.
+
+    Elements in the usage's default namespace are named (``list[2]``: the second ``list``);
+    others, whose prefix a client would have to bind, are addressed as ``*[n]``.
+    """
+    steps = []
+    node = element
+    while node is not None:
+        qname = etree.QName(node)
+        parent = node.getparent()
+        if qname.namespace == default_namespace:
+            if parent is None:
+                steps.append(qname.localname)
+            else:
+                index = 1 + sum(1 for _ in node.itersiblings(node.tag, preceding=True))
+                steps.append(f"{qname.localname}[{index}]")
+        else:
+            index = 1 + sum(1 for _ in node.itersiblings(etree.Element, preceding=True))
+            steps.append("*" if parent is None else f"*[{index}]")
+        node = parent
+    return "/".join(reversed(steps))
