@@ -153,7 +153,7 @@ class KamailioNotifier:
                            headers={"Content-Type": "application/json"})
         response = connection.getresponse()
         payload = response.read()
-        if response.status >= 300:
+        if response.status >= 300 and not payload.lstrip().startswith(b"{"):  # jsonrpcs: HTTP 500 + error body
             raise http.client.HTTPException(f"HTTP {response.status} from Kamailio")
         answer = json.loads(payload or b"{}")
         if "error" in answer:
