@@ -392,3 +392,97 @@ def reference_spans(data):
 def test_spans_match_reference_tokenizer(data):
     doc = _Document(data)
     assert [doc.span(e) for e in doc.root.iter(etree.Element)] == reference_spans(data)
+
+
+def test_huge_position_put_is_cannot_insert():
+    with pytest.raises(CannotInsert):
+        put_node(RFC_DOC, sel("root/el1[99999999999999999999999]"), b"<el1/>", URL)
+
+
+def test_xmlns_is_not_an_attribute():
+    doc = b'<r xmlns="urn:r"/>'
+    with pytest.raises(NodeNotFound):
+        get_node(doc, sel("r/@xmlns", default="urn:r"))
+    with pytest.raises(CannotInsert):
+        put_node(doc, sel("r/@xmlns", default="urn:r"), b"urn:other", URL)
+
+
+# -- the span scanner on hand-written markup (hypothesis) ------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SPACE = st.sampled_from([" ", "\t", "\r\n", "  \n "])
+OPT_SPACE = st.sampled_from(["", " ", "\n"])
+NAMES = st.sampled_from(["a", "b", "x:c", "dé"])
+VALUES = st.sampled_from(["", ">", "/>", "a&amp;b", "&lt;x&gt;", "é", "--"])
+MISC = st.sampled_from(["<!-- <a> -->", "<!---->", "<?p <b/>?>", "<![CDATA[</a><b>]]>", "t", "&lt;", "é", "\r\n", " "])
+
+
+@st.composite
+def raw_elements(draw, depth=0):
+    name = draw(NAMES)
+    attributes = ' xmlns:x="urn:x"' if depth == 0 else ""
+    for attribute in draw(st.lists(st.sampled_from(["k", "x:k", "l"]), max_size=3, unique=True)):
+        quote = draw(st.sampled_from(['"', "'"]))
+        value = draw(VALUES)
+        attributes += f"{draw(SPACE)}{attribute}{draw(OPT_SPACE)}={draw(OPT_SPACE)}{quote}{value}{quote}"
+    if depth >= 3 or draw(st.integers(0, 3)) == 0:
+        return f"<{name}{attributes}{draw(OPT_SPACE)}/>"
+    content = "".join(draw(st.lists(st.one_of(MISC, raw_elements(depth + 1)), max_size=4)))
+    return f"<{name}{attributes}{draw(OPT_SPACE)}>{content}</{name}{draw(OPT_SPACE)}>"
+
+
+@st.composite
+def raw_documents(draw):
+    root = draw(raw_elements())
+    prolog = draw(st.sampled_from(["", "<?xml version='1.0' encoding='UTF-8'?>\r\n", '<?xml version="1.0"?>',
+                                   "<!-- c -->\n", "\ufeff"]))
+    epilog = draw(st.sampled_from(["", "\n", "<!-- e --><?p?>\r\n"]))
+    return (prolog + root + epilog).encode("utf-8")
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw_documents())
+def test_spans_on_generated_markup(data):
+    doc = _Document(data)
+    assert [doc.span(e) for e in doc.root.iter(etree.Element)] == reference_spans(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw_documents(), st.data())
+def test_delete_and_replace_preserve_every_other_byte(data, draw):
+    tree = etree.fromstring(data).getroottree()
+    elements = list(tree.getroot().iter(etree.Element))
+    element = draw.draw(st.sampled_from(elements))
+    steps = []
+    node = element
+    while node is not None:
+        qname = etree.QName(node)
+        prefix = "y:" if qname.namespace else ""
+        parent = node.getparent()
+        position = 1 if parent is None else list(parent.iterchildren(tag=node.tag)).index(node) + 1
+        steps.append(f"{prefix}{qname.localname}[{position}]")
+        node = parent
+    selector = sel("/".join(reversed(steps)), {"y": "urn:x"})
+    start, end = reference_spans(data)[elements.index(element)]
+    assert get_node(data, selector).body == data[start:end]
+    qname = ("x:" if "}" in element.tag else "") + etree.QName(element).localname
+    declaration = ' xmlns:x="urn:x"' if element.getparent() is None else ""  # the root has no context
+    new, created = put_node(data, selector, f"<{qname}{declaration}/>".encode(), URL)
+    assert created is False and new[:start] == data[:start] and new[len(new) - (len(data) - end):] == data[end:]
+    if element.getparent() is not None:
+        try:
+            new = delete_node(data, selector)
+        except CannotDelete:
+            assert any(s.tag == element.tag for s in element.itersiblings())
+        else:
+            assert new == data[:start] + data[end:]
+    for name in ("k", "y:k"):
+        attribute_selector = sel("/".join(reversed(steps)) + "/@" + name, {"y": "urn:x"})
+        new, created = put_node(data, attribute_selector, b"v&amp;'", URL)
+        assert get_node(new, attribute_selector).body in (b"v&amp;'", b"v&amp;&apos;")
+        assert new[:start] == data[:start]
+        delete = delete_node(new, attribute_selector)
+        if created:
+            assert delete == data  # add then remove gives back the very same bytes

@@ -161,3 +161,8 @@ def test_attribute_value_compares_with_the_normalised_value():
     root = etree.fromstring(b'<r><e v="a&#9;b"/><e v="c\td"/></r>')
     assert len(select(root, parse('r/e[@v="a&#9;b"]', default="").steps)) == 1
     assert len(select(root, parse('r/e[@v="c d"]', default="").steps)) == 1  # tab became a space
+
+
+def test_huge_position_selects_nothing():
+    root = etree.fromstring(DOC)
+    assert select(root, parse("root/a[99999999999999999999999]", default="urn:d").steps) == []

@@ -237,6 +237,8 @@ def _put_attribute(doc: "_Document", selector: NodeSelector, body: bytes, docume
     if len(elements) != 1:
         raise _no_parent(doc, selector, steps, document_url, len(elements))
     element = elements[0]
+    if selector.attribute == "xmlns":
+        raise CannotInsert("namespace declarations are not attributes and cannot be written")
     raw = xmlsafe.check_utf8(body)
     value = decode_att_value(raw, NotXMLAttValue)  # §8.2.2: a valid AttValue, or 409
 
@@ -333,8 +335,8 @@ def _single(doc: "_Document", selector: NodeSelector) -> etree._Element:
 _TEXT = rb"[^<]*+"
 _OTHER = rb"(?:<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>)"
 _END = rb"</[^>]*+>"
-_START = rb"<[^!?/](?:[^>\"']++|\"[^\"]*+\"|'[^']*+')*+>"
-_TO_NEXT_START = re.compile(rb"(?:" + _TEXT + rb"(?:" + _OTHER + rb"|" + _END + rb"))*+" + _TEXT, re.S)
+_START = rb"<[^!?/][^>\"']*+(?:(?:\"[^\"]*+\"|'[^']*+')[^>\"']*+)*+>"  # '>' may occur in quotes
+_TO_NEXT_START = re.compile(rb"(?:" + _TEXT + rb"(?:" + _END + rb"|" + _OTHER + rb"))*+" + _TEXT, re.S)
 _START_TAG = re.compile(_START)
 _TO_NEXT_END = re.compile(rb"(?:" + _TEXT + _OTHER + rb")*+" + _TEXT, re.S)
 _TAG_NAME = re.compile(rb"[^\s/>]+")
@@ -349,7 +351,7 @@ _DESCENDANTS = etree.XPath("count(descendant::*)")
 def _skip_pattern(what: str, count: int) -> re.Pattern:
     """A regex that skips ``count`` start tags (or end tags) and everything before them."""
     if what == "start":
-        token = rb"(?:" + _TEXT + rb"(?:" + _OTHER + rb"|" + _END + rb"))*+" + _TEXT + _START
+        token = rb"(?:" + _TEXT + rb"(?:" + _END + rb"|" + _OTHER + rb"))*+" + _TEXT + _START
     else:
         token = rb"(?:" + _TEXT + _OTHER + rb")*+" + _TEXT + _END
     return re.compile(rb"(?>" + token + rb"){" + str(count).encode() + rb"}", re.S)

@@ -20,7 +20,9 @@ there), later steps select element children (text, comments and PIs are never co
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
+from itertools import islice
 from types import MappingProxyType
 from typing import Mapping
 from urllib.parse import quote
@@ -128,12 +130,14 @@ def select(root: etree._Element, steps: tuple[Step, ...]) -> list[etree._Element
 def step_children(parent: etree._Element, step: Step) -> list[etree._Element]:
     """The children of ``parent`` that ``step`` selects (a step below the root, §6.3)."""
     # C-level filtering by expanded name; comments and PIs are never counted.
-    children = list(parent.iterchildren(tag=step.tag if step.tag is not None else etree.Element))
+    children = parent.iterchildren(tag=step.tag if step.tag is not None else etree.Element)
     if step.position is not None:  # the position first, then the attribute test
-        children = children[step.position - 1 : step.position] if step.position >= 1 else []
-    if step.attr_name is not None:
-        children = [child for child in children if child.get(step.attr_name) == step.attr_value]
-    return children
+        position = step.position
+        children = list(islice(children, position - 1, position)) if 1 <= position <= sys.maxsize else []
+    if step.attr_name is None:
+        return list(children)
+    name, value = step.attr_name, step.attr_value
+    return [child for child in children if child.get(name) == value]
 
 
 # -- parser -------------------------------------------------------------------------------------
