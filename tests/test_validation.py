@@ -331,8 +331,8 @@ def test_validating_a_one_mebibyte_resource_lists_takes_well_under_50_ms():
     tree = etree.fromstring(data).getroottree()
     context = ValidationContext(uri=None, usage=usage, content=data)
     timings = []
-    for _ in range(5):
-        start = time.perf_counter()
+    for _ in range(5):  # CPU time of this thread: other processes on a busy CI box do not count
+        start = time.thread_time()
         usage.validate(tree, context)
-        timings.append(time.perf_counter() - start)
+        timings.append(time.thread_time() - start)
     assert min(timings) < 0.050, f"best of 5: {min(timings) * 1000:.1f} ms"
