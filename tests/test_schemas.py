@@ -535,3 +535,54 @@ def test_documents_breaking_the_schema_get_a_schema_validation_error_naming_the_
     body = etree.fromstring(caught.value.body())
     assert body[0].tag == "{urn:ietf:params:xml:ns:xcap-error}schema-validation-error"
     assert load_schema("xcap-error").validate(body)
+
+
+# -- the loader never leaves the bundled directory -----------------------------------------------
+
+from xcap_wsgi.schemas import SCHEMA_DIR, schema_parser  # noqa: E402
+
+
+def _importing(location: str) -> bytes:
+    return (
+        '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:example:t">'
+        f'<xs:import namespace="urn:example:other" schemaLocation="{location}"/></xs:schema>'
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        pytest.param("http://schemas.example.net/evil.xsd", id="remote-http"),
+        pytest.param("https://www.w3.org/2001/XMLSchema.xsd", id="remote-https-unknown"),
+        pytest.param("/etc/passwd", id="absolute-path-outside"),
+        pytest.param("file:///etc/hostname", id="file-url-outside"),
+        pytest.param("../usages/__init__.py", id="relative-escape"),
+    ],
+)
+def test_imports_outside_the_bundled_schemas_are_refused(location):
+    document = etree.fromstring(_importing(location), schema_parser(), base_url=f"{SCHEMA_DIR}/driver.xsd")
+    with pytest.raises(etree.XMLSchemaParseError):
+        etree.XMLSchema(document)
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        pytest.param("http://www.w3.org/2001/xml.xsd", id="w3c-xml-url-served-locally"),
+        pytest.param("urn:ietf:params:xml:schema:resource-lists", id="iana-schema-urn"),
+        pytest.param("resource-lists.xsd", id="bundled-file-name"),
+    ],
+)
+def test_well_known_locations_resolve_to_bundled_files(location):
+    document = etree.fromstring(_importing(location), schema_parser(), base_url=f"{SCHEMA_DIR}/driver.xsd")
+    etree.XMLSchema(document)
+
+
+def test_schema_parser_does_not_expand_entities():
+    data = (
+        b'<!DOCTYPE xs:schema [<!ENTITY e SYSTEM "file:///etc/hostname">]>'
+        b'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema"><xs:annotation><xs:documentation>&e;'
+        b"</xs:documentation></xs:annotation></xs:schema>"
+    )
+    root = etree.fromstring(data, schema_parser())
+    assert b"&e;" in etree.tostring(root)
