@@ -6,12 +6,11 @@ import hashlib
 
 from lxml import etree
 
-from .usages import UsageRegistry
 
 XCAP_CAPS_NS = "urn:ietf:params:xml:ns:xcap-caps"
 
 
-def xcap_caps_document(registry: UsageRegistry, extensions: tuple[str, ...] = ()) -> bytes:
+def xcap_caps_document(registry, extensions: tuple[str, ...] = ()) -> bytes:
     """``<xcap-caps>`` listing every AUID, the extensions (always present, maybe empty) and the
     namespaces whose schemas the server has."""
     ns = f"{{{XCAP_CAPS_NS}}}"

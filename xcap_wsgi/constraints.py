@@ -125,3 +125,57 @@ def selector_of(element: etree._Element, default_namespace: str) -> str:
             steps.append("*" if parent is None else f"*[{index}]")
         node = parent
     return "/".join(reversed(steps))
+
+
+# -- OMA rules --------------------------------------------------------------------------------
+
+PIDF = "urn:ietf:params:xml:ns:pidf"
+PRES_CONTENT = "urn:oma:xml:prs:pres-content"
+#: OMA Presence Content XDM: the image types a status icon may have, and its largest decoded size.
+PRES_CONTENT_MIME_TYPES = ("image/jpeg", "image/gif", "image/png")
+PRES_CONTENT_MAX_BYTES = 256 * 1024
+
+
+def perm_presence_entity(tree: etree._ElementTree, context) -> None:
+    """OMA permanent presence (pidf-manipulation ``perm-presence``): ``presence/@entity`` must be
+    the document owner's XUI, else 403 (OMA Presence SIMPLE XDM)."""
+    uri = context.uri
+    if uri.tree != "users" or uri.document_name != "perm-presence":
+        return
+    entity = tree.getroot().get("entity", "")
+    if _presentity(entity) != _presentity(uri.xui):
+        from webob.exc import HTTPForbidden
+
+        raise HTTPForbidden(detail=f"presence entity {entity!r} is not the document owner {uri.xui!r}")
+
+
+def _presentity(uri: str) -> str:
+    """``pres:``, ``sip:`` and ``sips:`` forms of one AOR compare equal; the host case-insensitively."""
+    from .uri import canonical_xui
+
+    lowered = uri.strip().lower()
+    for scheme in ("pres:", "sips:", "sip:"):
+        if lowered.startswith(scheme):
+            return canonical_xui("sip:" + uri.strip()[len(scheme):])
+    return canonical_xui(uri.strip())
+
+
+def pres_content_rules(tree: etree._ElementTree, context) -> None:
+    """OMA pres-content: an image of an allowed MIME type, base64-encoded, within the size limit."""
+    import base64
+    import binascii
+
+    root = tree.getroot()
+    mime_type = (root.findtext(f"{{{PRES_CONTENT}}}mime-type") or "").strip().lower()
+    encoding = (root.findtext(f"{{{PRES_CONTENT}}}encoding") or "").strip().lower()
+    data = root.findtext(f"{{{PRES_CONTENT}}}data") or ""
+    if mime_type not in PRES_CONTENT_MIME_TYPES:
+        raise ConstraintFailure(f"pres-content mime-type must be one of {', '.join(PRES_CONTENT_MIME_TYPES)}")
+    if encoding != "base64":
+        raise ConstraintFailure("pres-content encoding must be base64")
+    try:
+        decoded = base64.b64decode("".join(data.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConstraintFailure("pres-content data is not valid base64") from None
+    if len(decoded) > PRES_CONTENT_MAX_BYTES:
+        raise ConstraintFailure(f"pres-content data is larger than {PRES_CONTENT_MAX_BYTES} bytes")

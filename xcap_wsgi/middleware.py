@@ -28,7 +28,8 @@ from webob.exc import (
 
 from . import operations
 from .auth import AllowAll, DefaultPolicy, IdentityResolver, Policy, remote_user
-from .caps import content_etag, xcap_caps_document
+from .caps import content_etag
+from .computed import ComputeContext
 from .errors import XCAPError
 from .events import EventDispatcher
 from .operations import Target, xcap_response
@@ -86,8 +87,6 @@ class XCAPMiddleware:
         self.doc_uri_root = doc_uri_root
         self.log_requests = log_requests
         self.events = EventDispatcher([on_change] if callable(on_change) else list(on_change))
-        self._caps = xcap_caps_document(self.usages)
-        self._caps_etag = content_etag(self._caps)
 
     def __call__(self, environ, start_response):
         raw_path, raw_query = raw_request_target(environ)
@@ -139,7 +138,8 @@ class XCAPMiddleware:
         if not usage.allows_document(uri.tree, uri.segments):
             raise HTTPNotFound(detail=f"{uri.document_selector} is not a document of {uri.auid}")
 
-        allowed = DOCUMENT_METHODS if usage.writable else READ_ONLY_METHODS
+        computed = usage.compute is not None and (uri.tree == "global" or not usage.writable)
+        allowed = READ_ONLY_METHODS if computed or not usage.writable else DOCUMENT_METHODS
         selector = self._parse_selector(uri, usage) if uri.node_selector is not None else None
         if selector is not None and selector.kind == "namespace":
             allowed = READ_ONLY_METHODS  # RFC 4825 §10: namespace bindings are read-only
@@ -152,9 +152,9 @@ class XCAPMiddleware:
         identity = None if self.anonymous else self.identity(request.environ)
         self.policy.authorize(identity, uri, write=write)
 
-        if uri.auid == "xcap-caps":
-            return self._xcap_caps(request, selector)
         target = self._target(request, uri, usage, selector)
+        if computed:
+            return self._computed(request, target)
         if request.method == "PUT":
             return operations.put(request, self.store, target, self._read_body(request), self.events)
         if request.method == "DELETE":
@@ -183,13 +183,16 @@ class XCAPMiddleware:
         root_url = (self.public_url or request.host_url) + quote(request.script_name + uri.root, safe="/" + _SEGMENT_SAFE)
         document_url = root_url.rstrip("/") + "/" + "/".join(
             quote(part, safe=_SEGMENT_SAFE) for part in uri.document_selector.split("/"))
-        return Target(uri=uri, usage=usage, key=DocumentKey(username, domain, doc_uri, usage.doc_type),
+        return Target(uri=uri, usage=usage, key=DocumentKey(username, domain, doc_uri, usage.doc_type or 0),
                       document_url=document_url, root_url=root_url, selector=selector)
 
-    def _xcap_caps(self, request: Request, selector):
-        target = Target(uri=request.environ["xcap.uri"], usage=self.usages.get("xcap-caps"), key=None,
-                        document_url="", root_url="", selector=selector)
-        return operations.read(request, target, self._caps, self._caps_etag)
+    def _computed(self, request: Request, target: Target):
+        """GET of a document the server generates (xcap-caps, xcap-directory, global indexes)."""
+        context = ComputeContext(store=self.store, uri=target.uri, usages=self.usages,
+                                 username=target.key.username, domain=target.key.domain,
+                                 host_url=self.public_url or request.host_url)
+        content = target.usage.compute(context)
+        return operations.read(request, target, content, content_etag(content))
 
     def _read_body(self, request: Request) -> bytes:
         """The request body, read with a bound: 413 past ``max_body_size``."""

@@ -10,8 +10,9 @@ never both succeed.
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Iterator, Protocol, runtime_checkable
 
 #: Expected state meaning "the document must not exist yet" (create).
 ABSENT = None
@@ -72,8 +73,12 @@ class SchemaMismatch(StoreError):
 
 
 def new_etag() -> str:
-    """A fresh strong ETag value: opaque, unquoted, URL-safe, far below Kamailio's 117-char limit."""
-    return "xw-" + secrets.token_urlsafe(15)
+    """A fresh strong ETag value: opaque, unquoted, URL-safe, far below Kamailio's 117-char limit.
+
+    It starts with the write time in milliseconds (hex), which xcap-directory reports as the
+    document's last-modified: Kamailio's table has no such column.
+    """
+    return f"xw-{time.time_ns() // 1_000_000:x}-{secrets.token_urlsafe(12)}"
 
 
 @runtime_checkable
@@ -96,6 +101,9 @@ class Store(Protocol):
 
     def list_documents(self, username: str, domain: str) -> list[DocumentInfo]:
         """Every document of one user, ordered by doc_type then doc_uri."""
+
+    def documents_of_type(self, doc_type: int) -> Iterator[tuple[DocumentKey, bytes]]:
+        """Every stored document of one doc_type, of all users (for global indexes), by id."""
 
     def close(self) -> None:
         """Release connections."""

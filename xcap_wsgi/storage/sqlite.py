@@ -151,6 +151,13 @@ class SQLiteStore:
         ).fetchall()
         return [DocumentInfo(doc_uri=r[0], doc_type=r[1], etag=r[2], size=r[3]) for r in rows]
 
+    def documents_of_type(self, doc_type: int):
+        rows = self._execute(
+            "SELECT username, domain, doc_uri, doc_type, doc FROM xcap WHERE doc_type=? ORDER BY id", (doc_type,)
+        ).fetchall()
+        for username, domain, doc_uri, row_type, doc in rows:
+            yield DocumentKey(username, domain, doc_uri, row_type), bytes(doc)
+
     def close(self) -> None:
         connection = getattr(self._local, "connection", None)
         if connection is not None:

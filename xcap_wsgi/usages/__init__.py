@@ -13,7 +13,13 @@ from typing import Callable, Iterator
 
 from lxml import etree
 
-from ..constraints import resource_lists_constraints, rls_services_constraints
+from ..computed import rls_services_index, xcap_caps, xcap_directory
+from ..constraints import (
+    perm_presence_entity,
+    pres_content_rules,
+    resource_lists_constraints,
+    rls_services_constraints,
+)
 from ..validation import schema_namespaces, schema_validator
 
 #: A validation hook: (resulting document tree, context) -> None, raising an XCAPError on failure.
@@ -46,6 +52,9 @@ class ApplicationUsage:
     #: Namespaces this usage validates, advertised in xcap-caps <namespaces>.
     namespaces: tuple[str, ...] = ()
     validators: tuple[Validator, ...] = field(default=())
+    #: For server-computed documents: ``compute(ComputeContext) -> bytes`` (xcap_wsgi.computed).
+    #: It serves every document this usage allows that is not stored (all of them if not writable).
+    compute: Callable | None = None
 
     def validate(self, tree: etree._ElementTree, context: ValidationContext) -> None:
         """Run every validation hook on a resulting document (after each PUT and DELETE)."""
@@ -91,6 +100,7 @@ XCAP_CAPS = ApplicationUsage(
     has_users_tree=False,
     writable=False,
     namespaces=("urn:ietf:params:xml:ns:xcap-caps",),
+    compute=xcap_caps,
 )
 
 RESOURCE_LISTS = ApplicationUsage(
@@ -109,6 +119,19 @@ RLS_SERVICES = ApplicationUsage(
     doc_type=8,
     namespaces=schema_namespaces("rls-services"),  # rls-services + resource-lists (inline <list>)
     validators=(schema_validator("rls-services"), rls_services_constraints),
+    global_documents=("index",),  # computed: the union of every user's services (RFC 4826 §4.4.7)
+    compute=rls_services_index,
+)
+
+OMA_XCAP_DIRECTORY = ApplicationUsage(
+    auid="org.openmobilealliance.xcap-directory",
+    mime_type="application/vnd.oma.xcap-directory+xml",
+    default_namespace="urn:oma:xml:xdm:xcap-directory",
+    doc_type=None,  # 512 in Kamailio, never stored
+    document_names=("directory.xml",),
+    writable=False,
+    namespaces=schema_namespaces("xcap-directory"),
+    compute=xcap_directory,
 )
 
 PRES_RULES = ApplicationUsage(
@@ -139,7 +162,7 @@ PIDF_MANIPULATION = ApplicationUsage(
     doc_type=16,
     document_names=("index", "perm-presence"),  # IETF, OMA/RCS
     namespaces=schema_namespaces("pidf-manipulation"),  # PIDF, data model, RPID, CIPID
-    validators=(schema_validator("pidf-manipulation"),),
+    validators=(schema_validator("pidf-manipulation"), perm_presence_entity),
 )
 
 OMA_PRES_CONTENT = ApplicationUsage(
@@ -148,7 +171,7 @@ OMA_PRES_CONTENT = ApplicationUsage(
     default_namespace="urn:oma:xml:prs:pres-content",
     doc_type=128,
     namespaces=schema_namespaces("pres-content"),
-    validators=(schema_validator("pres-content"),),
+    validators=(schema_validator("pres-content"), pres_content_rules),
 )
 
 OMA_USER_PROFILE = ApplicationUsage(
@@ -169,6 +192,7 @@ DEFAULT_USAGES = (
     PIDF_MANIPULATION,
     OMA_PRES_CONTENT,
     OMA_USER_PROFILE,
+    OMA_XCAP_DIRECTORY,
 )
 
 
