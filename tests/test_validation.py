@@ -277,6 +277,32 @@ def test_phrases_are_short():
     assert len(caught.value.phrase) <= MAX_PHRASE
 
 
+def test_phrase_uses_prefixes_declared_below_the_root():
+    document = (
+        f'<presence xmlns="{PIDF}" entity="sip:a@example.com"><d:person xmlns:d="{DM}" id="p">'
+        f'<r:mood xmlns:r="{RPID}"><r:glum/></r:mood></d:person></presence>'
+    )
+    with pytest.raises(SchemaValidationError) as caught:
+        validate(_tree(document), "pidf-manipulation")
+    assert "Element 'r:glum'" in caught.value.phrase
+    assert "/presence/d:person/r:mood/r:glum" in caught.value.phrase
+    assert "{" not in caught.value.phrase
+
+
+def test_xsi_schema_location_in_a_document_is_never_followed(tmp_path):
+    """A client cannot make the server load a schema (file or URL) through xsi:schemaLocation."""
+    (tmp_path / "x.xsd").write_text(
+        '<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:x" '
+        'elementFormDefault="qualified"><xs:element name="foo" type="xs:integer"/></xs:schema>'
+    )
+    document = _break(
+        RESOURCE_LISTS, "<list ",
+        f'<list xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+        f'xsi:schemaLocation="urn:x {tmp_path / "x.xsd"} urn:y http://127.0.0.1:9/y.xsd" ',
+    ).replace("</list>", '<x:foo xmlns:x="urn:x">not an integer</x:foo></list>')
+    validate(_tree(document), "resource-lists")  # urn:x stays unknown, hence lax
+
+
 def test_concurrent_validations_report_their_own_errors():
     documents = {
         f"sip:user{i}@example.com": _break(RESOURCE_LISTS, "<entry ", f'<entry uri="sip:user{i}@example.com"/><entry ')

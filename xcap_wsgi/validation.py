@@ -303,28 +303,40 @@ _CLARK = re.compile(r"\{([^}]*)\}([\w.\-]+)")
 def _phrase(error, document: etree._ElementTree) -> str:
     if error is None:
         return "the document is not valid against the application usage schema"
-    prefixes = _prefixes(document.getroot())
-    message = _CLARK.sub(lambda m: _prefixed(prefixes, m.group(1), m.group(2)), error.message.strip())
-    where = []
+    element = None
     if error.path:
         namespaces = {prefix: ns for prefix, ns in document.getroot().nsmap.items() if prefix}
         try:
             found = document.xpath(error.path, namespaces=namespaces)
-        except etree.XPathError:  # a prefix declared below the root: libxml2's path is readable too
-            found = []
+        except etree.XPathError:  # a prefix declared below the root (rare): gather every prefix
+            for prefix, ns in document.xpath("//namespace::*"):
+                if prefix and prefix != "xml":
+                    namespaces.setdefault(prefix, ns)
+            try:
+                found = document.xpath(error.path, namespaces=namespaces)
+            except etree.XPathError:
+                found = []
         if found and isinstance(found[0], etree._Element):
-            where.append(f"at {_path(found[0])}")
-        else:
-            where.append(f"at {error.path}")
+            element = found[0]
+    # Name elements as the document does: with the prefixes in scope where the error is.
+    prefixes = _prefixes(element if element is not None else document.getroot())
+    message = _CLARK.sub(lambda m: _prefixed(prefixes, m.group(1), m.group(2)), error.message.strip())
+    where = []
+    if element is not None:
+        where.append(f"at {_path(element)}")
+    elif error.path:
+        where.append(f"at {error.path}")
     if error.line:
         where.append(f"line {error.line}")
     return _limit(f"{message} ({', '.join(where)})" if where else message)
 
 
-def _prefixes(root: etree._Element) -> dict[str, str]:
+def _prefixes(element: etree._Element) -> dict[str, str]:
+    """Namespace -> prefix in scope at ``element`` ("" for the default namespace)."""
     prefixes = {}
-    for prefix, namespace in root.nsmap.items():
-        prefixes.setdefault(namespace, prefix or "")
+    for prefix, namespace in element.nsmap.items():
+        if prefix is None or namespace not in prefixes or prefixes[namespace] != "":
+            prefixes[namespace] = prefix or ""
     return prefixes
 
 
