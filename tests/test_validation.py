@@ -24,6 +24,7 @@ from xcap_wsgi.validation import (
     schema_validator,
     validate,
     with_schema_validation,
+    without_schema_validation,
 )
 
 RL = "urn:ietf:params:xml:ns:resource-lists"
@@ -235,6 +236,29 @@ def test_other_validators_survive_switching_schema_validation():
     assert with_schema_validation(registry, ("resource-lists",)).get("resource-lists").validators == (
         registry.get("resource-lists").validators
     )
+
+
+def test_without_schema_validation_switches_off_only_the_listed_auids():
+    registry = without_schema_validation(default_registry(), ["pres-rules"])
+    _run(registry.get("pres-rules"), BROKEN_PRES_RULES)
+    with pytest.raises(SchemaValidationError):
+        _run(registry.get("resource-lists"), BROKEN_RESOURCE_LISTS)
+    with pytest.raises(SchemaValidationError):
+        _run(registry.get("org.openmobilealliance.pres-rules"), BROKEN_PRES_RULES)
+
+
+def test_a_custom_usage_keeps_its_own_schema_validator():
+    registry = default_registry()
+    base = registry.get("resource-lists")
+    registry.register(ApplicationUsage(**{**base.__dict__, "auid": "com.example.lists"}))
+    assert schema_validation_enabled(with_schema_validation(registry).get("com.example.lists"))
+    assert not schema_validation_enabled(without_schema_validation(registry, ["com.example.lists"]).get("com.example.lists"))
+
+
+@pytest.mark.parametrize("switch", [with_schema_validation, without_schema_validation])
+def test_switching_an_auid_that_is_not_registered_is_an_error(switch):
+    with pytest.raises(ValueError, match="resource-list\\b"):
+        switch(default_registry(), ["resource-list"])
 
 
 def test_enabling_an_auid_without_schema_is_an_error():

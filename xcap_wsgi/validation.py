@@ -19,7 +19,8 @@ not an ``<rpid:activities>`` that the combined schema happens to declare globall
 ``validators``. ``with_schema_validation(registry, enabled_auids)`` returns a copy of a registry
 where exactly the listed AUIDs validate against their schema (it adds the validator where missing
 and removes it elsewhere; other validators are untouched); ``enabled_auids=None`` enables every
-usage that has a schema set, ``()`` disables schema validation everywhere. Usages keep their
+usage that has a schema set, ``()`` disables schema validation everywhere.
+``without_schema_validation(registry, disabled_auids)`` is the same knob the other way round. Usages keep their
 ``namespaces`` (what xcap-caps advertises), so switching validation off makes the server more
 permissive without changing what clients are told.
 
@@ -189,26 +190,46 @@ def validate(tree: etree._ElementTree | etree._Element, schema_name: str,
 def with_schema_validation(registry: "UsageRegistry", enabled_auids: Iterable[str] | None = None) -> "UsageRegistry":
     """A copy of ``registry`` where exactly ``enabled_auids`` validate against their schema set.
 
-    ``None`` enables every usage with a known schema set (``AUID_SCHEMA_SETS``); ``()`` disables
-    schema validation for all. Usages are otherwise unchanged (other validators, namespaces).
-    An AUID listed here that has no schema set raises ``ValueError``.
+    ``None`` enables every usage that has a schema set (an AUID of ``AUID_SCHEMA_SETS``, or a
+    usage already carrying a ``SchemaValidator``); ``()`` disables schema validation for all.
+    Usages are otherwise unchanged: other validators keep their order after the schema check,
+    and ``namespaces`` (advertised in xcap-caps) stay as they are. Listing an AUID that is not in
+    the registry or has no schema set raises ``ValueError`` (a configuration typo, most likely).
     """
     from .usages import UsageRegistry  # late import: usages imports this module
 
-    enabled = set(AUID_SCHEMA_SETS if enabled_auids is None else enabled_auids)
-    unknown = enabled - set(AUID_SCHEMA_SETS)
+    validatable = {usage.auid: _schema_validator_for(usage) for usage in registry}
+    validatable = {auid: validator for auid, validator in validatable.items() if validator is not None}
+    enabled = set(validatable if enabled_auids is None else enabled_auids)
+    unknown = enabled - set(validatable)
     if unknown:
-        raise ValueError(f"no schema set for AUID(s) {', '.join(sorted(unknown))}")
+        raise ValueError(f"no schema set for AUID(s) {', '.join(sorted(unknown))} in this registry")
     usages = []
     for usage in registry:
         others = tuple(v for v in usage.validators if not isinstance(v, SchemaValidator))
-        if usage.auid in enabled:
-            existing = [v for v in usage.validators if isinstance(v, SchemaValidator)]
-            validator = existing[0] if existing else schema_validator(AUID_SCHEMA_SETS[usage.auid])
-            usages.append(replace(usage, validators=(validator,) + others))
-        else:
-            usages.append(replace(usage, validators=others))
+        schema = (validatable[usage.auid],) if usage.auid in enabled else ()
+        usages.append(replace(usage, validators=schema + others))
     return UsageRegistry(usages)
+
+
+def without_schema_validation(registry: "UsageRegistry", disabled_auids: Iterable[str]) -> "UsageRegistry":
+    """A copy of ``registry`` where the listed AUIDs skip schema validation and all others that
+    have a schema set do it (the usual configuration knob: "don't schema-check pidf-manipulation")."""
+    disabled = set(disabled_auids)
+    unknown = disabled - {usage.auid for usage in registry}
+    if unknown:
+        raise ValueError(f"no AUID(s) {', '.join(sorted(unknown))} in this registry")
+    enabled = [usage.auid for usage in registry if usage.auid not in disabled and _schema_validator_for(usage)]
+    return with_schema_validation(registry, enabled)
+
+
+def _schema_validator_for(usage) -> "SchemaValidator | None":
+    existing = [v for v in usage.validators if isinstance(v, SchemaValidator)]
+    if existing:
+        return existing[0]
+    if usage.auid in AUID_SCHEMA_SETS:
+        return schema_validator(AUID_SCHEMA_SETS[usage.auid])
+    return None
 
 
 def schema_validation_enabled(usage) -> bool:
