@@ -200,6 +200,20 @@ def test_documents_are_stored_byte_for_byte(mysql_store, db_url):
     assert execute(db_url, "SELECT LENGTH(doc), etag FROM xcap") == ((len(payload), etag),)
 
 
+def test_oversized_documents_are_refused_cleanly(mysql_store, db_url):
+    from xcap_wsgi.storage.mysql import MAX_DOCUMENT_BYTES, DocumentTooLarge
+
+    packet = mysql_store.max_allowed_packet
+    assert packet and packet >= 1024 * 1024
+    too_big = b"a" * (min(MAX_DOCUMENT_BYTES, packet) + 1)
+    with pytest.raises(DocumentTooLarge):
+        mysql_store.put(ALICE, too_big, None)
+    with pytest.raises(DocumentTooLarge):  # escaping doubles quotes: counted too
+        mysql_store.put(ALICE, b"'" * (packet // 2 + 10), None)
+    assert rows(db_url) == []
+    assert mysql_store.put(ALICE, DOC, None)  # the connection survived
+
+
 def test_list_documents(mysql_store):
     other = DocumentKey("bob", "example.com", "/xcap-root/resource-lists/users/sip:bob@example.com/index", 4)
     e1 = mysql_store.put(ALICE, DOC, None)

@@ -119,6 +119,12 @@ class DocumentTooLarge(StoreError):
     """The document does not fit the MEDIUMBLOB column or the server's max_allowed_packet (413)."""
 
 
+#: MEDIUMBLOB holds at most 2**24 - 1 bytes.
+MAX_DOCUMENT_BYTES = 2**24 - 1
+
+#: Bytes pymysql doubles when it escapes a BLOB literal.
+_ESCAPED_BYTES = (b"\0", b"\n", b"\r", b"\\", b"'", b'"', b"\x1a")
+
 #: Column lengths of Kamailio's xcap table (characters).
 COLUMN_LIMITS = {"username": 64, "domain": 64, "doc_uri": 255}
 
@@ -304,6 +310,7 @@ class MySQLStore:
         self.url = _safe_url({**self._connect_args, "unix_socket": unix_socket})
         self._pool = _Pool(self._connect, pool_size, pool_timeout)
         self._schema_checked = not check_schema
+        self.max_allowed_packet: int | None = None  # the server's, read with the schema check
         self._schema_lock = threading.Lock()
         if check_schema:
             try:
@@ -364,6 +371,8 @@ class MySQLStore:
                     f"{self.url}: table {self.table!r} has version {rows[0][0]}, xcap-wsgi shares Kamailio's "
                     f"xcap table version {KAMAILIO_XCAP_TABLE_VERSION} only"
                 )
+            cursor.execute("SELECT @@max_allowed_packet")
+            self.max_allowed_packet = int(cursor.fetchone()[0])
             try:
                 cursor.execute(f"SELECT {', '.join(kamailio_ddl.XCAP_COLUMNS)} FROM `{self.table}` LIMIT 0")
             except (pymysql.err.ProgrammingError, pymysql.err.OperationalError) as exc:
@@ -446,6 +455,17 @@ class MySQLStore:
             if len(getattr(key, column)) > limit:
                 raise UnrepresentableKey(f"{column} is longer than Kamailio's {limit}-character column")
 
+    def _check_size(self, content: bytes) -> None:
+        """DocumentTooLarge before sending a statement the server would refuse by dropping the link."""
+        if len(content) > MAX_DOCUMENT_BYTES:
+            raise DocumentTooLarge(f"{len(content)} bytes: Kamailio's doc column (MEDIUMBLOB) holds at most "
+                                   f"{MAX_DOCUMENT_BYTES}")
+        if self.max_allowed_packet is not None:
+            statement = len(content) + sum(content.count(b) for b in _ESCAPED_BYTES) + 4096
+            if statement > self.max_allowed_packet:
+                raise DocumentTooLarge(f"{len(content)} bytes: the statement would exceed the server's "
+                                       f"max_allowed_packet ({self.max_allowed_packet})")
+
     # -- the Store interface ----------------------------------------------------------------
 
     def get(self, key: DocumentKey) -> StoredDocument | None:
@@ -468,6 +488,7 @@ class MySQLStore:
     def put(self, key: DocumentKey, content: bytes, expected_etag: str | None) -> str:
         self._check_lengths(key)
         content = bytes(content)
+        self._check_size(content)
         etag = new_etag()
         if expected_etag is ABSENT:
             insert = (
