@@ -12,21 +12,18 @@ URL forms (``MySQLStore.from_url`` / ``open_store``; schemes ``mysql``, ``mysql+
     mysql://user:password@host[:port]/database[?option=value&...]
     mysql://user:password@/database?unix_socket=/run/mysqld/mysqld.sock
 
-A Unix socket is selected with the ``unix_socket`` query option (the host part is then empty or
-ignored). User name and password are percent-decoded. Options (all optional):
+A Unix socket is selected with the ``unix_socket`` query option; the host part is then empty
+(there is no ``mysql+unix://`` scheme). User name and password are percent-decoded, so encode
+``@ : /`` in them. Query options, all optional (default in brackets):
 
-==================  =======  ===============================================================
-``pool_size``       10       at most this many open connections (waitress' threads share them)
-``pool_timeout``    10       seconds a request waits for a free connection, then 503
-``connect_timeout`` 5        seconds to establish a connection
-``read_timeout``    30       seconds to wait for a query result
-``write_timeout``   30       seconds to send a query
-``retry_after``     5        the Retry-After (seconds) suggested while the database is down
-``deadlock_retries`` 3       re-runs of a statement after a deadlock (1213) / lock-wait timeout (1205)
-``lock_wait_timeout`` 10     seconds a statement waits for a row lock (session innodb_lock_wait_timeout)
-``table``           xcap     the table name (Kamailio's ``xcap_table`` modparam)
-``charset``         utf8mb4  connection character set (what Kamailio's libmariadb uses)
-==================  =======  ===============================================================
+* ``pool_size`` [10]: at most this many open connections, shared by waitress' threads;
+* ``pool_timeout`` [10]: seconds a request waits for a free connection, then 503;
+* ``connect_timeout`` [5], ``read_timeout`` [30], ``write_timeout`` [30]: seconds;
+* ``retry_after`` [5]: the Retry-After (seconds) suggested while the database is down;
+* ``deadlock_retries`` [3]: re-runs of a statement after a deadlock (1213) or lock-wait timeout (1205);
+* ``lock_wait_timeout`` [10]: seconds a statement waits for a row lock (session innodb_lock_wait_timeout);
+* ``table`` [xcap]: the table name (Kamailio's ``xcap_table`` modparam);
+* ``charset`` [utf8mb4]: the connection character set (what Kamailio's libmariadb uses).
 
 Concurrency. Every operation is one autocommitted conditional statement, so compare-and-swap
 holds across threads, processes and Kamailio itself:
@@ -64,6 +61,11 @@ connection can be made, ``StoreUnavailable(retry_after=...)`` is raised (503 + R
 the next request tries again, so service resumes on its own once the server is back. If the
 database is down when the store is created, the schema check is deferred to the first
 successful connection.
+
+Exceptions beyond ``base``'s (all ``StoreError`` subclasses, for the middleware to map):
+``UnrepresentableKey`` (4xx: key outside the column charset/length), ``DocumentUriTaken`` (409:
+doc_uri held by another account's row), ``DocumentTooLarge`` (413: beyond MEDIUMBLOB or the
+server's max_allowed_packet, checked before sending so the connection is not dropped).
 
 Schema. The store checks the ``version`` row ``('xcap', 4)`` and the table's columns at start-up
 and raises ``SchemaMismatch`` otherwise. ``initdb(url)`` creates ``version`` and ``xcap`` with
