@@ -1,0 +1,252 @@
+"""Shared pieces of the benchmarks: a private MariaDB, Kamailio's xcap_server, xcap-wsgi, wrk.
+
+Everything listens on 127.0.0.1 only, in its own temporary folder, and is stopped by
+``Stack.close()`` (also on Ctrl-C): the benchmarks leave nothing running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client as httpclient
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pymysql
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+KAMAILIO_CONFIG = HERE / "kamailio-xcap.cfg"
+KAMAILIO_SQL_DIR = Path("/usr/share/kamailio/mysql")
+KAMAILIO_MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
+WRK_SCRIPT = HERE / "xcap.lua"
+RL_NS = "urn:ietf:params:xml:ns:resource-lists"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def document(counter: int | str = 0, friends: int = 11) -> bytes:
+    """The ~1 KiB resource-lists document of the benchmark ("@N@" as counter gives the wrk template)."""
+    number = counter if isinstance(counter, str) else f"{counter:09d}"
+    entries = [f'    <entry uri="sip:bench@example.com"><display-name>Bench {number}</display-name></entry>\n']
+    for n in range(1, friends + 1):
+        entries.append(f'    <entry uri="sip:friend{n}@example.com"><display-name>Friend number {n}'
+                       f'</display-name></entry>\n')
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<resource-lists xmlns="{RL_NS}">\n'
+            f'  <list name="friends">\n{"".join(entries)}  </list>\n</resource-lists>\n').encode()
+
+
+def doc_path(n: int, user: str = "user") -> str:
+    return f"/xcap-root/resource-lists/users/sip:{user}{n}@example.com/index"
+
+
+def http(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
+         timeout: float = 10.0):
+    conn = httpclient.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def wait_http(port: int, proc: subprocess.Popen, path: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} during start-up")
+        try:
+            http(port, "GET", path, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing answered on 127.0.0.1:{port} within {timeout}s")
+
+
+def stop(proc: subprocess.Popen | None, timeout: float = 15.0) -> None:
+    """SIGTERM the process group we started (start_new_session=True), then SIGKILL."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # leftovers of the group (Kamailio's children)
+
+
+class Stack:
+    """The processes of one benchmark run; ``close()`` stops them all, newest first."""
+
+    def __init__(self, keep: bool = False):
+        self.dir = Path(tempfile.mkdtemp(prefix="xcapw-bench-"))
+        self.keep = keep
+        self.procs: list[subprocess.Popen] = []
+        self.db_url = ""
+        self.kamailio_port = self.xcap_port = 0
+
+    # -- MariaDB ------------------------------------------------------------------------------
+
+    def start_mariadb(self, buffer_pool: str = "256M") -> str:
+        datadir = self.dir / "mysql"
+        port = free_port()
+        subprocess.run(["mariadb-install-db", f"--datadir={datadir}", "--user=root",
+                        "--auth-root-authentication-method=socket", "--skip-test-db"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sock = self.dir / "mysqld.sock"
+        proc = subprocess.Popen(
+            [shutil.which("mariadbd") or "/usr/sbin/mariadbd", "--no-defaults", f"--datadir={datadir}",
+             f"--socket={sock}", f"--pid-file={self.dir / 'mysqld.pid'}", f"--port={port}",
+             "--bind-address=127.0.0.1", "--user=root", "--skip-name-resolve",
+             f"--log-error={self.dir / 'mysqld.err'}", f"--innodb-buffer-pool-size={buffer_pool}",
+             "--innodb-log-file-size=256M", "--max-connections=400", "--innodb-flush-log-at-trx-commit=2"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.procs.append(proc)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                root = pymysql.connect(unix_socket=str(sock), user="root", autocommit=True)
+                break
+            except pymysql.err.OperationalError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("MariaDB did not start: " + (self.dir / "mysqld.err").read_text()[-2000:])
+                time.sleep(0.3)
+        with contextlib.closing(root), root.cursor() as cur:
+            cur.execute("CREATE DATABASE kamailio CHARACTER SET latin1")  # as kamdbctl does
+            cur.execute("CREATE USER 'xcap'@'127.0.0.1' IDENTIFIED BY 'xcap'")
+            cur.execute("GRANT ALL PRIVILEGES ON *.* TO 'xcap'@'127.0.0.1'")
+        self.db_url = f"mysql://xcap:xcap@127.0.0.1:{port}/kamailio"
+        self.db_port = port
+        self._load_kamailio_tables()
+        return self.db_url
+
+    def _load_kamailio_tables(self) -> None:
+        files = [KAMAILIO_SQL_DIR / "standard-create.sql", KAMAILIO_SQL_DIR / "presence-create.sql"]
+        if not all(f.exists() for f in files):
+            from xcap_wsgi.storage.mysql import initdb
+
+            initdb(self.db_url)
+            return
+        with contextlib.closing(self.connect()) as conn, conn.cursor() as cur:
+            for f in files:
+                for statement in f.read_text().split(";\n"):
+                    if statement.strip() and not statement.strip().startswith("--"):
+                        cur.execute(statement)
+
+    def connect(self, **extra):
+        return pymysql.connect(host="127.0.0.1", port=self.db_port, user="xcap", password="xcap",
+                               database="kamailio", autocommit=True, **extra)
+
+    # -- Kamailio -----------------------------------------------------------------------------
+
+    def start_kamailio(self, tcp_children: int = 8, keepalive: bool = False) -> int:
+        binary = shutil.which("kamailio") or "/usr/sbin/kamailio"
+        rundir = self.dir / "kamailio"
+        rundir.mkdir()
+        port = free_port()
+        config = (KAMAILIO_CONFIG.read_text()
+                  .replace("@HTTP_PORT@", str(port))
+                  .replace("@DB_URL@", self.db_url)
+                  .replace("@MPATH@", str(KAMAILIO_MODULES) + "/")
+                  .replace("@RUNDIR@", str(rundir))
+                  .replace("@TCP_CHILDREN@", str(tcp_children))
+                  .replace("@KEEPALIVE@", "# " if keepalive else ""))
+        cfg = rundir / "kamailio.cfg"
+        cfg.write_text(config)
+        log = open(rundir / "kamailio.log", "wb")
+        proc = subprocess.Popen([binary, "-f", str(cfg), "-DD", "-E", "-Y", str(rundir), "-w", str(rundir),
+                                 "-m", "128", "-M", "16"],
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=rundir)
+        self.procs.append(proc)
+        try:
+            wait_http(port, proc, "/")
+        except RuntimeError as exc:
+            raise RuntimeError(f"Kamailio: {exc}\n{(rundir / 'kamailio.log').read_text()[-3000:]}") from None
+        self.kamailio_port = port
+        return port
+
+    # -- xcap-wsgi ----------------------------------------------------------------------------
+
+    def start_xcap_wsgi(self, workers: int = 2, threads: int = 8, extra: tuple = (), env: dict | None = None,
+                        port: int | None = None) -> tuple[int, subprocess.Popen]:
+        port = port or free_port()
+        log = open(self.dir / f"xcap-wsgi-{port}.log", "wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "xcap_wsgi", "serve", "--db", self.db_url, "--anonymous", "--host", "127.0.0.1",
+             "--port", str(port), "--workers", str(workers), "--threads", str(threads), *extra],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO,
+            env={**os.environ, **(env or {})})
+        self.procs.append(proc)
+        try:
+            wait_http(port, proc, "/xcap-root/xcap-caps/global/index")
+        except RuntimeError as exc:
+            raise RuntimeError(f"xcap-wsgi: {exc}\n{(self.dir / f'xcap-wsgi-{port}.log').read_text()[-3000:]}")
+        self.xcap_port = port
+        return port, proc
+
+    def stop_proc(self, proc: subprocess.Popen) -> None:
+        stop(proc)
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    # -- seeding ------------------------------------------------------------------------------
+
+    def seed(self, port: int, count: int = 100, user: str = "user") -> None:
+        """``count`` documents PUT through the server at ``port`` (so they pass validation)."""
+        for n in range(count):
+            status, _, body = http(port, "PUT", doc_path(n, user), document(0),
+                                   {"Content-Type": "application/resource-lists+xml"})
+            if status not in (200, 201):
+                raise RuntimeError(f"seeding {doc_path(n, user)}: {status} {body[:300]!r}")
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            stop(proc)
+        self.procs.clear()
+        if not self.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# -- wrk --------------------------------------------------------------------------------------
+
+
+def wrk(port: int, op: str, connections: int, duration: float, *, docs: int = 100, template: Path,
+        user: str = "user", threads: int | None = None) -> dict:
+    """One bounded wrk run (keep-alive, loopback); returns the XCAPJSON summary plus rps and ms."""
+    threads = threads or min(2, connections)
+    env = {**os.environ, "XCAP_OP": op, "XCAP_DOCS": str(docs), "XCAP_TEMPLATE": str(template), "XCAP_USER": user}
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(duration))}s", "--timeout", "5s",
+           "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 60)
+    for line in out.stdout.splitlines():
+        if line.startswith("XCAPJSON "):
+            result = json.loads(line[len("XCAPJSON "):])
+            break
+    else:
+        raise RuntimeError(f"wrk printed no summary: {out.stdout[-2000:]} {out.stderr[-2000:]}")
+    seconds = result["duration_us"] / 1e6
+    result["rps"] = result["requests"] / seconds if seconds else 0.0
+    result["p50_ms"] = result["p50_us"] / 1000
+    result["p99_ms"] = result["p99_us"] / 1000
+    result["errors"] = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
+    return result

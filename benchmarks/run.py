@@ -1,0 +1,269 @@
+"""xcap-wsgi and Kamailio's xcap_server side by side on one private MariaDB (issue 9).
+
+    python benchmarks/run.py --quick          # 3 s per row (about 4 minutes)
+    python benchmarks/run.py --full           # 10 s per row (about 9 minutes)
+    python benchmarks/run.py --sweep 2x4,2x8,4x2 --duration 5   # compare xcap-wsgi deployments only
+
+One command starts everything on 127.0.0.1 and stops it again:
+
+* a private MariaDB (own datadir and port, latin1 database ``kamailio`` as kamdbctl creates it,
+  Kamailio's own DDL from the kamailio package);
+* Kamailio 5.6 with xcap_server's sample config (benchmarks/kamailio-xcap.cfg, 8 TCP workers);
+* ``python -m xcap_wsgi serve --db mysql://... --anonymous --workers W --threads T``;
+* 100 resource-lists documents of about 1.2 KiB, PUT through xcap-wsgi (both servers read the
+  same rows).
+
+Then wrk (keep-alive, random document per request, fixed duration, bounded connections) runs
+every row against both servers, one right after the other: GET document, GET element, GET
+attribute, PUT document, PUT element, and a 90/10 mix of document GET/PUT, at 1, 8 and 32
+connections. Last, the ceiling: a raw pymysql loop of the primary-key SELECT on the same table,
+in one and in two processes. The table gives requests/s, p50 and p99 and the ratio
+xcap-wsgi / Kamailio per row. Client, servers and database share the machine's cores, so
+compare figures of one run only.
+
+Kamailio's sample config closes the connection after every reply (set_reply_close); wrk
+reconnects and counts each close as a socket "read" error, which is therefore not an error
+here. ``--kamailio-keepalive`` comments set_reply_close out, for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import Stack, doc_path, document, http, wrk  # noqa: E402
+
+OPS = {
+    "get_doc": "GET document",
+    "get_el": "GET element",
+    "get_att": "GET attribute",
+    "put_doc": "PUT document",
+    "put_el": "PUT element",
+    "mix": "90/10 GET/PUT document",
+}
+DOCS = 100
+
+
+# -- the ceiling --------------------------------------------------------------------------------
+
+
+def _select_loop(db_port: int, seconds: float, queue) -> None:
+    import pymysql
+
+    conn = pymysql.connect(host="127.0.0.1", port=db_port, user="xcap", password="xcap", database="kamailio",
+                           autocommit=True, charset="utf8mb4")
+    keys = [("user%d" % n, "example.com", doc_path(n)) for n in range(DOCS)]
+    sql = "SELECT doc, etag FROM xcap WHERE username=%s AND domain=%s AND doc_uri=%s"
+    done = 0
+    end = time.perf_counter() + seconds
+    with conn.cursor() as cur:
+        while time.perf_counter() < end:
+            for _ in range(100):
+                cur.execute(sql, random.choice(keys))
+                cur.fetchone()
+            done += 100
+    conn.close()
+    queue.put(done)
+
+
+def ceiling(db_port: int, processes: int, seconds: float) -> float:
+    """Primary-key SELECTs per second of a raw pymysql loop (no HTTP) in ``processes`` processes."""
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_select_loop, args=(db_port, seconds, queue)) for _ in range(processes)]
+    for p in procs:
+        p.start()
+    total = sum(queue.get(timeout=seconds + 30) for _ in procs)
+    for p in procs:
+        p.join(10)
+    return total / seconds
+
+
+# -- checks -------------------------------------------------------------------------------------
+
+LIST = "/~~/resource-lists/list%5B@name=%22friends%22%5D"
+SAMPLES = {
+    "get_doc": ("GET", "", None, None),
+    "get_el": ("GET", LIST + "/entry%5B3%5D", None, None),
+    "get_att": ("GET", LIST + "/entry%5B3%5D/@uri", None, None),
+    "put_doc": ("PUT", "", document(1), "application/resource-lists+xml"),
+    "put_el": ("PUT", LIST + "/entry%5B@uri=%22sip:bench@example.com%22%5D",
+               b'<entry uri="sip:bench@example.com"><display-name>Bench 1</display-name></entry>',
+               "application/xcap-el+xml"),
+}
+
+
+def check_servers(ports: dict[str, int]) -> None:
+    """Every operation answers 200 on both servers before anything is timed."""
+    for name, port in ports.items():
+        for op, (method, suffix, body, ctype) in SAMPLES.items():
+            status, _, data = http(port, method, doc_path(7) + suffix, body, {"Content-Type": ctype} if ctype else {})
+            if status != 200:
+                raise RuntimeError(f"{name}: {op} answered {status}: {data[:300]!r}")
+
+
+# -- output -------------------------------------------------------------------------------------
+
+
+def versions() -> dict:
+    def out(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0]
+        except Exception:  # noqa: BLE001 - informational only
+            return "?"
+
+    import pymysql
+    import waitress  # noqa: F401
+    from importlib.metadata import version
+
+    mem_kib = int(next(line for line in open("/proc/meminfo") if line.startswith("MemTotal")).split()[1])
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    return {
+        "cpus": os.cpu_count(), "cpu": cpu, "ram_gib": round(mem_kib / 1024 / 1024, 1),
+        "os": out(["sh", "-c", ". /etc/os-release; echo $PRETTY_NAME"]), "python": platform.python_version(),
+        "waitress": version("waitress"), "pymysql": version("PyMySQL"),
+        "mariadb": out(["mariadbd", "--version"]).replace("mariadbd  Ver ", ""),
+        "kamailio": out(["kamailio", "-v"]), "wrk": out(["sh", "-c", "wrk -v 2>&1"]),
+    }
+
+
+def fmt_row(label: str, conns: int, x: dict | None, k: dict | None) -> str:
+    def cells(r):
+        if r is None:
+            return ["–", "–", "–"]
+        return [f"{r['rps']:,.0f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}"]
+
+    ratio = f"{x['rps'] / k['rps']:.2f}" if x and k and k["rps"] else "–"
+    bad = []
+    for name, r in (("x", x), ("k", k)):
+        if r and (r["status"] or r["timeout"] or r["connect"] or r["write"] or (name == "x" and r["read"])):
+            bad.append(f"{name}:{r['status']} non-2xx/{r['timeout']} timeouts/{r['connect'] + r['write'] + (r['read'] if name == 'x' else 0)} socket")
+    return "| " + " | ".join([label, str(conns), *cells(x), *cells(k), ratio, "; ".join(bad) or "0"]) + " |"
+
+
+HEADER = ("| operation | conns | xcap-wsgi req/s | p50 ms | p99 ms | Kamailio req/s | p50 ms | p99 ms "
+          "| ratio x/K | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 s per row (default)")
+    parser.add_argument("--full", action="store_true", help="10 s per row")
+    parser.add_argument("--duration", type=float, help="seconds per row (overrides --quick/--full)")
+    parser.add_argument("--connections", default="1,8,32", help="comma-separated connection counts (max 64)")
+    parser.add_argument("--ops", default=",".join(OPS), help="comma-separated rows: " + ",".join(OPS))
+    parser.add_argument("--workers", type=int, default=2, help="xcap-wsgi processes (serve --workers)")
+    parser.add_argument("--threads", type=int, default=4, help="waitress threads per process")
+    parser.add_argument("--log-requests", action="store_true", help="keep serve's per-request access log on")
+    parser.add_argument("--kamailio-children", type=int, default=8, help="Kamailio tcp_children")
+    parser.add_argument("--kamailio-keepalive", action="store_true", help="drop set_reply_close from the sample")
+    parser.add_argument("--sweep", help="xcap-wsgi only: compare deployments WxT,WxT,... (GET/PUT/mix at 32)")
+    parser.add_argument("--no-ceiling", action="store_true")
+    parser.add_argument("--json", help="also write all figures to this file")
+    args = parser.parse_args()
+    duration = args.duration or (10.0 if args.full else 3.0)
+    connections = [int(c) for c in args.connections.split(",")]
+    if max(connections) > 64 or duration > 60:
+        parser.error("bounded load: at most 64 connections and 60 s per row")
+    ops = [op for op in args.ops.split(",") if op]
+    for op in ops:
+        if op not in OPS:
+            parser.error(f"unknown row {op}")
+
+    info = versions()
+    print(f"machine: {info['cpus']} CPUs ({info['cpu']}), {info['ram_gib']} GiB, {info['os']}; Python {info['python']}, "
+          f"waitress {info['waitress']}, PyMySQL {info['pymysql']}; {info['mariadb']}; {info['kamailio']}; "
+          f"{info['wrk']}", flush=True)
+    stack = Stack()
+    results: dict = {"machine": info, "duration": duration, "rows": [], "command": " ".join(sys.argv)}
+    env = {} if args.log_requests else {"XCAP_LOG_REQUESTS": "0"}
+    try:
+        stack.start_mariadb()
+        template = stack.dir / "template.xml"
+        template.write_bytes(document("@N@"))
+
+        if args.sweep:
+            return sweep(stack, args.sweep, duration, env, template)
+
+        kport = stack.start_kamailio(args.kamailio_children, keepalive=args.kamailio_keepalive)
+        xport, _ = stack.start_xcap_wsgi(args.workers, args.threads, env=env)
+        stack.seed(xport, DOCS)
+        check_servers({"xcap-wsgi": xport, "Kamailio": kport})
+        print(f"xcap-wsgi: serve --workers {args.workers} --threads {args.threads}"
+              f"{'' if args.log_requests else ' (XCAP_LOG_REQUESTS=0)'}; Kamailio: tcp_children="
+              f"{args.kamailio_children}{', keep-alive' if args.kamailio_keepalive else ', sample set_reply_close'}; "
+              f"{DOCS} documents of {len(document(0))} bytes; wrk {duration:g} s per row", flush=True)
+        for port in (xport, kport):  # warm up: connections, caches, InnoDB pages
+            wrk(port, "mix", 8, 1.0, template=template)
+        lines = [HEADER]
+        print(HEADER, flush=True)
+        for conns in connections:
+            for op in ops:
+                x = wrk(xport, op, conns, duration, template=template)
+                k = wrk(kport, op, conns, duration, template=template)
+                row = fmt_row(OPS[op], conns, x, k)
+                lines.append(row)
+                print(row, flush=True)
+                results["rows"].append({"op": op, "connections": conns, "xcap_wsgi": x, "kamailio": k})
+        if not args.no_ceiling:
+            one = ceiling(stack.db_port, 1, duration)
+            two = ceiling(stack.db_port, 2, duration)
+            results["ceiling"] = {"1": one, "2": two}
+            get32 = next((r["xcap_wsgi"]["rps"] for r in results["rows"]
+                          if r["op"] == "get_doc" and r["connections"] == max(connections)), None)
+            line = (f"ceiling (raw pymysql primary-key SELECT loop, no HTTP): {one:,.0f}/s in 1 process, "
+                    f"{two:,.0f}/s in 2 processes")
+            if get32:
+                line += (f"; xcap-wsgi GET document at {max(connections)} connections: {get32:,.0f}/s = "
+                         f"{get32 / two:.0%} of the 2-process ceiling")
+            print(line)
+            lines.append("")
+            lines.append(line)
+        misses = [r for r in results["rows"] if r["connections"] >= 8 and r["kamailio"]["rps"]
+                  and r["xcap_wsgi"]["rps"] / r["kamailio"]["rps"] < 1.0]
+        slow = [r for r in results["rows"] if r["connections"] >= 32 and r["xcap_wsgi"]["p99_ms"] >= 50]
+        verdict = (f"target (ratio >= 1.0 at 8 and 32 connections, p99 < 50 ms at 32): "
+                   f"{len(misses)} rows below ratio 1.0, {len(slow)} rows with p99 >= 50 ms at 32 connections")
+        print(verdict)
+        results["verdict"] = verdict
+        results["table"] = "\n".join(lines)
+    finally:
+        stack.close()
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def sweep(stack: Stack, spec: str, duration: float, env: dict, template: Path) -> int:
+    seeded = False
+    print("| deployment | GET document req/s | p99 ms | PUT document req/s | p99 ms | mix req/s | p99 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for item in spec.split(","):
+        workers, threads = (int(v) for v in item.lower().split("x"))
+        port, proc = stack.start_xcap_wsgi(workers, threads, env=env)
+        if not seeded:
+            stack.seed(port, DOCS)
+            seeded = True
+        wrk(port, "mix", 8, 1.0, template=template)
+        cells = []
+        for op in ("get_doc", "put_doc", "mix"):
+            r = wrk(port, op, 32, duration, template=template)
+            errors = r["errors"]
+            cells += [f"{r['rps']:,.0f}" + (f" ({errors} errors)" if errors else ""), f"{r['p99_ms']:.1f}"]
+        print(f"| --workers {workers} --threads {threads} | " + " | ".join(cells) + " |", flush=True)
+        stack.stop_proc(proc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
