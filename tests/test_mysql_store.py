@@ -570,3 +570,25 @@ def test_two_xcap_wsgi_servers_lose_no_update_over_http(db_url):
         assert status == 200
         assert final.count(b"<entry ") == len(added)
         assert all(entry in final for entry in added)
+
+
+def test_case_variant_put_over_http_replaces_the_row_in_place(db_url):
+    """Through xcap-wsgi serve on latin1_swedish_ci: sip:ALICE@... is alice's document, as in Kamailio."""
+    lists = (b'<?xml version="1.0" encoding="UTF-8"?>\n<resource-lists '
+             b'xmlns="urn:ietf:params:xml:ns:resource-lists"><list name="%s"/></resource-lists>')
+    ctype = {"Content-Type": "application/resource-lists+xml"}
+    upper = "/xcap-root/resource-lists/users/sip:ALICE@EXAMPLE.COM/index"
+    with run_xcap_wsgi(db_url) as server:
+        assert http_request("PUT", server.port, COUNTER_KEY.doc_uri, lists % b"a", ctype)[0] == 201
+        [row] = rows(db_url)
+        status, headers, body = http_request("GET", server.port, upper)
+        assert (status, body) == (200, lists % b"a")
+        status, _, _ = http_request("PUT", server.port, upper, lists % b"b", ctype)
+        assert status == 200  # a replace, not a create, and no 409/500/retry loop
+        status, _, _ = http_request("PUT", server.port, upper, lists % b"c", {**ctype, "If-None-Match": "*"})
+        assert status == 412
+        [after] = rows(db_url)
+        assert after["id"] == row["id"] and after["doc"] == lists % b"b"
+        assert (after["username"], after["doc_uri"]) == ("alice", COUNTER_KEY.doc_uri)
+        assert http_request("DELETE", server.port, upper)[0] == 200
+        assert rows(db_url) == []
