@@ -592,3 +592,33 @@ def test_case_variant_put_over_http_replaces_the_row_in_place(db_url):
         assert (after["username"], after["doc_uri"]) == ("alice", COUNTER_KEY.doc_uri)
         assert http_request("DELETE", server.port, upper)[0] == 200
         assert rows(db_url) == []
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "xcap_wsgi", *args], capture_output=True, text=True,
+                          timeout=60, cwd=str(REPO))
+
+
+def test_cli_initdb_on_mysql():
+    pytest.importorskip("xcap_wsgi.cli")
+    with temporary_database(tables=None) as url:
+        first = _cli("initdb", "--db", url)
+        assert first.returncode == 0, first.stderr
+        assert "created table 'xcap'" in first.stdout
+        assert execute(url, "SELECT table_version FROM version WHERE table_name='xcap'") == ((4,),)
+        second = _cli("initdb", "--db", url)
+        assert second.returncode == 0 and "nothing to do" in second.stdout
+        execute(url, "UPDATE version SET table_version=3 WHERE table_name='xcap'")
+        third = _cli("initdb", "--db", url)
+        assert third.returncode != 0 and "version 3" in third.stderr
+
+
+def test_cli_serve_refuses_a_database_without_kamailios_table():
+    pytest.importorskip("xcap_wsgi.cli")
+    with temporary_database(tables=None) as url:
+        result = _cli("serve", "--db", url, "--port", str(free_port()), "--anonymous")
+        assert result.returncode != 0
+        assert "initdb" in result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
