@@ -121,3 +121,54 @@ class TestOmaRules:
         assert put_doc(app, path=path.replace("/pres-rules", "/index").replace(
             "org.openmobilealliance.index", "org.openmobilealliance.pres-rules"), body=body,
             content_type="application/auth-policy+xml").status_int == 404
+
+
+class TestServiceUriUniqueness:
+    """RFC 4826 §4.4.3: a service URI is unique across every user's rls-services documents."""
+
+    def put(self, app, user, *uris):
+        services = "".join(
+            f'<service uri="{u}"><list/><packages><package>presence</package></packages></service>' for u in uris)
+        body = f'<rls-services xmlns="urn:ietf:params:xml:ns:rls-services">{services}</rls-services>'.encode()
+        return put_doc(app, path=f"/xcap-root/rls-services/users/sip:{user}@example.com/index", body=body,
+                       content_type="application/rls-services+xml")
+
+    def test_a_uri_of_another_user_is_refused_with_free_alternatives(self, store):
+        app = XCAPMiddleware(None, store=store, anonymous=True)
+        assert self.put(app, "bob", "sip:team@example.com", "sip:team-2@example.com").status_int == 201
+        response = self.put(app, "alice", "sip:mine@example.com", "sip:team@EXAMPLE.COM")  # hosts compare case-insensitively
+        condition = assert_xcap_error(response, "uniqueness-failure")
+        (exists,) = condition.findall("{urn:ietf:params:xml:ns:xcap-error}exists")
+        assert exists.get("field") == "rls-services/service[2]/@uri"
+        alternatives = [a.text for a in exists]
+        assert alternatives and not any(a.startswith("sip:team-2@") for a in alternatives)  # bob has team-2
+        assert self.put(app, "alice", "sip:mine@example.com", alternatives[0]).status_int == 201
+
+    def test_duplicates_inside_one_document_are_refused(self, store):
+        app = XCAPMiddleware(None, store=store, anonymous=True)
+        assert_xcap_error(self.put(app, "alice", "sip:a@example.com", "sip:a@example.com"), "uniqueness-failure")
+
+    def test_replacing_ones_own_document_keeps_its_uris(self, store):
+        app = XCAPMiddleware(None, store=store, anonymous=True)
+        assert self.put(app, "alice", "sip:a@example.com").status_int == 201
+        assert self.put(app, "alice", "sip:a@example.com", "sip:b@example.com").status_int == 200
+
+    def test_concurrent_claims_never_both_succeed(self, tmp_path):
+        """Two users claim the same new URI at the same instant, 15 times: exactly one wins each time."""
+        import threading
+
+        app = XCAPMiddleware(None, store=SQLiteStore(str(tmp_path / "race.sqlite3")), anonymous=True)
+        for round_ in range(15):
+            uri = f"sip:race{round_}@example.com"
+            barrier, results = threading.Barrier(2), {}
+
+            def claim(user):
+                barrier.wait()
+                results[user] = self.put(app, user, uri).status_int
+
+            threads = [threading.Thread(target=claim, args=(u,)) for u in (f"a{round_}", f"b{round_}")]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert sorted(results.values()) == [201, 409], results

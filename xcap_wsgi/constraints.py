@@ -179,3 +179,73 @@ def pres_content_rules(tree: etree._ElementTree, context) -> None:
         raise ConstraintFailure("pres-content data is not valid base64") from None
     if len(decoded) > PRES_CONTENT_MAX_BYTES:
         raise ConstraintFailure(f"pres-content data is larger than {PRES_CONTENT_MAX_BYTES} bytes")
+
+
+# -- rls-services: service URIs unique across every user's documents ---------------------------
+
+#: The lock name under which an rls-services write checks and commits its service URIs.
+RLS_SERVICE_LOCK = "rls-service-uri"
+
+
+def rls_service_uris_unique(tree: etree._ElementTree, context) -> None:
+    """RFC 4826 §4.4.3: ``service/@uri`` is unique among all services of all users.
+
+    Runs under the store's ``rls-service-uri`` lock together with the write (see
+    ``ApplicationUsage.write_lock``), so two concurrent PUTs can never both claim one URI.
+    Suggestions (``<alt-value>``) are URIs no service anywhere uses.
+    """
+    services = list(tree.getroot().iterchildren(f"{{{RLS}}}service"))
+    if not services or context.store is None:
+        return
+    taken: dict[str, str] = {}
+    own_doc_uri = context.key.doc_uri if context.key else None
+    for key, content in context.store.documents_of_type(8):
+        if key.doc_uri == own_doc_uri or "/global/" in key.doc_uri:
+            continue
+        for uri in _service_uris(content):
+            taken.setdefault(_normal(uri), key.doc_uri)
+    clashes, seen = [], set()
+    all_names = set(taken) | {_normal(s.get("uri", "")) for s in services}
+    for position, service in enumerate(services, start=1):
+        normal = _normal(service.get("uri", ""))
+        if normal in taken or normal in seen:
+            clashes.append(Exists(field=f"rls-services/service[{position}]/@uri",
+                                  alt_values=_free_service_uris(service.get("uri", ""), all_names)))
+        seen.add(normal)
+    if clashes:
+        raise UniquenessFailure(clashes, phrase="service URI already in use (unique across all users, RFC 4826 §4.4.3)")
+
+
+def _service_uris(content: bytes) -> list[str]:
+    from .errors import XCAPError
+    from .xmlsafe import parse_document
+
+    try:
+        root = parse_document(content).getroot()
+    except XCAPError:
+        return []
+    return [s.get("uri", "") for s in root.iterchildren(f"{{{RLS}}}service")]
+
+
+def _normal(uri: str) -> str:
+    """How Kamailio's rls matches service URIs: ``sip:user@host``, host case-insensitive, no params."""
+    from .uri import xui_account
+
+    if "@" not in uri:
+        return uri.strip()
+    user, host = xui_account(uri.strip(), "")
+    return f"sip:{user}@{host}"
+
+
+def _free_service_uris(uri: str, taken: set, count: int = 3) -> list[str]:
+    scheme, _, rest = uri.partition(":")
+    user, at, host = rest.rpartition("@")
+    if not (at and user and host):
+        return []
+    suggestions, n = [], 2
+    while len(suggestions) < count:
+        candidate = f"{scheme}:{user}-{n}@{host}"
+        if _normal(candidate) not in taken:
+            suggestions.append(candidate)
+        n += 1
+    return suggestions

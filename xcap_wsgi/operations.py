@@ -8,6 +8,7 @@ If-Match is always judged against the document it would really replace.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from webob import Request, Response
@@ -102,9 +103,10 @@ def put(request: Request, store: Store, target: Target, body: bytes, events: Eve
             new_tree = parse_document(new_content)
         if stored is not None and new_content == stored.content:
             return xcap_response(200, etag=stored.etag)  # nothing changes: keep the ETag, skip the write
-        _validate(target, new_tree, new_content)
         try:
-            etag = store.put(target.key, new_content, current_etag)
+            with _write_lock(store, target):
+                _validate(store, target, new_tree, new_content)
+                etag = store.put(target.key, new_content, current_etag)
         except ConcurrentModification:
             continue
         if events:
@@ -133,8 +135,9 @@ def delete(request: Request, store: Store, target: Target, events: EventDispatch
                 new_content = delete_node(stored.content, target.selector)
             except NodeNotFound as exc:
                 raise HTTPNotFound(detail=f"no node {target.uri.node_selector!r} in the document: {exc}") from None
-            _validate(target, parse_document(new_content), new_content)
-            etag = store.put(target.key, new_content, stored.etag)
+            with _write_lock(store, target):
+                _validate(store, target, parse_document(new_content), new_content)
+                etag = store.put(target.key, new_content, stored.etag)
         except ConcurrentModification:
             continue
         if events:
@@ -159,8 +162,14 @@ def _check_content_type(request: Request, target: Target) -> None:
         raise HTTPUnsupportedMediaType(detail=f"Content-Type must be {expected}, not {given or 'absent'}")
 
 
-def _validate(target: Target, tree, content: bytes) -> None:
-    target.usage.validate(tree, ValidationContext(uri=target.uri, usage=target.usage, content=content))
+def _validate(store: Store, target: Target, tree, content: bytes) -> None:
+    target.usage.validate(tree, ValidationContext(uri=target.uri, usage=target.usage, content=content,
+                                                  store=store, key=target.key))
+
+
+def _write_lock(store: Store, target: Target):
+    """The usage's store-wide lock around validate + commit, or nothing."""
+    return store.lock(target.usage.write_lock) if target.usage.write_lock else nullcontext()
 
 
 def change_event(target: Target, operation: str, previous_etag: str | None, new_etag: str | None,

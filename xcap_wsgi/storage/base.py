@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Iterator, Protocol, runtime_checkable
+from typing import ContextManager, Iterator, Protocol, runtime_checkable
 
 #: Expected state meaning "the document must not exist yet" (create).
 ABSENT = None
@@ -104,6 +104,10 @@ class Store(Protocol):
 
     def documents_of_type(self, doc_type: int) -> Iterator[tuple[DocumentKey, bytes]]:
         """Every stored document of one doc_type, of all users (for global indexes), by id."""
+
+    def lock(self, name: str) -> ContextManager[None]:
+        """Hold a named lock shared by every process using this database, for checks that span
+        documents (rls-services service URIs unique across users). Raises StoreUnavailable on timeout."""
 
     def close(self) -> None:
         """Release connections."""

@@ -9,7 +9,9 @@ across threads and processes sharing the file.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
+from contextlib import contextmanager
 import sqlite3
 import threading
 
@@ -64,6 +66,7 @@ class SQLiteStore:
         else:
             self._target, self._uri = path, False
         self._local = threading.local()
+        self._locks: dict[str, threading.Lock] = {}
         self._keeper = self._connect()
         self._create_schema(self._keeper)
 
@@ -157,6 +160,21 @@ class SQLiteStore:
         ).fetchall()
         for username, domain, doc_uri, row_type, doc in rows:
             yield DocumentKey(username, domain, doc_uri, row_type), bytes(doc)
+
+    @contextmanager
+    def lock(self, name: str):
+        """A named lock across threads (an in-process lock) and processes (flock on a lock file
+        beside the database)."""
+        with self._locks.setdefault(name, threading.Lock()):
+            if self._uri:  # in-memory database: one process only
+                yield
+                return
+            with open(f"{self.path}.{name}.lock", "a+b") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
 
     def close(self) -> None:
         connection = getattr(self._local, "connection", None)

@@ -15,6 +15,8 @@ from lxml import etree
 
 from ..computed import rls_services_index, xcap_caps, xcap_directory
 from ..constraints import (
+    RLS_SERVICE_LOCK,
+    rls_service_uris_unique,
     perm_presence_entity,
     pres_content_rules,
     resource_lists_constraints,
@@ -33,6 +35,8 @@ class ValidationContext:
     uri: object  #: the request's XCAPURI
     usage: "ApplicationUsage"
     content: bytes  #: the resulting document's bytes
+    store: object = None  #: the Store, for checks that span documents
+    key: object = None  #: the DocumentKey being written
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,9 @@ class ApplicationUsage:
     #: For server-computed documents: ``compute(ComputeContext) -> bytes`` (xcap_wsgi.computed).
     #: It serves every document this usage allows that is not stored (all of them if not writable).
     compute: Callable | None = None
+    #: Name of a store-wide lock held while validating and committing a write (for constraints
+    #: that span documents, like rls-services service URIs); None: no lock.
+    write_lock: str | None = None
 
     def validate(self, tree: etree._ElementTree, context: ValidationContext) -> None:
         """Run every validation hook on a resulting document (after each PUT and DELETE)."""
@@ -118,7 +125,8 @@ RLS_SERVICES = ApplicationUsage(
     default_namespace="urn:ietf:params:xml:ns:rls-services",
     doc_type=8,
     namespaces=schema_namespaces("rls-services"),  # rls-services + resource-lists (inline <list>)
-    validators=(schema_validator("rls-services"), rls_services_constraints),
+    validators=(schema_validator("rls-services"), rls_services_constraints, rls_service_uris_unique),
+    write_lock=RLS_SERVICE_LOCK,
     global_documents=("index",),  # computed: the union of every user's services (RFC 4826 §4.4.7)
     compute=rls_services_index,
 )
