@@ -244,6 +244,17 @@ def test_kamailio_accepts_every_call_for_every_document_type(presence_kamailio, 
     log = presence_kamailio.log()
     assert "Hard-state file index (uri /xcap-root/pidf-manipulation/users/sip:alice@example.com/index)" in log
 
+    # deleting the pidf-manipulation document: the same call makes presence drop the hard state
+    store = open_store(presence_db)
+    try:
+        app = XCAPMiddleware(None, store=store, anonymous=True, on_change=[notifier])
+        assert xcap(app, "DELETE", PIDF_PATH).status_int == 200
+        assert notifier.flush(20), notifier.stats()
+    finally:
+        store.close()
+    assert notifier.stats() == {"sent": 6, "failed": 0, "dropped": 0, "retried": 0, "queued": 0}
+    assert select(presence_db, "SELECT username, etag FROM presentity") == [], presence_kamailio.log()[-2000:]
+
 
 def test_kamailio_rpc_parameter_types(presence_kamailio, presence_db):
     """What Kamailio 5.6.3 accepts: the refresh type must be a JSON integer, not a string."""
