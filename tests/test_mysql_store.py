@@ -622,3 +622,39 @@ def test_cli_serve_refuses_a_database_without_kamailios_table():
         assert result.returncode != 0
         assert "initdb" in result.stdout + result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_http_503_with_retry_after_while_the_database_is_down(tmp_path):
+    """xcap-wsgi serve on a private mariadbd that is stopped and restarted: 503 + Retry-After, then 200."""
+    server_url()
+    if not shutil.which("mariadbd") and not os.path.exists("/usr/sbin/mariadbd"):
+        unavailable("mariadbd is not installed")
+    script = REPO / ".ci" / "mariadb.sh"
+    port = free_port()
+    datadir = tmp_path / "db"
+
+    def start():
+        out = subprocess.run(["bash", str(script), "start", str(datadir), str(port)], check=True,
+                             capture_output=True, text=True, timeout=120)
+        return out.stdout.strip().splitlines()[-1]
+
+    path = COUNTER_KEY.doc_uri
+    body = (b'<?xml version="1.0" encoding="UTF-8"?>\n<resource-lists '
+            b'xmlns="urn:ietf:params:xml:ns:resource-lists"><list name="x"/></resource-lists>')
+    try:
+        url = start()
+        initdb(url)
+        with run_xcap_wsgi(url + "?connect_timeout=1&retry_after=4") as server:
+            assert http_request("PUT", server.port, path, body, {"Content-Type": "application/resource-lists+xml"})[0] \
+                == 201
+            subprocess.run(["bash", str(script), "stop", str(datadir)], check=True, timeout=60)
+            status, headers, _ = http_request("GET", server.port, path)
+            assert status == 503 and headers.get("retry-after") == "4"
+            status, headers, _ = http_request("PUT", server.port, path, body,
+                                              {"Content-Type": "application/resource-lists+xml"})
+            assert status == 503 and headers.get("retry-after") == "4"
+            start()
+            status, _, got = http_request("GET", server.port, path)
+            assert (status, got) == (200, body)
+    finally:
+        subprocess.run(["bash", str(script), "stop", str(datadir)], timeout=60)
