@@ -537,6 +537,78 @@ def test_documents_breaking_the_schema_get_a_schema_validation_error_naming_the_
     assert load_schema("xcap-error").validate(body)
 
 
+# -- xcap-diff (RFC 5874): what the change events emit ------------------------------------------
+
+from xcap_wsgi.events import ChangeEvent, PatchOperation  # noqa: E402
+
+XCAP_DIFF_RFC_EXAMPLE = """<?xml version="1.0" encoding="UTF-8"?>
+<xcap-diff xmlns="urn:ietf:params:xml:ns:xcap-diff" xcap-root="http://xcap.example.com/root/">
+  <document new-etag="7" sel="resource-lists/users/sip:joe@example.com/index" previous-etag="6">
+    <body-not-changed/>
+  </document>
+  <document new-etag="fgherhryt4" sel="rls-services/users/sip:joe@example.com/index" previous-etag="ffds">
+    <add sel="*/*[1]" pos="after"><rl:entry xmlns:rl="urn:ietf:params:xml:ns:resource-lists" uri="sip:a@example.com"/></add>
+    <replace sel="*/*[2]/@name">friends</replace>
+    <remove sel="*/*[3]" ws="before"/>
+    <add sel="*/*[1]" type="@name">l1</add>
+  </document>
+  <element sel="resource-lists/users/sip:joe@example.com/index/~~/resource-lists/list%5b@name=%22l1%22%5d" exists="0"/>
+  <attribute sel="resource-lists/users/sip:joe@example.com/index/~~/resource-lists/list/@name">l1</attribute>
+</xcap-diff>"""
+
+
+def _event(patch=(), previous="e1", new="e2", namespaces=None):
+    return ChangeEvent(
+        auid="resource-lists", xui="sip:joe@example.com", username="joe", domain="example.com",
+        document_selector="resource-lists/users/sip:joe@example.com/index",
+        doc_uri="/xcap-root/resource-lists/users/sip:joe@example.com/index", node_selector=None,
+        operation="put", previous_etag=previous, new_etag=new, xcap_root="http://xcap.example.com/xcap-root/",
+        namespaces=namespaces or {}, patch=tuple(patch),
+    )
+
+
+_ENTRY = etree.fromstring('<entry xmlns="urn:ietf:params:xml:ns:resource-lists" uri="sip:b@example.com"/>')
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        pytest.param(XCAP_DIFF_RFC_EXAMPLE.encode(), id="rfc5874-style-example"),
+        pytest.param(_event().xcap_diff(), id="events-document-replaced"),
+        pytest.param(_event(previous=None).xcap_diff(), id="events-document-created"),
+        pytest.param(_event(new=None).xcap_diff(), id="events-document-deleted"),
+        pytest.param(_event([PatchOperation("add", "*/*[1]", element=_ENTRY)]).xcap_diff(), id="events-add-element"),
+        pytest.param(_event([PatchOperation("add", "*/*[1]/*[2]", element=_ENTRY, pos="before")]).xcap_diff(),
+                     id="events-add-element-before"),
+        pytest.param(_event([PatchOperation("add", "*/*[1]", value="friends", type="@name")]).xcap_diff(),
+                     id="events-add-attribute"),
+        pytest.param(_event([PatchOperation("replace", "*/*[1]/*[1]", element=_ENTRY)]).xcap_diff(), id="events-replace"),
+        pytest.param(_event([PatchOperation("remove", "*/*[1]/@name")]).xcap_diff(), id="events-remove-attribute"),
+    ],
+)
+def test_xcap_diff_documents_validate(document):
+    validate(etree.fromstring(document).getroottree(), "xcap-diff")
+
+
+@pytest.mark.parametrize(
+    "document, phrase",
+    [
+        pytest.param(_edit(XCAP_DIFF_RFC_EXAMPLE, ' xcap-root="http://xcap.example.com/root/"', ""), "'xcap-root' is required",
+                     id="no-xcap-root"),
+        pytest.param(_edit(XCAP_DIFF_RFC_EXAMPLE, '<remove sel="*/*[3]" ws="before"/>', "<remove/>"), "'sel' is required",
+                     id="remove-without-sel"),
+        pytest.param(_edit(XCAP_DIFF_RFC_EXAMPLE, 'pos="after"', 'pos="last"'), "pos", id="add-pos-not-before-after-prepend"),
+        pytest.param(_edit(XCAP_DIFF_RFC_EXAMPLE, "<body-not-changed/>", '<body-not-changed/><remove sel="*"/>'),
+                     "not expected", id="body-not-changed-with-patch"),
+        pytest.param(_edit(XCAP_DIFF_RFC_EXAMPLE, 'exists="0"', 'exists="maybe"'), "exists", id="element-exists-not-boolean"),
+    ],
+)
+def test_broken_xcap_diff_documents_are_refused(document, phrase):
+    with pytest.raises(SchemaValidationError) as caught:
+        validate(etree.fromstring(document.encode()).getroottree(), "xcap-diff")
+    assert phrase in caught.value.phrase
+
+
 # -- the loader never leaves the bundled directory -----------------------------------------------
 
 from xcap_wsgi.schemas import SCHEMA_DIR, schema_parser  # noqa: E402

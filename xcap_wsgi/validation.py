@@ -58,6 +58,7 @@ CAPS = "urn:ietf:params:xml:ns:xcap-caps"
 XERR = "urn:ietf:params:xml:ns:xcap-error"
 DIR = "urn:oma:xml:xdm:xcap-directory"
 PRC = "urn:oma:xml:prs:pres-content"
+XDIFF = "urn:ietf:params:xml:ns:xcap-diff"
 
 #: Namespaces whose (RFC) schemas are reproduced confidently enough that an element name they do
 #: not declare is refused even where a lax wildcard would skip it. The OMA schemas were written
@@ -97,6 +98,8 @@ SCHEMA_SETS: dict[str, SchemaSet] = {
     ),
     "pres-content": SchemaSet(("pres-content",), ((PRC, "content"),), (PRC,)),
     "xcap-directory": SchemaSet(("xcap-directory",), ((DIR, "xcap-directory"),), (DIR,)),
+    # Not an application usage: change notifications (RFC 5874), for checking what we emit.
+    "xcap-diff": SchemaSet(("xcap-diff",), ((XDIFF, "xcap-diff"),), (XDIFF,)),
 }
 
 #: The schema set each shipped AUID validates against.

@@ -41,6 +41,7 @@ NAMESPACE_SCHEMAS: dict[str, str] = {
     "urn:ietf:params:xml:ns:pidf:cipid": "cipid",
     "urn:oma:xml:xdm:xcap-directory": "xcap-directory",
     "urn:oma:xml:prs:pres-content": "pres-content",
+    "urn:ietf:params:xml:ns:xcap-diff": "xcap-diff",
 }
 
 #: Non-local schemaLocation values that map to a local file.
@@ -60,6 +61,8 @@ KNOWN_LOCATIONS: dict[str, str] = {
     "urn:ietf:params:xml:schema:pidf:rpid": "rpid",
     "urn:ietf:params:xml:schema:pidf:cipid": "cipid",
     "urn:ietf:params:xml:schema:pidf:common": "common-schema",
+    "urn:ietf:params:xml:schema:xcap-diff": "xcap-diff",
+    "urn:ietf:params:xml:schema:patch-ops": "patch-ops",
 }
 
 
