@@ -10,7 +10,8 @@ xcap-wsgi writes that database's xcap table and tells Kamailio over JSON-RPC (Ka
   has its visible effect: Kamailio stores the document as alice's hard-state presentity.
 * End to end with sipp: bob's SUBSCRIBE to alice gets a pending NOTIFY; a pres-rules PUT to
   ``xcap-wsgi serve --kamailio-rpc`` allowing bob makes Kamailio NOTIFY "active" twice: once for
-  presence.updateWatchers (status change), once for presence.refreshWatchers type 1.
+  presence.updateWatchers (status change), once for presence.refreshWatchers type 1. Replacing
+  an allow rule with block terminates an active watcher's subscription.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ pytestmark = [pytest.mark.mysql, pytest.mark.kamailio]
 
 CONFIG = HERE / "kamailio" / "presence-rpc.cfg"
 SCENARIO = HERE / "sipp" / "presence-watcher.xml"
+REVOKED_SCENARIO = HERE / "sipp" / "presence-watcher-revoked.xml"
 PRESENCE_TABLES = ("xcap", "presentity", "active_watchers", "watchers", "pua", "rls_presentity", "rls_watchers")
 
 ALICE, BOB = "sip:alice@example.com", "sip:bob@example.com"
@@ -313,58 +315,101 @@ def received_notify_states(trace: str) -> list[str]:
     return states
 
 
-def test_sipp_watcher_goes_from_pending_to_active_after_pres_rules_put(presence_kamailio, presence_db, tmp_path):
-    sipp = sipp_binary()
-    messages, errors, screen = tmp_path / "messages.log", tmp_path / "errors.log", tmp_path / "sipp.out"
-    actions = tmp_path / "actions.log"
-    with run_xcap_wsgi(presence_db, "--kamailio-rpc", presence_kamailio.rpc_url) as server:
-        with open(screen, "wb") as out:
-            proc = subprocess.Popen(
-                [sipp, "-sf", str(SCENARIO), f"127.0.0.1:{presence_kamailio.sip_port}",
-                 "-i", "127.0.0.1", "-p", str(free_port(socket.SOCK_DGRAM)), "-t", "u1",
-                 "-key", "watcher", BOB, "-key", "presentity", ALICE,
+class Sipp:
+    """One sipp UAC run of a scenario in tests/sipp/ against the module's Kamailio, traced to files."""
+
+    def __init__(self, scenario: Path, kamailio: PresenceKamailio, workdir: Path, server=None, **keys: str):
+        self.kamailio, self.server = kamailio, server
+        self.screen, self.errors = workdir / "sipp.out", workdir / "errors.log"
+        self.messages, self.actions = workdir / "messages.log", workdir / "actions.log"
+        keywords = [arg for key, value in keys.items() for arg in ("-key", key, value)]
+        with open(self.screen, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sipp_binary(), "-sf", str(scenario), f"127.0.0.1:{kamailio.sip_port}",
+                 "-i", "127.0.0.1", "-p", str(free_port(socket.SOCK_DGRAM)), "-t", "u1", *keywords,
                  "-m", "1", "-timeout", "60s", "-timeout_error", "-nostdin", "-default_behaviors", "abortunexp",
-                 "-trace_msg", "-message_file", str(messages), "-trace_err", "-error_file", str(errors),
-                 "-trace_logs", "-log_file", str(actions)],
+                 "-trace_msg", "-message_file", str(self.messages), "-trace_err", "-error_file", str(self.errors),
+                 "-trace_logs", "-log_file", str(self.actions)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                cwd=str(tmp_path),
+                cwd=str(workdir),
             )
+
+    def report(self) -> str:
+        parts = [f"sipp exit {self.proc.poll()}"]
+        for f in (self.screen, self.errors, self.actions, self.messages):
+            parts.append(f"--- {f.name}\n{read(f)[-3000:]}")
+        parts.append(f"--- kamailio\n{self.kamailio.log()[-3000:]}")
+        if self.server is not None:
+            parts.append(f"--- xcap-wsgi\n{read(Path(self.server.log_path))[-2000:]}")
+        return "\n".join(parts)
+
+    def notify_states(self) -> list[str]:
+        return received_notify_states(read(self.messages))
+
+    def wait_for_notifies(self, count: int, timeout: float = 15.0) -> list[str]:
+        """Wait until sipp received ``count`` NOTIFYs (it flushes its message trace as it goes)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None and len(self.notify_states()) < count:
+            time.sleep(0.05)
+        return self.notify_states()
+
+    def finish(self, timeout: float = 40.0) -> None:
         try:
-            def report() -> str:
-                parts = [f"sipp exit {proc.poll()}"]
-                for f in (screen, errors, actions, messages):
-                    parts.append(f"--- {f.name}\n{f.read_text(errors='replace')[-3000:] if f.exists() else ''}")
-                parts.append(f"--- kamailio\n{presence_kamailio.log()[-3000:]}")
-                parts.append(f"--- xcap-wsgi\n{Path(server.log_path).read_text()[-2000:]}")
-                return "\n".join(parts)
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail("sipp did not finish\n" + self.report())
+        assert self.proc.returncode == 0, self.report()
 
-            # wait for the pending NOTIFY (sipp flushes its message trace as it goes)
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and proc.poll() is None:
-                if received_notify_states(read(messages)):
-                    break
-                time.sleep(0.05)
-            assert received_notify_states(read(messages)) == ["pending"], report()
-            # presence keeps bob pending in its watchers table until it is told otherwise
+    def logged_states(self) -> list[str]:
+        """The states the scenario's own checks matched (its <log> actions)."""
+        return re.findall(r"NOTIFY Subscription-State:\s*(\w+)", read(self.actions))
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def put_rules(server, body: bytes) -> None:
+    status, _, answer = http_request("PUT", server.port, RULES_PATH, body, {"Content-Type": "application/auth-policy+xml"})
+    assert status in (200, 201), (status, answer)
+
+
+def assert_notifier_quiet(server) -> None:
+    log = read(Path(server.log_path))
+    assert "refused" not in log and "giving up" not in log, log[-2000:]
+
+
+def test_sipp_watcher_goes_from_pending_to_active_after_pres_rules_put(presence_kamailio, presence_db, tmp_path):
+    with run_xcap_wsgi(presence_db, "--kamailio-rpc", presence_kamailio.rpc_url) as server:
+        sipp = Sipp(SCENARIO, presence_kamailio, tmp_path, server, watcher=BOB, presentity=ALICE)
+        try:
+            assert sipp.wait_for_notifies(1) == ["pending"], sipp.report()
+            # presence keeps bob pending (2) in its watchers table until it is told otherwise
             assert select(presence_db, "SELECT watcher_username, status FROM watchers "
-                          "WHERE presentity_uri=%s", (ALICE,)) == [("bob", 2)], report()
+                          "WHERE presentity_uri=%s", (ALICE,)) == [("bob", 2)], sipp.report()
 
-            status, _, body = http_request("PUT", server.port, RULES_PATH, pres_rules("allow", BOB),
-                                           {"Content-Type": "application/auth-policy+xml"})
-            assert status in (200, 201), (status, body)
-            try:
-                proc.wait(40)
-            except subprocess.TimeoutExpired:
-                pytest.fail("sipp did not finish\n" + report())
-            assert proc.returncode == 0, report()
-            assert received_notify_states(read(messages)) == ["pending", "active", "active", "terminated"], report()
-            # the scenario's own record of what its checks matched
-            assert re.findall(r"NOTIFY Subscription-State:\s*(\w+)", read(actions)) == \
-                ["pending", "active", "active", "terminated"], report()
-            xcap_log = Path(server.log_path).read_text()
-            assert "refused" not in xcap_log and "giving up" not in xcap_log, xcap_log[-2000:]
+            put_rules(server, pres_rules("allow", BOB))
+            sipp.finish()
+            assert sipp.notify_states() == ["pending", "active", "active", "terminated"], sipp.report()
+            assert sipp.logged_states() == ["pending", "active", "active", "terminated"], sipp.report()
+            assert_notifier_quiet(server)
         finally:
-            stop_process(proc)
+            sipp.stop()
+
+
+def test_sipp_watcher_is_terminated_when_a_pres_rules_put_blocks_it(presence_kamailio, presence_db, tmp_path):
+    """Revocation: bob is active under an allow rule; replacing it with block ends his subscription."""
+    with run_xcap_wsgi(presence_db, "--kamailio-rpc", presence_kamailio.rpc_url) as server:
+        put_rules(server, pres_rules("allow", BOB))
+        sipp = Sipp(REVOKED_SCENARIO, presence_kamailio, tmp_path, server, watcher=BOB, presentity=ALICE)
+        try:
+            assert sipp.wait_for_notifies(1) == ["active"], sipp.report()
+            put_rules(server, pres_rules("block", BOB))
+            sipp.finish()
+            assert sipp.notify_states() == ["active", "terminated"], sipp.report()
+            assert sipp.logged_states() == ["active", "terminated"], sipp.report()
+            assert_notifier_quiet(server)
+        finally:
+            sipp.stop()
 
 
 def _event(path: str):
