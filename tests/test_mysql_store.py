@@ -431,6 +431,15 @@ def test_unreachable_database_is_store_unavailable_with_retry_after():
     store.close()
 
 
+def test_wrong_credentials_or_database_fail_at_start_up(db_url):
+    parts = parse_url(db_url)["connect"]
+    where = f"{parts['host']}:{parts['port']}"
+    with pytest.raises(StoreUnavailable, match="Access denied"):
+        MySQLStore.from_url(f"mysql://{parts['user']}:wrong-password@{where}/{parts['database']}")
+    with pytest.raises(StoreUnavailable, match="Unknown database"):
+        MySQLStore.from_url(f"mysql://{parts['user']}:{parts['password']}@{where}/no_such_database_xcapw")
+
+
 def test_service_resumes_after_a_real_server_restart(tmp_path):
     """A private mariadbd is stopped and started again: 503 while down, back on its own after."""
     server_url()  # MySQL tests are enabled

@@ -144,6 +144,8 @@ _CONNECTION_ERRORS = {
     1129,  # host blocked
     4031,  # MariaDB 10.x: disconnected by server (idle timeout)
 }
+#: Refusals that mean the URL is wrong rather than the server down (checked at start-up only).
+_CONFIGURATION_ERRORS = {ER.DBACCESS_DENIED_ERROR, ER.ACCESS_DENIED_ERROR, ER.BAD_DB_ERROR}  # 1044, 1045, 1049
 _LOCK_ERRORS = {ER.LOCK_DEADLOCK, ER.LOCK_WAIT_TIMEOUT}  # 1213, 1205
 _KEY_ERRORS = {
     1267,  # illegal mix of collations
@@ -257,8 +259,8 @@ def _close_quietly(connection) -> None:
         pass
 
 
-def _error_code(exc: Exception) -> int | None:
-    if exc.args and isinstance(exc.args[0], int):
+def _error_code(exc: BaseException | None) -> int | None:
+    if exc is not None and exc.args and isinstance(exc.args[0], int):
         return exc.args[0]
     return None
 
@@ -318,6 +320,8 @@ class MySQLStore:
             try:
                 self.check_schema()
             except StoreUnavailable as exc:
+                if _error_code(exc.__cause__) in _CONFIGURATION_ERRORS:
+                    raise  # wrong credentials or database name: waiting will not fix it
                 log.warning("%s: database unavailable at start-up, schema check deferred: %s", self.url, exc)
 
     @classmethod
@@ -343,11 +347,11 @@ class MySQLStore:
         broken = False
         try:
             self._check_schema_on(connection)
-        except pymysql.err.OperationalError as exc:
-            broken = _error_code(exc) in _CONNECTION_ERRORS
+        except pymysql.err.MySQLError as exc:
+            broken = _error_code(exc) in _CONNECTION_ERRORS or isinstance(exc, pymysql.err.InterfaceError)
             if broken:
                 raise StoreUnavailable(f"{self.url}: {exc}", retry_after=self.retry_after) from exc
-            raise
+            raise StoreError(f"{self.url}: cannot check the {self.table} table: {exc}") from exc
         finally:
             self._pool.release(connection, broken=broken)
 
