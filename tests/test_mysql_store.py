@@ -484,9 +484,11 @@ def test_service_resumes_after_a_real_server_restart(tmp_path):
 COUNTER_KEY = DocumentKey("alice", "example.com", "/xcap-root/resource-lists/users/sip:alice@example.com/index", 4)
 
 
-def _add_entries(url: str, name: str, seconds: float, results) -> None:
+def _add_entries(url: str, name: str, seconds: float, results, barrier) -> None:
     """Read-modify-write loop of one OS process: append one <entry/>, CAS, re-read on conflict."""
     store = MySQLStore.from_url(url + "?pool_size=2")
+    store.get(COUNTER_KEY)
+    barrier.wait(60)  # both processes loop at the same time, however slow their start-up was
     added = conflicts = 0
     deadline = time.monotonic() + seconds
     n = 0
@@ -510,7 +512,8 @@ def test_two_processes_lose_no_update(db_url):
                            b"</list></resource-lists>", None)
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
-    procs = [ctx.Process(target=_add_entries, args=(db_url, f"p{i}", 3.0, results)) for i in range(2)]
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_add_entries, args=(db_url, f"p{i}", 3.0, results, barrier)) for i in range(2)]
     for p in procs:
         p.start()
     outcome = [results.get(timeout=60) for _ in procs]
