@@ -228,3 +228,14 @@ def test_rpc_after_our_pres_rules_change_updates_an_existing_watcher(kamailio, m
         assert watcher.next_state() == "active", kamailio.log()[-3000:]
     finally:
         watcher.close()
+
+
+@pytest.mark.parametrize("example", ["kamailio-xcap.cfg", "kamailio-presence.cfg"])
+def test_example_configs_pass_kamailios_config_check(example):
+    import subprocess
+
+    from mysql_support import REPO, kamailio_binary
+
+    result = subprocess.run([kamailio_binary(), "-c", "-f", str(REPO / "examples" / example)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "config file ok" in result.stdout + result.stderr, result.stderr[-2000:]
