@@ -20,9 +20,12 @@ not an ``<rpid:activities>`` that the combined schema happens to declare globall
 where exactly the listed AUIDs validate against their schema (it adds the validator where missing
 and removes it elsewhere; other validators are untouched); ``enabled_auids=None`` enables every
 usage that has a schema set, ``()`` disables schema validation everywhere.
-``without_schema_validation(registry, disabled_auids)`` is the same knob the other way round. Usages keep their
-``namespaces`` (what xcap-caps advertises), so switching validation off makes the server more
-permissive without changing what clients are told.
+``without_schema_validation(registry, disabled_auids)`` is the same knob the other way round.
+Usages keep their ``namespaces`` (what xcap-caps advertises), so switching validation off makes
+the server more permissive without changing what clients are told.
+
+``SCHEMA_SETS`` also has the documents the server itself produces (xcap-caps, xcap-directory,
+xcap-error, xcap-diff), so tests and debug builds can check them with ``validate(tree, name)``.
 
 Schemas are compiled once per process (``xcap_wsgi.schemas``); call ``preload(registry)`` at
 start-up to compile them before the first request. One validation runs per schema set at a time
