@@ -23,7 +23,8 @@ FAST = settings(max_examples=200, deadline=None, suppress_health_check=list(Heal
 SLOW = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 
 AUIDS = ["resource-lists", "rls-services", "pres-rules", "org.openmobilealliance.pres-rules", "pidf-manipulation",
-         "org.openmobilealliance.pres-content", "org.openmobilealliance.user-profile", "xcap-caps", "nope", ""]
+         "org.openmobilealliance.pres-content", "org.openmobilealliance.user-profile", "xcap-caps", "nope", "",
+         "~~", "%7E%7E", "..", "%2e%2e"]
 XUIS = ["sip:alice@example.com", "sip:bob@example.com", "alice", "sip%3Aalice%40EXAMPLE.com", "tel:+155",
         "sip:jo%2Fe@example.com", "%2e%2e", "..", "~~", "%7E%7E", "sip:@", "@", ""]
 PIECES = ["/", "~~", "%7e%7e", "..", ".", "%2e", "%2F", "%2f", "%00", "%", "%G1", "%C3%A9", "%FF", "+", ";", "?",
