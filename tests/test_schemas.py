@@ -322,6 +322,24 @@ PRES_RULES_OMA_RCS = """<?xml version="1.0" encoding="UTF-8"?>
   </cr:rule>
 </cr:ruleset>"""
 
+PRES_RULES_RCS5_SERVICE_DESCRIPTION = """<?xml version="1.0" encoding="UTF-8"?>
+<cp:ruleset xmlns:cp="urn:ietf:params:xml:ns:common-policy" xmlns:pr="urn:ietf:params:xml:ns:pres-rules"
+    xmlns:op="urn:oma:xml:prs:pres-rules" xmlns:ocp="urn:oma:xml:xdm:common-policy">
+  <cp:rule id="rcs_allow_services_anonymous">
+    <cp:conditions><ocp:anonymous-request/></cp:conditions>
+    <cp:actions><pr:sub-handling>allow</pr:sub-handling></cp:actions>
+    <cp:transformations>
+      <pr:provide-services>
+        <op:service-description>
+          <op:service-id>org.3gpp.urn:urn-7:3gpp-application.ims.iari.rcse.dp</op:service-id>
+          <op:version>1.0</op:version>
+        </op:service-description>
+      </pr:provide-services>
+      <pr:provide-persons><pr:all-persons/></pr:provide-persons>
+    </cp:transformations>
+  </cp:rule>
+</cp:ruleset>"""
+
 PIDF_BLINK = """<?xml version="1.0" encoding="UTF-8"?>
 <presence xmlns="urn:ietf:params:xml:ns:pidf" xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid"
     xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" xmlns:caps="urn:ietf:params:xml:ns:pidf:caps"
@@ -408,6 +426,8 @@ VALID_DOCUMENTS = [
     pytest.param("pres-rules", PRES_RULES_OMA_RCS, id="pres-rules:oma-elements-lax-when-not-advertised"),
     pytest.param("oma-pres-rules", PRES_RULES_OMA_RCS, id="oma-pres-rules:rcs-external-list-anonymous-other-identity"),
     pytest.param("oma-pres-rules", PRES_RULES_JITSI, id="oma-pres-rules:ietf-document"),
+    pytest.param("oma-pres-rules", PRES_RULES_RCS5_SERVICE_DESCRIPTION,
+                 id="oma-pres-rules:rcs5-service-description-not-in-bundled-oma-schema-is-lax"),
     pytest.param("pidf-manipulation", PIDF_BLINK, id="pidf:blink-rpid-cipid-caps-data-model"),
     pytest.param("pidf-manipulation", PIDF_RCS_PERM_PRESENCE, id="pidf:rcs-perm-presence-oma-extensions"),
     pytest.param("pidf-manipulation", PIDF_MINIMAL, id="pidf:rfc3863-minimal"),
