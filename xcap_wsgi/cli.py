@@ -135,7 +135,7 @@ def _build_app(values: dict):
             print(f"xcap-wsgi: cannot set up Digest authentication: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
         mode = (f"Digest ({'/'.join(app.algorithms)}{', Basic' if app.basic else ''}) realm={app.realm} "
-                f"against {values['auth_db'] or values['db']}")
+                f"against {_redact(values['auth_db'] or values['db'])}")
         if values["identity_header"]:
             mode += f"; {values['identity_header']} from {','.join(values['trusted_proxies'])}"
     return app, mode
@@ -155,6 +155,16 @@ def _initdb(args: argparse.Namespace) -> int:
         print(f"xcap-wsgi: initdb failed: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _redact(url: str) -> str:
+    """A database URL without its password, for log lines."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    credentials, at, host = netloc.rpartition("@")
+    if not sep or not at:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}@{host}{slash}{path}"
 
 
 def _adduser(args: argparse.Namespace) -> int:
