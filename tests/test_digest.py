@@ -629,3 +629,39 @@ def test_sqlite_subscribers_lookup_without_table_creation(tmp_path):
     assert subs.lookup("alice", "EXAMPLE.com").identity == "alice@example.com"
     assert subs.lookup("alice", "other.org") is None
     assert subs.lookup("alice' OR '1'='1", "example.com") is None
+
+
+# -- serve's composition: Digest + trusted proxy, built from the settings table ------------------------
+
+
+def test_settings_compose_digest_and_trusted_proxy(db_url, tmp_path):
+    from xcap_wsgi import SQLiteStore
+    from xcap_wsgi.digest import from_settings
+    from xcap_wsgi.settings import build_middleware, resolve
+
+    values = resolve({"db": f"sqlite:///{tmp_path / 'xcap.sqlite3'}", "auth_db": db_url, "default_domain": REALM,
+                      "identity_header": "X-3GPP-Intended-Identity", "trusted_proxies": "10.0.0.0/8"}, environ={})
+    store = SQLiteStore(str(tmp_path / "xcap.sqlite3"))
+    app = from_settings(build_middleware(None, values, store=store), values)
+    assert app.required is False  # asserted identities need no Digest
+    doc = "/xcap-root/resource-lists/users/sip:alice@example.com/index"
+    body = b'<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists"/>'
+
+    def req(peer, asserted=None, authorization=None, method="GET"):
+        headers = {"Content-Type": "application/resource-lists+xml"}
+        if asserted:
+            headers["X-3GPP-Intended-Identity"] = asserted
+        if authorization:
+            headers["Authorization"] = authorization
+        request = Request.blank(doc, method=method, headers=headers, remote_addr=peer,
+                                body=body if method == "PUT" else b"")
+        request.environ["REQUEST_URI"] = doc
+        return request.get_response(app)
+
+    assert req("10.9.9.9", '"sip:alice@example.com"', method="PUT").status_int == 201
+    assert req("10.9.9.9", '"sip:bob@example.com"').status_int == 403
+    untrusted = req("192.0.2.1", '"sip:alice@example.com"')  # header ignored: XCAP says 401, Digest challenges
+    assert untrusted.status_int == 401 and len(challenges(untrusted)) == 2
+    chal = challenges(untrusted)[0][1]
+    assert req("192.0.2.1", authorization=authorization(chal, "alice", "wonder land", uri=doc)).body == body
+    store.close()
