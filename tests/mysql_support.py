@@ -92,11 +92,11 @@ def drop_database(url: str, name: str) -> None:
 def load_kamailio_tables(url: str, name: str) -> str:
     """Create Kamailio's tables the way ``kamdbctl create`` does: the package's SQL files.
 
-    standard-create.sql (version) + presence-create.sql (presentity, watchers, xcap, ...), from the
-    installed kamailio package. Without the package files, only ``initdb`` (xcap + version).
-    Returns which way was used.
+    standard-create.sql (version) + presence-create.sql (presentity, watchers, xcap, pua, ...) +
+    rls-create.sql, from the installed kamailio-mysql-modules package.
     """
-    files = [KAMAILIO_SQL_DIR / "standard-create.sql", KAMAILIO_SQL_DIR / "presence-create.sql"]
+    files = [KAMAILIO_SQL_DIR / "standard-create.sql", KAMAILIO_SQL_DIR / "presence-create.sql",
+             KAMAILIO_SQL_DIR / "rls-create.sql"]
     if not all(f.exists() for f in files):
         unavailable(f"Kamailio's MySQL schema files are not installed ({KAMAILIO_SQL_DIR})")
     with contextlib.closing(connect(url, database=name)) as conn, conn.cursor() as cur:
@@ -256,7 +256,7 @@ class Kamailio:
 
 
 @contextlib.contextmanager
-def run_kamailio(database_url: str):
+def run_kamailio(database_url: str, *defines: str):
     binary = kamailio_binary()
     rundir = tempfile.mkdtemp(prefix="xcapw-kamailio-")
     http_port, sip_port = free_port(), free_port(socket.SOCK_DGRAM)
@@ -273,7 +273,8 @@ def run_kamailio(database_url: str):
     log_path = Path(rundir) / "kamailio.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [binary, "-f", str(cfg), "-DD", "-E", "-Y", rundir, "-w", rundir, "-m", "64", "-M", "8"],
+            [binary, "-f", str(cfg), "-DD", "-E", "-Y", rundir, "-w", rundir, "-m", "64", "-M", "8",
+             *(arg for name in defines for arg in ("-A", name))],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=rundir,
         )
     kam = Kamailio(proc, http_port, sip_port, rundir, log_path)
@@ -293,6 +294,17 @@ def kamailio(kamailio_database):
     """A real Kamailio 5.6 (xhttp + xcap_server + presence + presence_xml) on the session database."""
     with run_kamailio(kamailio_database) as kam:
         yield kam
+
+
+@pytest.fixture(scope="module")
+def rls_kamailio():
+    """Kamailio with rls + pua too (config define WITH_RLS), on its own fresh database.
+
+    Yields (kamailio, database URL).
+    """
+    with temporary_database(charset="latin1", tables="kamailio") as url:
+        with run_kamailio(url, "WITH_RLS") as kam:
+            yield kam, url
 
 
 # -- xcap-wsgi server processes -------------------------------------------------------------
@@ -339,9 +351,11 @@ def run_xcap_wsgi(database_url: str, *extra: str):
 class SipWatcher:
     """One presence subscription over UDP: SUBSCRIBE, then read the NOTIFYs Kamailio sends."""
 
-    def __init__(self, kamailio_sip_port: int, presentity: str, watcher: str):
+    def __init__(self, kamailio_sip_port: int, presentity: str, watcher: str, *, eventlist: bool = False):
         self.kamailio = ("127.0.0.1", kamailio_sip_port)
         self.presentity, self.watcher = presentity, watcher
+        self.eventlist = eventlist  # an RLS subscription (RFC 4662)
+        self.notifies: list[str] = []  # every NOTIFY received, as text
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.5)
@@ -362,8 +376,9 @@ class SipWatcher:
             f"CSeq: 1 SUBSCRIBE\r\n"
             f"Contact: <sip:watcher@127.0.0.1:{self.port}>\r\n"
             f"Event: presence\r\n"
-            f"Accept: application/pidf+xml\r\n"
-            f"Expires: 60\r\n"
+            + ("Supported: eventlist\r\nAccept: application/pidf+xml, application/rlmi+xml, multipart/related\r\n"
+               if self.eventlist else "Accept: application/pidf+xml\r\n")
+            + f"Expires: 60\r\n"
             f"Content-Length: 0\r\n\r\n"
         )
         self.sock.sendto(message.encode(), self.kamailio)
@@ -398,6 +413,7 @@ class SipWatcher:
         if first.startswith("SIP/2.0 "):
             return "reply", int(first.split()[1])
         if first.startswith("NOTIFY "):
+            self.notifies.append(text)
             self.sock.sendto(sip_ok_for(text).encode(), addr)
             match = re.search(r"^Subscription-State:\s*([^\r\n;]+)", text, re.I | re.M)
             return "notify", (match.group(1).strip().lower() if match else "")

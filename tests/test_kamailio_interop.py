@@ -20,6 +20,7 @@ from mysql_support import (  # noqa: F401  (fixtures)
     kamailio,
     kamailio_database,
     mysql_store,
+    rls_kamailio,
     rows,
     run_xcap_wsgi,
     SipWatcher,
@@ -239,3 +240,61 @@ def test_example_configs_pass_kamailios_config_check(example):
     result = subprocess.run([kamailio_binary(), "-c", "-f", str(REPO / "examples" / example)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "config file ok" in result.stdout + result.stderr, result.stderr[-2000:]
+
+
+# -- rls reads the rls-services and resource-lists xcap-wsgi writes --------------------------
+
+RLS_SERVICES = b'''<?xml version="1.0" encoding="UTF-8"?>
+<rls-services xmlns="urn:ietf:params:xml:ns:rls-services" xmlns:rl="urn:ietf:params:xml:ns:resource-lists">
+  <service uri="sip:%(service)s@example.com">
+    <resource-list>/xcap-root/resource-lists/users/sip:%(user)s@example.com/index/~~/resource-lists/list%%5B@name=%%22friends%%22%%5D</resource-list>
+    <packages><package>presence</package></packages>
+  </service>
+</rls-services>
+'''
+FRIENDS = (b'<?xml version="1.0" encoding="UTF-8"?>\n<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">'
+           b'<list name="friends"><entry uri="sip:alice@example.com"/><entry uri="sip:carol@example.com"/></list>'
+           b'</resource-lists>\n')
+
+
+def _rls_documents(store, user: str, service: str, lists_doc_uri: str) -> None:
+    store.put(DocumentKey(user, "example.com", f"/xcap-root/rls-services/users/sip:{user}@example.com/index", 8),
+              RLS_SERVICES % {b"service": service.encode(), b"user": user.encode()}, None)
+    store.put(DocumentKey(user, "example.com", lists_doc_uri, 4), FRIENDS, None)
+
+
+def test_rls_expands_a_service_from_documents_written_by_xcap_wsgi(rls_kamailio):
+    """rls finds the watcher's rls-services (doc_type 8) and the referenced resource-lists row by
+    its doc_uri (decoded path, XCAP root included), and NOTIFYs the list's members in RLMI."""
+    kam, url = rls_kamailio
+    from xcap_wsgi.storage.mysql import MySQLStore
+
+    store = MySQLStore.from_url(url)
+    try:
+        user = f"bob{uuid.uuid4().hex[:6]}"
+        _rls_documents(store, user, "friends-" + user,
+                       f"/xcap-root/resource-lists/users/sip:{user}@example.com/index")
+        watcher = SipWatcher(kam.sip_port, f"sip:friends-{user}@example.com", f"sip:{user}@example.com",
+                             eventlist=True)
+        try:
+            status, state = watcher.subscribe()
+            assert status == 200 and state == "active", (status, state, kam.log()[-3000:])
+            rlmi = watcher.notifies[0]
+            assert "application/rlmi+xml" in rlmi
+            assert '<resource uri="sip:alice@example.com"' in rlmi
+            assert '<resource uri="sip:carol@example.com"' in rlmi
+        finally:
+            watcher.close()
+
+        # control: the same list stored under a doc_uri without the XCAP root is not found by rls
+        other = f"dan{uuid.uuid4().hex[:6]}"
+        _rls_documents(store, other, "friends-" + other, f"/resource-lists/users/sip:{other}@example.com/index")
+        watcher = SipWatcher(kam.sip_port, f"sip:friends-{other}@example.com", f"sip:{other}@example.com",
+                             eventlist=True)
+        try:
+            status, state = watcher.subscribe(timeout=3)
+            assert not any("sip:alice@example.com" in n for n in watcher.notifies), (status, state)
+        finally:
+            watcher.close()
+    finally:
+        store.close()
