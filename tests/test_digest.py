@@ -665,3 +665,11 @@ def test_settings_compose_digest_and_trusted_proxy(db_url, tmp_path):
     chal = challenges(untrusted)[0][1]
     assert req("192.0.2.1", authorization=authorization(chal, "alice", "wonder land", uri=doc)).body == body
     store.close()
+
+
+def test_nonce_has_one_spelling(digest):
+    """urlsafe_b64decode ignores stray characters; a respelled nonce must not get a fresh nc window."""
+    chal = challenge(digest)
+    assert send(digest, authorization(chal, "alice", "wonder land")).status_int == 200
+    respelled = dict(chal, nonce=chal["nonce"] + "!")
+    assert send(digest, authorization(respelled, "alice", "wonder land")).status_int == 401

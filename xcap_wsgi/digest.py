@@ -229,8 +229,8 @@ class DigestAuthMiddleware:
             raw = base64.urlsafe_b64decode(nonce.encode("ascii"))
         except (binascii.Error, ValueError, UnicodeEncodeError):
             return False, 0, False
-        if len(raw) != _NONCE_RAW:
-            return False, 0, False
+        if len(raw) != _NONCE_RAW or base64.urlsafe_b64encode(raw).decode() != nonce:
+            return False, 0, False  # one spelling per nonce: the replay tracker is keyed by the string
         head, mac = raw[:16], raw[16:]
         expected = hmac.new(self._secret, head + self.realm.encode(), hashlib.sha256).digest()[:16]
         if not hmac.compare_digest(mac, expected):
