@@ -673,3 +673,12 @@ def test_nonce_has_one_spelling(digest):
     assert send(digest, authorization(chal, "alice", "wonder land")).status_int == 200
     respelled = dict(chal, nonce=chal["nonce"] + "!")
     assert send(digest, authorization(respelled, "alice", "wonder land")).status_int == 401
+
+
+def test_adduser_password_from_environment(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'a.sqlite3'}"
+    monkeypatch.setenv("XCAP_PASSWORD", "from env")
+    assert cli(["adduser", "frank@example.com", "--db", url]) == 0
+    subscriber = open_subscribers(url).lookup("frank", "example.com")
+    assert subscriber.password == "from env"
+    assert subscriber.ha1 == hashlib.md5(b"frank:example.com:from env").hexdigest()
