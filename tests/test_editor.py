@@ -229,6 +229,7 @@ def test_put_element_preserves_every_other_byte():
     assert get_node(new, selector).body == body
 
 
+# [R] xcap-rfc.md §1.4: an element body may use prefixes bound in the document at the insertion point.
 def test_put_element_create_uses_prefix_bound_at_insertion_point():
     selector = sel('resource-lists/list/entry[@uri="sip:cy@example.com"]', default=RLNS)
     body = b'  \r\n<rl:entry uri="sip:cy@example.com" x:k="1"/>\n'  # surrounding white space is dropped
@@ -305,6 +306,7 @@ def test_put_attribute_that_the_selector_tests_is_cannot_insert():
     assert new == RFC_DOC
 
 
+# [R] xcap-rfc.md §1.4: an attribute body must be AttValue content, else not-xml-att-value.
 @pytest.mark.parametrize("body", [b"a<b", b"a&b", b"&nbsp;", b"&#0;", b"a\x01b", b"&#x;"])
 def test_put_attribute_not_xml_att_value(body):
     with pytest.raises(NotXMLAttValue):
@@ -335,6 +337,8 @@ def test_put_element_not_utf8():
         put_node(RFC_DOC, sel("root/el3"), "<el3>é</el3>".encode("latin-1"), URL)
 
 
+# [V] xcap-error.xsd: <ancestor> is the HTTP URI of the closest existing ancestor. Using the
+# longest unique prefix of the parent's steps (with its xmlns() query) is our reading of it.
 @pytest.mark.parametrize(
     "selector, namespaces, ancestor",
     [
@@ -486,3 +490,10 @@ def test_delete_and_replace_preserve_every_other_byte(data, draw):
         delete = delete_node(new, attribute_selector)
         if created:
             assert delete == data  # add then remove gives back the very same bytes
+
+
+def test_no_parent_is_checked_before_the_body():
+    with pytest.raises(NoParent):
+        put_node(RFC_DOC, sel("root/el9/x"), b"not xml", URL)
+    with pytest.raises(NoParent):
+        put_node(RFC_DOC, sel("root/el9/@x"), b"<", URL)

@@ -1,4 +1,10 @@
-"""Node-selector grammar and evaluation (RFC 4825 §6.3, §6.4)."""
+"""Node-selector grammar and evaluation (RFC 4825 §6.3, §6.4).
+
+The grammar and the match/no-match/invalid classes are marked [R] in xcap-rfc.md §1.3 (from
+knowledge of the RFC, grammar corroborated by OpenXCAP's doctests); the assertions below rely
+on them. "Only position 1 matches at the root" follows OpenXCAP (O-el). 400 for malformed
+selectors and 404 for extension selectors are the recommendation of xcap-rfc.md §1.3.
+"""
 
 import pytest
 from lxml import etree

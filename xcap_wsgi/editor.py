@@ -113,7 +113,6 @@ def delete_node(document: bytes, selector: NodeSelector) -> bytes:
 
 def _put_element(doc: "_Document", selector: NodeSelector, body: bytes, document_url: str):
     steps, data = selector.steps, doc.data
-    fragment = _strip_fragment(body)
     if len(steps) == 1:  # the root element: it can be replaced, never created
         parent, context = None, {}
         matches = select(doc.root, steps)
@@ -124,7 +123,8 @@ def _put_element(doc: "_Document", selector: NodeSelector, body: bytes, document
         parent = parents[0]
         context = parent.nsmap
         matches = step_children(parent, steps[-1])
-    new_element = _parse_fragment(fragment, context)  # §8.2.2
+    fragment = _strip_fragment(body)  # §8.2.2, checked after the parent as §8.2 orders it
+    new_element = _parse_fragment(fragment, context)
     if len(matches) > 1:
         raise CannotInsert("the node selector selects more than one element")
     if parent is None and not matches:
