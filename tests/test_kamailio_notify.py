@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
 import socket
@@ -115,10 +114,7 @@ def presence_database():
     rls_sql = KAMAILIO_SQL_DIR / "rls-create.sql"
     if not rls_sql.exists():
         unavailable(f"Kamailio's {rls_sql} is not installed (package kamailio-mysql-modules)")
-    with temporary_database(charset="latin1", tables="kamailio") as url:
-        with contextlib.closing(connect(url)) as conn, conn.cursor() as cur:
-            for statement in sql_statements(rls_sql.read_text()):
-                cur.execute(statement)
+    with temporary_database(charset="latin1", tables="kamailio") as url:  # package SQL, rls-create.sql included
         yield url
 
 

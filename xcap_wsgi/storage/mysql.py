@@ -79,6 +79,7 @@ import queue
 import re
 import threading
 import time
+from contextlib import contextmanager
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pymysql
@@ -313,6 +314,7 @@ class MySQLStore:
             self._connect_args["port"] = int(port)
         self.url = _safe_url({**self._connect_args, "unix_socket": unix_socket})
         self._pool = _Pool(self._connect, pool_size, pool_timeout)
+        self._named_locks: dict[str, threading.Lock] = {}
         self._schema_checked = not check_schema
         self.max_allowed_packet: int | None = None  # the server's, read with the schema check
         self._schema_lock = threading.Lock()
@@ -561,6 +563,45 @@ class MySQLStore:
         except UnrepresentableKey:
             return []
         return [DocumentInfo(doc_uri=r[0], doc_type=int(r[1]), etag=r[2], size=int(r[3])) for r in rows]
+
+    def documents_of_type(self, doc_type: int):
+        sql = (f"SELECT username, domain, doc_uri, doc_type, doc FROM `{self.table}` "
+               "WHERE doc_type=%s ORDER BY id")
+
+        def work(cursor):
+            cursor.execute(sql, (doc_type,))
+            return cursor.fetchall()
+
+        for row in self._run(work, write=False):
+            yield DocumentKey(row[0], row[1], row[2], int(row[3])), bytes(row[4])
+
+    @contextmanager
+    def lock(self, name: str, timeout: int = 10):
+        """A named lock shared by every process using this MariaDB server (``GET_LOCK``).
+
+        Threads of this process queue on an in-process lock first, so a waiting thread never holds
+        a pooled connection the lock holder needs. On a Galera cluster ``GET_LOCK`` is local to one
+        node: processes must then share one node for such checks (see the Deployment notes).
+        """
+        lock_name = f"xcap-wsgi:{self.table}:{name}"[:64]
+        with self._named_locks.setdefault(name, threading.Lock()):
+            connection = self._pool.acquire()
+            broken = False
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT GET_LOCK(%s, %s)", (lock_name, timeout))
+                    if cursor.fetchone()[0] != 1:
+                        raise StoreUnavailable(f"lock {lock_name} busy for {timeout}s", retry_after=1)
+                try:
+                    yield
+                finally:
+                    with connection.cursor() as cursor:
+                        cursor.execute("SELECT RELEASE_LOCK(%s)", (lock_name,))
+            except pymysql.err.MySQLError as exc:
+                broken = True
+                raise StoreUnavailable(f"{self.url}: lock {lock_name}: {exc}", retry_after=1) from exc
+            finally:
+                self._pool.release(connection, broken=broken)
 
     def close(self) -> None:
         self._pool.close()
