@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -18,13 +19,14 @@ from xcap_wsgi.notify import KamailioNotifier
 
 
 class RPCPeer:
-    def __init__(self, fail_first: int = 0, error_for: str | None = None):
-        self.calls, self.fail_first, self.error_for = [], fail_first, error_for
+    def __init__(self, fail_first: int = 0, error_for: str | None = None, delay: float = 0.0):
+        self.calls, self.fail_first, self.error_for, self.delay = [], fail_first, error_for, delay
         peer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                time.sleep(peer.delay)
                 if peer.fail_first > 0:
                     peer.fail_first -= 1
                     self.send_response(503)
@@ -121,15 +123,37 @@ def test_unreachable_kamailio_never_fails_the_request(tmp_path):
 
 
 def test_a_full_queue_drops_and_counts(tmp_path):
-    # One slot, and a peer that refuses connections: requests outpace delivery and the queue fills.
-    notifier = KamailioNotifier("http://127.0.0.1:9/RPC", queue_size=1, retries=0, timeout=0.2)
+    # One slot, and a peer that takes 0.5 s per call: requests outpace delivery and the queue fills.
+    peer = RPCPeer(delay=0.5)
+    notifier = KamailioNotifier(peer.url, queue_size=1, retries=0)
     app = app_with(notifier, tmp_path)
-    for i in range(20):
-        put_doc(app, body=f'<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists"><list name="{i}"/></resource-lists>'.encode())
-    assert notifier.stats()["dropped"] > 0
+    for i in range(5):
+        body = f'<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists"><list name="{i}"/></resource-lists>'
+        assert put_doc(app, body=body.encode()).status_int in (200, 201)
+    stats = notifier.stats()
+    assert stats["dropped"] >= 2, stats  # at most one call in flight and one queued
+    assert notifier.flush(5)
+    assert notifier.stats()["sent"] + notifier.stats()["dropped"] == 5
     notifier.close()
+    peer.close()
 
 
 def test_bad_url_is_refused():
     with pytest.raises(ValueError):
         KamailioNotifier("ftp://x")
+
+
+def test_deleting_the_rules_document_only_refreshes_the_watchers(peer, tmp_path):
+    """Kamailio's updateWatchers fails without a rules document (seen on 5.6.3)."""
+    notifier = KamailioNotifier(peer.url)
+    app = app_with(notifier, tmp_path)
+    path = "/xcap-root/pres-rules/users/sip:alice@example.com/index"
+    put_doc(app, path=path, body=PRES_RULES, content_type="application/auth-policy+xml")
+    assert notifier.flush(5)
+    peer.calls.clear()
+    from conftest import call
+
+    assert call(app, "DELETE", path).status_int == 200
+    assert notifier.flush(5)
+    assert peer.calls == [("presence.refreshWatchers", ["sip:alice@example.com", "presence", 1])]
+    notifier.close()

@@ -66,6 +66,8 @@ class TestDocumentSelector:
             ("/resource-lists/users/sip:a@b/%ff", 400),
             ("/resource-lists/users/sip:a@b/index/~~", 400),
             ("/resource-lists/users/sip:a@b/index/~~/", 400),
+            ("/~~/resource-lists", 404),
+            ("/%7E%7E", 400),
         ],
         ids=lambda v: repr(v) if isinstance(v, str) else str(v),
     )

@@ -36,6 +36,7 @@ from .operations import Target, xcap_response
 from .storage import DocumentKey, Store, StoreError, StoreUnavailable
 from .uri import URIError, XCAPURI, match_root, parse_xcap_path, xui_account
 from .usages import UsageRegistry, default_registry
+from .validation import preload as preload_schemas
 
 log = logging.getLogger("xcap_wsgi")
 access_log = logging.getLogger("xcap_wsgi.access")
@@ -86,6 +87,7 @@ class XCAPMiddleware:
         self.public_url = public_url.rstrip("/") if public_url else None
         self.doc_uri_root = doc_uri_root
         self.log_requests = log_requests
+        preload_schemas(self.usages)  # compile every usage's schemas now, not on a client's first PUT
         self.events = EventDispatcher([on_change] if callable(on_change) else list(on_change))
 
     def __call__(self, environ, start_response):

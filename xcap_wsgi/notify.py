@@ -34,6 +34,10 @@ def kamailio_calls(event: ChangeEvent, doc_type: int) -> list[tuple[str, list]]:
     """The RPC calls that make Kamailio notice ``event`` on a document of ``doc_type``."""
     uri = event.pres_uri
     if doc_type == PRES_RULES:
+        if event.operation == "delete" and event.node_selector is None:
+            # Kamailio 5.6's updateWatchers fails ("Processing error") once the user has no rules
+            # document left; re-sending NOTIFYs is what can still be done.
+            return [("presence.refreshWatchers", [uri, "presence", 1])]
         return [("presence.updateWatchers", [uri, "presence"]), ("presence.refreshWatchers", [uri, "presence", 1])]
     if doc_type == PIDF_MANIPULATION:
         return [("presence.refreshWatchers", [uri, "presence", 2, event.doc_uri, event.document_name])]

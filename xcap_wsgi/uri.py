@@ -108,7 +108,7 @@ def parse_xcap_path(root: str, raw_rest: str, raw_query: str = "") -> XCAPURI:
     else:
         document, node_selector = decoded, None
 
-    auid = document[0]
+    auid = document[0] if document else ""
     if not auid:
         raise URIError("missing application usage (AUID) after the XCAP root", 404)
     if len(document) < 2 or document[1] not in TREES:
