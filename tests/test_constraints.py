@@ -118,3 +118,18 @@ class TestRlsServices:
                  '</list><packages><package>presence</package></packages></service>')
         condition = assert_xcap_error(self.put(app, inner), "uniqueness-failure")
         assert condition.find(f"{{{NS}}}exists").get("field") == "rls-services/service[1]/list[1]/*[2]/@uri"
+
+
+def test_schema_validation_can_be_switched_off_per_auid():
+    """Setting no_schema_validation: the schema is skipped for those AUIDs, RFC 4826 rules still apply."""
+    from xcap_wsgi import SQLiteStore
+    from xcap_wsgi.settings import build_middleware, resolve
+
+    values = resolve({"no_schema_validation": "resource-lists", "anonymous": "true"}, environ={})
+    app = build_middleware(None, values, store=SQLiteStore(":memory:"))
+    assert put_doc(app, body=rl("<bogus/>")).status_int == 201
+    assert_xcap_error(put_doc(app, body=rl('<list name="a"/><list name="a"/>')), "uniqueness-failure")
+    pres_rules = "/xcap-root/pres-rules/users/sip:alice@example.com/index"
+    response = put_doc(app, path=pres_rules, body=b'<ruleset xmlns="urn:ietf:params:xml:ns:common-policy"><bogus/></ruleset>',
+                       content_type="application/auth-policy+xml")
+    assert_xcap_error(response, "schema-validation-error")

@@ -81,6 +81,9 @@ SETTINGS: tuple[Setting, ...] = (
             "path stored in doc_uri before the AUID (default: mount point + first root), "
             "set it to Kamailio's xcap_root when a proxy rewrites paths"),
     Setting("log_requests", parse_bool, False, "log one access line per XCAP request (on by default in serve)"),
+    Setting("no_schema_validation", parse_list, (),
+            "AUIDs whose resulting documents are not checked against their XML schema (RFC 4826/OMA "
+            "constraints still apply)", "usages"),
     Setting("kamailio_rpc", lambda v: str(v).strip() or None, None,
             "Kamailio JSON-RPC URL (jsonrpcs over xhttp, e.g. http://127.0.0.1:5071/RPC) told about every "
             "change so presence and rls re-evaluate watchers", "notify"),
@@ -160,6 +163,11 @@ def build_middleware(app, values: dict[str, Any], **overrides):
 
     arguments = middleware_arguments(values)
     arguments.update(authorization_arguments(values))
+    if values.get("no_schema_validation"):
+        from .usages import default_registry
+        from .validation import without_schema_validation
+
+        arguments["usages"] = without_schema_validation(default_registry(), values["no_schema_validation"])
     if values.get("kamailio_rpc"):
         from .notify import KamailioNotifier
 
