@@ -87,6 +87,7 @@ class NodeSelector:
     attribute: str | None = None  #: Clark name of the terminal ``@attr`` (kind "attribute")
     attribute_text: str = ""  #: the terminal ``@attr`` as written
     attribute_prefixes: tuple[str, ...] = ()
+    #: the xmlns() bindings this selector uses (prefix -> URI); unused bindings are dropped
     namespaces: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def uri_suffix(self, steps: tuple[Step, ...]) -> str:
