@@ -48,7 +48,13 @@ def main(argv: list[str] | None = None) -> int:
                          help="store only ha1/ha1b, not the cleartext password (then Digest is MD5 only)")
     adduser.add_argument("--db", default=None, help="database URL (default: $XCAP_AUTH_DB, $XCAP_DB or the embedded SQLite file)")
 
+    from .admin import add_commands  # export, import, purge, check (xcap_wsgi.admin)
+
+    add_commands(commands)
+
     args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is not None:
+        return args.handler(args)
     if args.command == "serve":
         return _serve(args)
     if args.command == "initdb":
