@@ -30,10 +30,18 @@ from . import operations
 from .auth import AllowAll, DefaultPolicy, IdentityResolver, Policy, remote_user
 from .caps import content_etag
 from .computed import ComputeContext
-from .errors import XCAPError
+from .errors import ConstraintFailure, XCAPError
 from .events import EventDispatcher
 from .operations import Target, xcap_response
-from .storage import DocumentKey, Store, StoreError, StoreUnavailable
+from .storage import (
+    DocumentKey,
+    DocumentTooLarge,
+    DocumentUriTaken,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    UnrepresentableKey,
+)
 from .uri import URIError, XCAPURI, match_root, parse_xcap_path, xui_account
 from .usages import UsageRegistry, default_registry
 from .validation import preload as preload_schemas
@@ -114,6 +122,14 @@ class XCAPMiddleware:
             return exc
         except URIError as exc:
             return (HTTPNotFound if exc.status == 404 else HTTPBadRequest)(detail=str(exc))
+        except UnrepresentableKey as exc:
+            if request.method in ("PUT",):
+                return ConstraintFailure(f"the XUI or document path cannot be stored in the database: {exc}")
+            return HTTPNotFound(detail="no such document")
+        except DocumentUriTaken as exc:
+            return ConstraintFailure(f"this document path belongs to another account in the database: {exc}")
+        except DocumentTooLarge as exc:
+            return HTTPRequestEntityTooLarge(detail=f"the resulting document is too large for the database: {exc}")
         except StoreUnavailable as exc:
             log.warning("store unavailable: %s", exc)
             return HTTPServiceUnavailable(

@@ -14,12 +14,15 @@ from .base import (
     ABSENT,
     ConcurrentModification,
     DocumentInfo,
+    DocumentTooLarge,
+    DocumentUriTaken,
     DocumentKey,
     SchemaMismatch,
     Store,
     StoredDocument,
     StoreError,
     StoreUnavailable,
+    UnrepresentableKey,
     new_etag,
 )
 from .sqlite import SQLiteStore
@@ -38,6 +41,9 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "StoredDocument",
+    "DocumentTooLarge",
+    "DocumentUriTaken",
+    "UnrepresentableKey",
     "new_etag",
     "open_store",
 ]

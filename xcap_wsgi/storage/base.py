@@ -68,6 +68,20 @@ class StoreUnavailable(StoreError):
         self.retry_after = retry_after
 
 
+class UnrepresentableKey(StoreError):
+    """username, domain or doc_uri cannot be stored in the table (charset or column length):
+    no such row can exist (reads: 404), and none can be written (writes: 409)."""
+
+
+class DocumentUriTaken(StoreError):
+    """The doc_uri belongs to a row of another username/domain (Kamailio's doc_uri is UNIQUE):
+    retrying cannot help (409)."""
+
+
+class DocumentTooLarge(StoreError):
+    """The document does not fit the table's column or the server's packet limit (413)."""
+
+
 class SchemaMismatch(StoreError):
     """The database holds an ``xcap`` table this version cannot share (e.g. wrong version row)."""
 

@@ -87,6 +87,9 @@ from pymysql.constants import CLIENT, ER
 
 from . import kamailio_ddl
 from .base import (
+    DocumentTooLarge,
+    DocumentUriTaken,
+    UnrepresentableKey,
     ABSENT,
     KAMAILIO_XCAP_TABLE_VERSION,
     ConcurrentModification,
@@ -102,24 +105,6 @@ from .base import (
 log = logging.getLogger(__name__)
 
 __all__ = ["MySQLStore", "UnrepresentableKey", "DocumentUriTaken", "DocumentTooLarge", "initdb", "parse_url"]
-
-
-class UnrepresentableKey(StoreError):
-    """username, domain or doc_uri cannot be stored in the table (charset or column length).
-
-    A client error: the middleware should answer 4xx (e.g. 404 for reads, 409 for writes).
-    """
-
-
-class DocumentUriTaken(StoreError):
-    """The doc_uri belongs to a row of another username/domain (Kamailio's doc_uri is UNIQUE).
-
-    Retrying cannot help; Kamailio answers 500 here, an XCAP server should answer 409.
-    """
-
-
-class DocumentTooLarge(StoreError):
-    """The document does not fit the MEDIUMBLOB column or the server's max_allowed_packet (413)."""
 
 
 #: MEDIUMBLOB holds at most 2**24 - 1 bytes.
