@@ -1,6 +1,10 @@
 """Byte-preserving element/attribute GET, PUT and DELETE (RFC 4825 §7, §8, §10)."""
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from xcap_wsgi.editor import (
@@ -373,8 +377,6 @@ def test_put_attribute_no_parent():
 
 def reference_spans(data):
     """A slow, obvious tokenizer: (start, end) of every element in document order."""
-    import re
-
     token = re.compile(rb"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>|</[^>]*>|<(?:[^>\"']|\"[^\"]*\"|'[^']*')*>", re.S)
     spans, stack = [], []
     for match in token.finditer(data):
@@ -412,9 +414,6 @@ def test_xmlns_is_not_an_attribute():
 
 
 # -- the span scanner on hand-written markup (hypothesis) ------------------------------------------
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 SPACE = st.sampled_from([" ", "\t", "\r\n", "  \n "])
 OPT_SPACE = st.sampled_from(["", " ", "\n"])

@@ -338,7 +338,6 @@ _END = rb"</[^>]*+>"
 _START = rb"<[^!?/][^>\"']*+(?:(?:\"[^\"]*+\"|'[^']*+')[^>\"']*+)*+>"  # '>' may occur in quotes
 _TO_NEXT_START = re.compile(rb"(?:" + _TEXT + rb"(?:" + _END + rb"|" + _OTHER + rb"))*+" + _TEXT, re.S)
 _START_TAG = re.compile(_START)
-_TO_NEXT_END = re.compile(rb"(?:" + _TEXT + _OTHER + rb")*+" + _TEXT, re.S)
 _TAG_NAME = re.compile(rb"[^\s/>]+")
 _ATTRIBUTE = re.compile(rb"""([ \t\r\n]+)([^\s=/>]+)[ \t\r\n]*=[ \t\r\n]*("[^"]*"|'[^']*')""")
 _CHUNKS = (4096, 256, 16, 1)
