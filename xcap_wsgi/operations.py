@@ -69,13 +69,40 @@ def read(request: Request, target: Target, content: bytes, etag: str) -> Respons
     check_preconditions(request, etag, safe_method=True)
     if target.selector is None:
         return xcap_response(200, content, target.usage.mime_type, etag)
-    from .editor import NodeNotFound, get_node
+    from .editor import NodeNotFound
 
     try:
-        node = get_node(content, target.selector)
+        node = _get_node(content, target)
     except NodeNotFound as exc:
         raise HTTPNotFound(detail=f"no node {target.uri.node_selector!r} in the document: {exc}") from None
     return xcap_response(200, node.body, node.mime_type, etag)
+
+
+#: Node GETs answered from memory: (AUID, node selector, xmlns() bindings, document bytes) -> the
+#: editor's NodeBody. ``get_node`` is a pure function of the document bytes and the parsed selector
+#: (which depends only on the selector text, the bindings and the AUID's default namespace), so a
+#: hit answers byte for byte what the editor would. Keyed by the content itself, not the ETag: a
+#: document changed by anyone (Kamailio included) can never hit a stale entry. Only documents up
+#: to ``_NODE_CACHE_DOC_MAX`` bytes are kept, at most ``_NODE_CACHE_MAX`` entries (then it is
+#: emptied); misses (NodeNotFound) are not cached.
+_NODE_CACHE: dict = {}
+_NODE_CACHE_MAX = 1024
+_NODE_CACHE_DOC_MAX = 32 * 1024
+
+
+def _get_node(content: bytes, target: Target):
+    from .editor import get_node
+
+    if len(content) > _NODE_CACHE_DOC_MAX:
+        return get_node(content, target.selector)
+    key = (target.usage.auid, target.uri.node_selector, tuple(sorted(target.uri.namespaces.items())), content)
+    node = _NODE_CACHE.get(key)
+    if node is None:
+        node = get_node(content, target.selector)
+        if len(_NODE_CACHE) >= _NODE_CACHE_MAX:
+            _NODE_CACHE.clear()
+        _NODE_CACHE[key] = node
+    return node
 
 
 # -- writes -----------------------------------------------------------------------------------
