@@ -204,6 +204,42 @@ class Stack:
         self.xcap_port = port
         return port, proc
 
+    def start_gunicorn(self, workers: int = 2, worker_class: str = "sync", threads: int = 1,
+                       port: int | None = None) -> tuple[int, subprocess.Popen]:
+        """The same app under gunicorn (``app_factory`` of xcap_wsgi.paste), for deployment comparisons."""
+        port = port or free_port()
+        log = open(self.dir / f"gunicorn-{port}.log", "wb")
+        factory = f"xcap_wsgi.paste:app_factory({{}}, db={self.db_url!r}, anonymous='true')"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+             "--worker-class", worker_class, "--threads", str(threads), "--keep-alive", "30",
+             "--backlog", "1024", factory],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO)
+        self.procs.append(proc)
+        try:
+            wait_http(port, proc, "/xcap-root/xcap-caps/global/index")
+        except RuntimeError as exc:
+            raise RuntimeError(f"gunicorn: {exc}\n{(self.dir / f'gunicorn-{port}.log').read_text()[-3000:]}")
+        return port, proc
+
+    def start_uwsgi(self, processes: int = 2, threads: int = 4, port: int | None = None) -> tuple[int, subprocess.Popen]:
+        """The same app under uWSGI (pyuwsgi wheel): HTTP keep-alive, lazy apps (one pool per process)."""
+        port = port or free_port()
+        log = open(self.dir / f"uwsgi-{port}.log", "wb")
+        proc = subprocess.Popen(
+            [shutil.which("uwsgi") or os.path.join(os.path.dirname(sys.executable), "uwsgi"), "--http-socket", f"127.0.0.1:{port}", "--http-keepalive",
+             "--processes", str(processes), "--threads", str(threads), "--lazy-apps", "--master",
+             "--die-on-term", "--disable-logging", "--listen", "1024", "--module", "benchmarks.wsgi_app:application",
+             "--pythonpath", str(REPO)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO,
+            env={**os.environ, "XCAP_DB": self.db_url, "XCAP_ANONYMOUS": "1"})
+        self.procs.append(proc)
+        try:
+            wait_http(port, proc, "/xcap-root/xcap-caps/global/index")
+        except RuntimeError as exc:
+            raise RuntimeError(f"uwsgi: {exc}\n{(self.dir / f'uwsgi-{port}.log').read_text()[-3000:]}")
+        return port, proc
+
     def stop_proc(self, proc: subprocess.Popen) -> None:
         stop(proc)
         if proc in self.procs:
