@@ -338,3 +338,61 @@ def test_settings_reference_has_one_row_per_setting():
 
     rows = [line for line in settings_reference_markdown().splitlines() if line.startswith("| `")]
     assert [row.split("`")[1] for row in rows] == [s.name for s in SETTINGS]
+
+
+def test_serve_uses_the_config_file_over_the_environment_and_flags_over_both(tmp_path):
+    """A real ``xcap-wsgi serve --config``: ini beats XCAP_* variables, the command line beats the ini."""
+    import http.client
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    def free_port():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    ini_port, env_port = free_port(), free_port()
+    config = tmp_path / "xcap.ini"
+    config.write_text(f"[xcap-wsgi]\nport = {ini_port}\nroot = /from-ini\nanonymous = true\n"
+                      f"db = sqlite:///{tmp_path / 'serve.sqlite3'}\n")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this checkout, not another install
+    env = {**os.environ, "PYTHONPATH": repo, "PYTHONUNBUFFERED": "1", "XCAP_PORT": str(env_port), "XCAP_ROOT": "/from-env",
+           "XCAP_DEFAULT_DOMAIN": "env.example.com"}
+
+    def start(*extra):
+        return subprocess.Popen([sys.executable, "-m", "xcap_wsgi", "serve", "--config", str(config), *extra],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path, env=env)
+
+    process = start()
+    try:
+        banner = process.stdout.readline()
+        assert f"http://127.0.0.1:{ini_port}/from-ini/" in banner
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", ini_port, timeout=5)
+                connection.request("PUT", "/from-ini/resource-lists/users/alice/index", RL_DOC,
+                                   {"Content-Type": RL_MIME})
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "serve did not listen on the ini's port"
+                time.sleep(0.05)
+        assert connection.getresponse().status == 201
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    # the environment still supplies what neither the ini nor the command line sets
+    rows = list(iter_rows(SQLiteStore(str(tmp_path / "serve.sqlite3"))))
+    assert [(r.username, r.domain, r.doc_uri) for r in rows] == [
+        ("alice", "env.example.com", "/from-ini/resource-lists/users/alice/index")]
+
+    flag_port = free_port()
+    process = start("--port", str(flag_port), "--root", "/from-flag")
+    try:
+        assert f"http://127.0.0.1:{flag_port}/from-flag/" in process.stdout.readline()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
