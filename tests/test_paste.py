@@ -192,7 +192,7 @@ def test_pserve_runs_the_example_ini(standalone_ini, tmp_path):
     standalone_ini.write_text(text.replace("listen = 127.0.0.1:8080", f"listen = 127.0.0.1:{port}"))
     process = subprocess.Popen([pserve, str(standalone_ini)], cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(EXAMPLES.parent)})
     output = ""
     try:
         deadline = time.monotonic() + 15
