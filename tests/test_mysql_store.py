@@ -670,3 +670,49 @@ def test_http_503_with_retry_after_while_the_database_is_down(tmp_path):
             assert (status, got) == (200, body)
     finally:
         subprocess.run(["bash", str(script), "stop", str(datadir)], timeout=60)
+
+
+# -- store-wide named locks and scans (used for rls-services service-URI uniqueness) ----------
+
+
+def test_named_lock_excludes_other_stores_and_survives_pool_size_one(db_url):
+    a = MySQLStore.from_url(db_url + "?pool_size=1&pool_timeout=2")
+    b = MySQLStore.from_url(db_url + "?pool_size=1&pool_timeout=2")
+    try:
+        with a.lock("rls-services"):
+            assert a.put(ALICE, DOC, None)  # the body still gets a pooled connection
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                with b.lock("rls-services", timeout=1):
+                    pytest.fail("two holders of one lock")
+            assert time.monotonic() - started >= 0.9
+            with b.lock("something-else", timeout=1):  # other names are independent
+                pass
+        with b.lock("rls-services", timeout=1):
+            assert b.get(ALICE).content == DOC
+    finally:
+        a.close()
+        b.close()
+
+
+def test_named_lock_is_released_when_the_body_fails(db_url):
+    a = MySQLStore.from_url(db_url)
+    b = MySQLStore.from_url(db_url)
+    try:
+        with pytest.raises(ConcurrentModification):
+            with a.lock("rls-services"):
+                a.put(ALICE, DOC, "xw-stale")
+        with b.lock("rls-services", timeout=1):
+            pass
+    finally:
+        a.close()
+        b.close()
+
+
+def test_documents_of_type_scans_every_account_in_row_order(mysql_store):
+    bob = DocumentKey("bob", "example.net", "/xcap-root/resource-lists/users/sip:bob@example.net/index", 4)
+    mysql_store.put(ALICE, DOC, None)
+    mysql_store.put(ALICE_RULES, b"<ruleset/>", None)
+    mysql_store.put(bob, b"<resource-lists/>", None)
+    assert list(mysql_store.documents_of_type(4)) == [(ALICE, DOC), (bob, b"<resource-lists/>")]
+    assert list(mysql_store.documents_of_type(8)) == []

@@ -74,6 +74,7 @@ Kamailio's exact DDL (``kamailio_ddl.py``) when they are absent; it never alters
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import re
@@ -570,23 +571,29 @@ class MySQLStore:
         """
         lock_name = f"xcap-wsgi:{self.table}:{name}"[:64]
         with self._named_locks.setdefault(name, threading.Lock()):
-            connection = self._pool.acquire()
-            broken = False
+            # A connection of its own, outside the pool: the body needs pooled connections (a
+            # pool_size of 1 would deadlock otherwise), and a fresh one is never a stale one left
+            # over from before a server restart.
+            connection = self._connect()
             try:
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT GET_LOCK(%s, %s)", (lock_name, timeout))
                     if cursor.fetchone()[0] != 1:
                         raise StoreUnavailable(f"lock {lock_name} busy for {timeout}s", retry_after=1)
-                try:
-                    yield
-                finally:
+            except pymysql.err.MySQLError as exc:
+                _close_quietly(connection)
+                raise StoreUnavailable(f"{self.url}: lock {lock_name}: {exc}", retry_after=1) from exc
+            except BaseException:
+                _close_quietly(connection)
+                raise
+            try:
+                yield
+            finally:
+                # Closing the session releases the lock too, should RELEASE_LOCK fail.
+                with contextlib.suppress(pymysql.err.MySQLError, OSError):
                     with connection.cursor() as cursor:
                         cursor.execute("SELECT RELEASE_LOCK(%s)", (lock_name,))
-            except pymysql.err.MySQLError as exc:
-                broken = True
-                raise StoreUnavailable(f"{self.url}: lock {lock_name}: {exc}", retry_after=1) from exc
-            finally:
-                self._pool.release(connection, broken=broken)
+                _close_quietly(connection)
 
     def close(self) -> None:
         self._pool.close()
