@@ -10,7 +10,11 @@ URL forms (``MySQLStore.from_url`` / ``open_store``; schemes ``mysql``, ``mysql+
 ``mariadb``)::
 
     mysql://user:password@host[:port]/database[?option=value&...]
+    mysql://user:password@host1[:port1],host2[:port2],.../database[?option=value&...]
     mysql://user:password@/database?unix_socket=/run/mysqld/mysqld.sock
+
+Several comma-separated hosts (IPv6 as ``[::1]:3306``) name the nodes of one MariaDB Galera
+cluster (see "Galera" below); each host's port defaults to 3306.
 
 A Unix socket is selected with the ``unix_socket`` query option; the host part is then empty
 (there is no ``mysql+unix://`` scheme). User name and password are percent-decoded, so encode
@@ -23,7 +27,10 @@ A Unix socket is selected with the ``unix_socket`` query option; the host part i
 * ``deadlock_retries`` [3]: re-runs of a statement after a deadlock (1213) or lock-wait timeout (1205);
 * ``lock_wait_timeout`` [10]: seconds a statement waits for a row lock (session innodb_lock_wait_timeout);
 * ``table`` [xcap]: the table name (Kamailio's ``xcap_table`` modparam);
-* ``charset`` [utf8mb4]: the connection character set (what Kamailio's libmariadb uses).
+* ``charset`` [utf8mb4]: the connection character set (what Kamailio's libmariadb uses);
+* ``wsrep_sync_wait`` [not set: the server's]: Galera causality checks for this store's sessions
+  (``SET SESSION wsrep_sync_wait=N``); 1 makes every read wait until the node has applied all that
+  the cluster committed before it, so a write acknowledged by one node is read back from any other.
 
 Concurrency. Every operation is one autocommitted conditional statement, so compare-and-swap
 holds across threads, processes and Kamailio itself:
@@ -61,6 +68,25 @@ connection can be made, ``StoreUnavailable(retry_after=...)`` is raised (503 + R
 the next request tries again, so service resumes on its own once the server is back. If the
 database is down when the store is created, the schema check is deferred to the first
 successful connection.
+
+Galera (issue 10). With several hosts the connection factory tries them in order, starting from
+the last one that worked, and skips a node that is not ``wsrep_ready`` (joining, donor without
+service, non-primary); every process sticks to its node until that node fails (no fail-back), so
+the host order of each process's URL spreads the load. A connection that dies, or a statement
+refused with 1047 ("WSREP has not yet prepared node for application use"), moves the store to the
+next host and the statement is re-run there once; when no node answers, ``StoreUnavailable`` (503 +
+Retry-After). Galera certifies optimistically: a CAS statement that conflicts with a write
+committed on another node fails with 1213 (deadlock) at commit, after the server's own
+``wsrep_retry_autocommit`` re-run; it is re-run here (``deadlock_retries``). Every re-run is safe
+because each write names the state it replaces: ``UPDATE ... WHERE etag=<old>`` either applies
+once or matches nothing (ConcurrentModification -> the operation re-reads, 412 or retried), and a
+create that lost a ``doc_uri`` race across nodes re-runs into 1062 -> ConcurrentModification.
+``SELECT ... FOR UPDATE`` is never relied on (it does not lock across nodes). A write whose
+connection died after the statement was sent may have committed: when its re-run misses, the row
+is checked for the ETag this very write generated (120 random bits), and if it is there the write
+did land and is reported as done (a delete whose row is gone likewise), so a failover does not
+turn one's own successful write into a spurious 412. Recommended for Galera: ``wsrep_sync_wait=1``
+(read-your-writes across nodes). ``lock()`` uses ``GET_LOCK``, which is local to one Galera node.
 
 Exceptions beyond ``base``'s (all ``StoreError`` subclasses, for the middleware to map):
 ``UnrepresentableKey`` (4xx: key outside the column charset/length), ``DocumentUriTaken`` (409:
@@ -130,6 +156,7 @@ _CONNECTION_ERRORS = {
     ER.CON_COUNT_ERROR,  # 1040 too many connections
     1129,  # host blocked
     4031,  # MariaDB 10.x: disconnected by server (idle timeout)
+    1047,  # Galera: WSREP has not yet prepared node for application use (joining, non-primary)
 }
 #: Refusals that mean the URL is wrong rather than the server down (checked at start-up only).
 _CONFIGURATION_ERRORS = {ER.DBACCESS_DENIED_ERROR, ER.ACCESS_DENIED_ERROR, ER.BAD_DB_ERROR}  # 1044, 1045, 1049
@@ -152,6 +179,9 @@ def parse_url(url: str) -> dict:
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("mysql", "mysql+pymysql", "mariadb"):
         raise ValueError(f"not a MySQL URL: {url!r}")
+    hosts = _hosts(url, parts.netloc.rpartition("@")[2])
+    if len(hosts) > 1:  # urlsplit's hostname/port do not know host lists; parse them ourselves
+        parts = urlsplit(url.replace(parts.netloc, parts.netloc.rpartition("@")[0] + "@" + "h", 1))
     database = unquote(parts.path.lstrip("/"))
     if not database or "/" in database:
         raise ValueError(f"MySQL URL {url!r} must name one database: mysql://user:pass@host/database")
@@ -168,7 +198,12 @@ def parse_url(url: str) -> dict:
         connect["host"] = parts.hostname or "localhost"
         connect["port"] = parts.port or 3306
     result = {"connect": connect}
-    ints = ("pool_size", "retry_after", "deadlock_retries", "lock_wait_timeout")
+    if len(hosts) > 1:
+        if unix_socket:
+            raise ValueError(f"MySQL URL {url!r}: unix_socket and several hosts exclude each other")
+        connect["host"], connect["port"] = hosts[0]
+        result["hosts"] = hosts
+    ints = ("pool_size", "retry_after", "deadlock_retries", "lock_wait_timeout", "wsrep_sync_wait")
     floats = ("pool_timeout", "connect_timeout", "read_timeout", "write_timeout")
     for name, value in options.items():
         try:
@@ -183,6 +218,20 @@ def parse_url(url: str) -> dict:
         except ValueError as exc:
             raise ValueError(f"MySQL URL {url!r}: bad option {name}={value!r}: {exc}") from None
     return result
+
+
+def _hosts(url: str, hostlist: str) -> list[tuple[str, int]]:
+    """``h1[:p1],[v6]:p2,...`` -> [(host, port), ...] (port 3306 by default)."""
+    hosts = []
+    for item in hostlist.split(","):
+        match = re.fullmatch(r"(\[[^\]]*\]|[^:\[\]]*)(?::(\d*))?", item)
+        if not match or (len(hostlist.split(",")) > 1 and not match.group(1)):
+            raise ValueError(f"MySQL URL {url!r}: bad host {item!r}")
+        port = int(match.group(2)) if match.group(2) else 3306
+        if not 0 < port < 65536:
+            raise ValueError(f"MySQL URL {url!r}: bad port in {item!r}")
+        hosts.append((match.group(1).strip("[]") or "localhost", port))
+    return hosts
 
 
 def _safe_url(connect: dict) -> str:
@@ -274,6 +323,8 @@ class MySQLStore:
         lock_wait_timeout: int = 10,
         table: str = "xcap",
         charset: str = "utf8mb4",
+        wsrep_sync_wait: int | None = None,
+        hosts: list[tuple[str, int]] | None = None,
         check_schema: bool = True,
     ):
         if not _IDENTIFIER.match(table):
@@ -291,14 +342,21 @@ class MySQLStore:
             "write_timeout": write_timeout,
             "autocommit": True,
             "client_flag": CLIENT.FOUND_ROWS,
-            "init_command": f"SET SESSION innodb_lock_wait_timeout={int(lock_wait_timeout)}",
+            "init_command": f"SET SESSION innodb_lock_wait_timeout={int(lock_wait_timeout)}"
+            + ("" if wsrep_sync_wait is None else f", wsrep_sync_wait={int(wsrep_sync_wait)}"),
         }
         if unix_socket:
             self._connect_args["unix_socket"] = unix_socket
         else:
             self._connect_args["host"] = host
             self._connect_args["port"] = int(port)
+        #: Galera nodes (several hosts) tried in order from the last good one: ``_current``.
+        self._hosts = [(h, int(p)) for h, p in hosts] if hosts and not unix_socket else []
+        self._current = 0
         self.url = _safe_url({**self._connect_args, "unix_socket": unix_socket})
+        if len(self._hosts) > 1:
+            where = ",".join(f"{h}:{p}" for h, p in self._hosts)
+            self.url = f"mysql://{user}@{where}/{database}"
         self._pool = _Pool(self._connect, pool_size, pool_timeout)
         self._named_locks: dict[str, threading.Lock] = {}
         self._schema_checked = not check_schema
@@ -323,11 +381,52 @@ class MySQLStore:
     # -- connections ------------------------------------------------------------------------
 
     def _connect(self):
+        if len(self._hosts) > 1:
+            return self._connect_cluster()
         try:
             connection = pymysql.connect(**self._connect_args)
         except (pymysql.err.MySQLError, OSError) as exc:
             raise StoreUnavailable(f"{self.url}: cannot connect: {exc}", retry_after=self.retry_after) from exc
         return connection
+
+    def _connect_cluster(self):
+        """A connection to the first usable node, trying them in order from the last good one."""
+        start, failures, last = self._current, [], None
+        for step in range(len(self._hosts)):
+            index = (start + step) % len(self._hosts)
+            host, port = self._hosts[index]
+            try:
+                connection = pymysql.connect(**{**self._connect_args, "host": host, "port": port})
+            except (pymysql.err.MySQLError, OSError) as exc:
+                failures.append(f"{host}:{port}: {exc}")
+                last = exc
+                continue
+            try:
+                with connection.cursor() as cursor:  # a Galera node that is joining or non-primary
+                    cursor.execute("SHOW STATUS LIKE 'wsrep_ready'")
+                    row = cursor.fetchone()
+            except (pymysql.err.MySQLError, OSError) as exc:
+                _close_quietly(connection)
+                failures.append(f"{host}:{port}: {exc}")
+                last = exc
+                continue
+            if row is not None and str(row[1]).upper() != "ON":
+                _close_quietly(connection)
+                failures.append(f"{host}:{port}: wsrep_ready={row[1]}")
+                continue
+            if index != start:
+                log.warning("%s: now using %s:%s (%s)", self.url, host, port, "; ".join(failures))
+            self._current = index
+            connection._xcap_host = index
+            return connection
+        raise StoreUnavailable(f"{self.url}: cannot connect to any node: {'; '.join(failures)}",
+                               retry_after=self.retry_after) from last
+
+    def _node_failed(self, connection) -> None:
+        """Move new connections off the node of a connection that died or was refused."""
+        index = getattr(connection, "_xcap_host", None)
+        if index is not None and self._current == index:
+            self._current = (index + 1) % len(self._hosts)
 
     def check_schema(self) -> None:
         """Raise ``SchemaMismatch`` unless the version row is ('xcap', 4) and the columns are there."""
@@ -406,6 +505,7 @@ class MySQLStore:
                             continue
                         raise StoreUnavailable(f"{self.url}: {exc}", retry_after=1) from exc
                     if isinstance(exc, pymysql.err.InterfaceError) or code in _CONNECTION_ERRORS or code is None:
+                        self._node_failed(connection)
                         _close_quietly(connection)
                         connection = None
                         if reconnected:
@@ -489,16 +589,21 @@ class MySQLStore:
                 f"INSERT INTO `{self.table}` (username, domain, doc_type, doc_uri, doc, etag, source, port) "
                 "VALUES (%s, %s, %s, %s, %s, %s, 0, 0)"
             )
-            visible = f"SELECT 1 FROM `{self.table}` WHERE username=%s AND domain=%s AND doc_uri=%s"
+            visible = f"SELECT etag FROM `{self.table}` WHERE username=%s AND domain=%s AND doc_uri=%s"
+            runs = []
 
             def work(cursor):
+                runs.append(1)
                 try:
                     cursor.execute(insert, (key.username, key.domain, key.doc_type, key.doc_uri, content, etag))
                 except pymysql.err.IntegrityError as exc:
                     if _error_code(exc) != ER.DUP_ENTRY:
                         raise
                     cursor.execute(visible, (key.username, key.domain, key.doc_uri))
-                    if cursor.fetchone() is not None:
+                    row = cursor.fetchone()
+                    if row is not None and len(runs) > 1 and row[0] == etag:
+                        return  # a re-run: the first run did commit (see "Galera" above)
+                    if row is not None:
                         raise ConcurrentModification(f"{key.doc_uri} was created concurrently") from exc
                     raise DocumentUriTaken(
                         f"{key.doc_uri} is already stored for another user or domain "
@@ -513,8 +618,15 @@ class MySQLStore:
             "WHERE username=%s AND domain=%s AND doc_uri=%s AND etag=%s"
         )
 
+        landed = (f"SELECT 1 FROM `{self.table}` WHERE username=%s AND domain=%s AND doc_uri=%s AND etag=%s")
+        runs = []
+
         def work(cursor):
+            runs.append(1)
             cursor.execute(update, (content, etag, key.username, key.domain, key.doc_uri, expected_etag))
+            if cursor.rowcount == 0 and len(runs) > 1:  # a re-run that missed: did the first run commit?
+                cursor.execute(landed, (key.username, key.domain, key.doc_uri, etag))
+                return 1 if cursor.fetchone() is not None else 0
             return cursor.rowcount
 
         if self._run(work, write=True) != 1:
@@ -524,9 +636,15 @@ class MySQLStore:
     def delete(self, key: DocumentKey, expected_etag: str) -> None:
         self._check_lengths(key)
         sql = f"DELETE FROM `{self.table}` WHERE username=%s AND domain=%s AND doc_uri=%s AND etag=%s"
+        gone = f"SELECT 1 FROM `{self.table}` WHERE username=%s AND domain=%s AND doc_uri=%s"
+        runs = []
 
         def work(cursor):
+            runs.append(1)
             cursor.execute(sql, (key.username, key.domain, key.doc_uri, expected_etag))
+            if cursor.rowcount == 0 and len(runs) > 1:  # a re-run that missed: the first may have deleted it
+                cursor.execute(gone, (key.username, key.domain, key.doc_uri))
+                return 1 if cursor.fetchone() is None else 0
             return cursor.rowcount
 
         if self._run(work, write=True) != 1:
