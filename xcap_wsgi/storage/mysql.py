@@ -88,7 +88,7 @@ did land and is reported as done (a delete whose row is gone likewise), so a fai
 turn one's own successful write into a spurious 412. Recommended for Galera: ``wsrep_sync_wait=1``
 (read-your-writes across nodes). ``lock()`` uses ``GET_LOCK``, which is local to one Galera node.
 
-Exceptions beyond ``base``'s (all ``StoreError`` subclasses, for the middleware to map):
+Client-side refusals (``StoreError`` subclasses in ``base``, mapped by the middleware):
 ``UnrepresentableKey`` (4xx: key outside the column charset/length), ``DocumentUriTaken`` (409:
 doc_uri held by another account's row), ``DocumentTooLarge`` (413: beyond MEDIUMBLOB or the
 server's max_allowed_packet, checked before sending so the connection is not dropped).
