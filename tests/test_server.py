@@ -14,6 +14,11 @@ import pytest
 
 from conftest import RL_DOC, RL_MIME
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: Subprocesses import the code under test, not whatever copy pip last installed.
+SUBPROCESS_ENV = {**os.environ, "PYTHONUNBUFFERED": "1",
+                  "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
 DOC = "/xcap-root/resource-lists/users/sip:alice@example.com/index"
 
 
@@ -30,8 +35,7 @@ def server(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "xcap_wsgi", "serve", "--anonymous", "--port", str(port),
          "--db", f"sqlite:///{tmp_path / 'xcap.sqlite3'}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, env=SUBPROCESS_ENV,
     )
     banner = process.stdout.readline()
     deadline = time.monotonic() + 10
@@ -128,3 +132,19 @@ def test_read_modify_write_over_http_loses_no_update(server):
     assert len(added) == 80
     assert final.count(b"<entry ") == 80 and all(entry in final for entry in added)
     assert set(statuses) <= {200, 412}
+
+
+def test_startup_line_never_shows_a_database_password(tmp_path):
+    """A MySQL URL's password stays out of the banner (the database need not be reachable)."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xcap_wsgi", "serve", "--anonymous", "--port", str(port),
+         "--db", "mysql://kamailio:s3cret-pw@127.0.0.1:1/kamailio?connect_timeout=1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, env=SUBPROCESS_ENV)
+    try:
+        output = process.communicate(timeout=30)[0]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output = process.communicate()[0]
+    assert "kamailio@127.0.0.1:1/kamailio" in output
+    assert "s3cret-pw" not in output

@@ -91,9 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
         app, mode = _build_app(values)
     except SystemExit as exc:
         return exc.code
-    url = f"http://{values['host']}:{values['port']}{values['root'][0]}/"
-    print(f"xcap-wsgi {__version__} serving XCAP at {url} database={values['db']} roots={','.join(values['root'])} "
-          f"auth={mode}", flush=True)
+    _banner(values["host"], values["port"], values, mode)
     waitress.serve(app, host=values["host"], port=values["port"], threads=values["threads"], ident="xcap-wsgi",
                    _quiet=True)
     return 0
@@ -109,14 +107,19 @@ def _serve_workers(values: dict) -> int:
         values["nonce_secret"] = secrets.token_hex(32)  # one secret for all workers: nonces work in any
 
     def ready(host, port):
-        url = f"http://{host}:{port}{values['root'][0]}/"
         auth = "ANONYMOUS (no authentication: development only)" if values["anonymous"] else "Digest"
-        print(f"xcap-wsgi {__version__} serving XCAP at {url} database={values['db']} roots={','.join(values['root'])} "
-              f"auth={auth} workers={values['workers']} threads={values['threads']}", flush=True)
+        _banner(host, port, values, auth, f" workers={values['workers']} threads={values['threads']}")
 
     return serve_workers(lambda: _build_app(values)[0], host=values["host"], port=values["port"],
                          workers=values["workers"], threads=values["threads"], on_ready=ready,
                          ident="xcap-wsgi", _quiet=True)
+
+
+def _banner(host: str, port: int, values: dict, auth: str, extra: str = "") -> None:
+    """The one start-up line: URL, database (never its password), roots, authentication."""
+    url = f"http://{host}:{port}{values['root'][0]}/"
+    print(f"xcap-wsgi {__version__} serving XCAP at {url} database={_redact(values['db'])} "
+          f"roots={','.join(values['root'])} auth={auth}{extra}", flush=True)
 
 
 def _build_app(values: dict):
@@ -125,7 +128,7 @@ def _build_app(values: dict):
     try:
         app = build_middleware(None, values)
     except (StoreError, ValueError, OSError) as exc:
-        print(f"xcap-wsgi: cannot open the database {values['db']}: {exc}", file=sys.stderr)
+        print(f"xcap-wsgi: cannot open the database {_redact(values['db'])}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     if values["anonymous"]:
         mode = "ANONYMOUS (no authentication: development only)"
