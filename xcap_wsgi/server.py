@@ -8,8 +8,9 @@ worker accepts it first. The parent only supervises:
 
 * SIGTERM / SIGINT / SIGHUP to the parent is forwarded to every worker as SIGTERM; a worker
   then stops accepting, and the parent waits (``graceful_timeout``) before SIGKILL;
-* a worker that dies during start-up (e.g. the database is unreachable) stops the whole server
-  with that worker's exit status; one that dies later is replaced.
+* a worker that exits with an error status during start-up (e.g. the authentication database
+  cannot be opened) stops the whole server with that status; a worker killed by a signal, or one
+  that dies later, is replaced.
 
 Python threads share one interpreter lock, so one process uses at most about one core; several
 processes are how a Python WSGI server uses several cores (see README, Benchmarks).
@@ -140,7 +141,7 @@ def serve_workers(
             if started is None or state["stopping"]:
                 continue
             code = os.waitstatus_to_exitcode(status)
-            if time.monotonic() - started < STARTUP_GRACE and code != 0:
+            if time.monotonic() - started < STARTUP_GRACE and code > 0:  # exited by itself: start-up failed
                 print(f"xcap-wsgi: worker {pid} failed to start (status {code}); stopping", file=sys.stderr,
                       flush=True)
                 state["status"] = code if code > 0 else 1

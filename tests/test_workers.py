@@ -1,0 +1,147 @@
+"""``xcap-wsgi serve --workers N``: N waitress processes on one socket, supervised by the parent."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import RL_DOC, RL_MIME
+
+DOC = "/xcap-root/resource-lists/users/sip:alice@example.com/index"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is not alive
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def wait_until(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def request(port, method, path, body=None, headers=None):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response, response.read()
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def workers(tmp_path):
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xcap_wsgi", "serve", "--anonymous", "--port", str(port), "--workers", "3",
+         "--threads", "2", "--db", f"sqlite:///{tmp_path / 'xcap.sqlite3'}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    banner = process.stdout.readline()
+    threading.Thread(target=process.stdout.read, daemon=True).start()
+    assert wait_until(lambda: len(children(process.pid)) == 3), "three workers"
+
+    def answers():
+        try:
+            request(port, "GET", "/xcap-root/xcap-caps/global/index")
+            return True
+        except OSError:
+            return False
+
+    assert wait_until(answers)
+    pids = set(children(process.pid))
+    yield process, port, banner
+    pids |= set(children(process.pid))
+    if process.poll() is None:
+        process.terminate()  # the parent stops its workers
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    for pid in pids:  # never leave a worker behind, whatever the test did
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_banner_names_workers_and_threads(workers):
+    _, port, banner = workers
+    assert f"http://127.0.0.1:{port}/xcap-root/" in banner
+    assert "workers=3 threads=2" in banner
+
+
+def test_every_worker_serves_the_same_database(workers):
+    _, port, _ = workers
+    response, _ = request(port, "PUT", DOC, RL_DOC, {"Content-Type": RL_MIME})
+    assert response.status == 201
+    etag = response.getheader("ETag")
+    for _ in range(12):  # new connections land on any of the workers
+        response, body = request(port, "GET", DOC)
+        assert response.status == 200 and body == RL_DOC and response.getheader("ETag") == etag
+
+
+def test_a_dead_worker_is_replaced(workers):
+    process, port, _ = workers
+    victim = children(process.pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    assert wait_until(lambda: not alive(victim) and len(children(process.pid)) == 3)
+    response, _ = request(port, "GET", "/xcap-root/xcap-caps/global/index")
+    assert response.status == 200
+
+
+def test_sigterm_stops_the_parent_and_every_worker(workers):
+    process, port, _ = workers
+    pids = children(process.pid)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(15) == 0
+    assert wait_until(lambda: not any(alive(pid) for pid in pids))
+    with pytest.raises(OSError):
+        request(port, "GET", "/xcap-root/xcap-caps/global/index")
+
+
+def test_a_worker_that_cannot_start_stops_the_server(tmp_path):
+    port = free_port()
+    result = subprocess.run(
+        [sys.executable, "-m", "xcap_wsgi", "serve", "--port", str(port), "--workers", "2",
+         "--db", f"sqlite:///{tmp_path / 'x.sqlite3'}", "--auth-db", "notascheme://nowhere"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "xcap-wsgi:" in result.stderr
+
+
+def test_one_worker_is_the_default():
+    from xcap_wsgi.settings import BY_NAME
+
+    assert BY_NAME["workers"].default == 1
