@@ -292,6 +292,16 @@ def test_cli_check_exit_status_and_progress(db, capsys):
     assert f"{key('zed').doc_uri} (zed@example.com): not-well-formed" in out
 
 
+def test_cli_check_follows_no_schema_validation_like_the_server(db, tmp_path, capsys):
+    url, store = db
+    store.put(key("erin"), f'<resource-lists xmlns="{RL}"><bogus/></resource-lists>'.encode(), None)
+    assert main(["check", "--db", url, "--default-domain", "example.com"]) == 1
+    assert "schema-validation-error" in capsys.readouterr().out
+    config = tmp_path / "xcap.ini"
+    config.write_text(f"[xcap-wsgi]\ndb = {url}\ndefault_domain = example.com\nno_schema_validation = resource-lists\n")
+    assert main(["check", "--config", str(config)]) == 0
+
+
 def test_cli_admin_commands_read_the_config_file(db, tmp_path, capsys):
     url, store = db
     config = tmp_path / "xcap.ini"
