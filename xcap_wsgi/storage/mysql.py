@@ -415,7 +415,7 @@ class MySQLStore:
                 failures.append(f"{host}:{port}: wsrep_ready={row[1]}")
                 continue
             if index != start:
-                log.warning("%s: now using %s:%s (%s)", self.url, host, port, "; ".join(failures))
+                log.warning("%s: skipped %s; now using %s:%s", self.url, "; ".join(failures), host, port)
             self._current = index
             connection._xcap_host = index
             return connection
@@ -427,6 +427,8 @@ class MySQLStore:
         index = getattr(connection, "_xcap_host", None)
         if index is not None and self._current == index:
             self._current = (index + 1) % len(self._hosts)
+            log.warning("%s: node %s:%s failed; now using %s:%s", self.url, *self._hosts[index],
+                        *self._hosts[self._current])
 
     def check_schema(self) -> None:
         """Raise ``SchemaMismatch`` unless the version row is ('xcap', 4) and the columns are there."""
