@@ -11,6 +11,7 @@ functions here, which also work from Python:
 * ``import_documents(store, source)`` checks the whole export first (manifest, sizes, SHA-256,
   ETags, key lengths), then restores every document byte for byte *with its ETag*, creating or
   overwriting the row. Clients holding the exported ETags keep working (If-Match still matches).
+  The overwrite is unconditional (a restore is meant to win): import while the user is idle.
 * ``purge_documents(store, username, domain)`` deletes a user's documents (compare-and-swap
   deletes through the Store protocol, re-read and retried when a client writes meanwhile).
 * ``check_documents(store, registry, default_domain)`` validates every stored document against
