@@ -402,9 +402,14 @@ class MySQLStore:
                 last = exc
                 continue
             try:
-                with connection.cursor() as cursor:  # a Galera node that is joining or non-primary
-                    cursor.execute("SHOW STATUS LIKE 'wsrep_ready'")
+                with connection.cursor() as cursor:  # a Galera node that is joining or non-primary?
+                    cursor.execute("SHOW GLOBAL VARIABLES LIKE 'wsrep_on'")  # none/OFF: not Galera
                     row = cursor.fetchone()
+                    if row is not None and str(row[1]).upper() == "ON":
+                        cursor.execute("SHOW GLOBAL STATUS LIKE 'wsrep_ready'")
+                        row = cursor.fetchone()
+                    else:
+                        row = None
             except (pymysql.err.MySQLError, OSError) as exc:
                 _close_quietly(connection)
                 failures.append(f"{host}:{port}: {exc}")
