@@ -172,3 +172,8 @@ def test_attribute_value_compares_with_the_normalised_value():
 def test_huge_position_selects_nothing():
     root = etree.fromstring(DOC)
     assert select(root, parse("root/a[99999999999999999999999]", default="urn:d").steps) == []
+
+
+def test_position_with_thousands_of_digits_is_not_a_crash():
+    selector = parse("a/b[" + "9" * 5000 + "]")
+    assert select(etree.fromstring(b"<a xmlns='%s'><b/></a>" % RL.encode()), selector.steps) == []

@@ -212,7 +212,9 @@ class _Parser:
         position = attr_name = attr_value = None
         position_match = _POSITION.match(text, self.pos)
         if position_match:
-            position = int(position_match.group(1))
+            digits = position_match.group(1).lstrip("0") or "0"
+            # Longer numbers cannot be a position anyway (and int() refuses > 4300 digits).
+            position = int(digits) if len(digits) <= 18 else sys.maxsize + 1
             self.pos = position_match.end()
         if text.startswith("[@", self.pos):
             attr_name, attr_prefixes = self._attribute_name(self.pos + 2, element=False)
