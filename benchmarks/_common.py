@@ -222,12 +222,18 @@ class Stack:
             raise RuntimeError(f"gunicorn: {exc}\n{(self.dir / f'gunicorn-{port}.log').read_text()[-3000:]}")
         return port, proc
 
-    def start_uwsgi(self, processes: int = 2, threads: int = 4, port: int | None = None) -> tuple[int, subprocess.Popen]:
-        """The same app under uWSGI (pyuwsgi wheel): HTTP keep-alive, lazy apps (one pool per process)."""
+    def start_uwsgi(self, processes: int = 2, threads: int = 4, port: int | None = None,
+                    router: bool = True) -> tuple[int, subprocess.Popen]:
+        """The same app under uWSGI (pyuwsgi wheel), lazy apps (one pool per process).
+
+        ``router``: uWSGI's asynchronous HTTP router process (``--http``) holds the keep-alive client
+        connections and passes requests to the workers; otherwise each worker thread owns one client
+        connection at a time (``--http-socket``)."""
         port = port or free_port()
         log = open(self.dir / f"uwsgi-{port}.log", "wb")
+        listen = ["--http", f"127.0.0.1:{port}", "--http-keepalive"] if router else ["--http-socket", f"127.0.0.1:{port}", "--http-keepalive"]
         proc = subprocess.Popen(
-            [shutil.which("uwsgi") or os.path.join(os.path.dirname(sys.executable), "uwsgi"), "--http-socket", f"127.0.0.1:{port}", "--http-keepalive",
+            [shutil.which("uwsgi") or os.path.join(os.path.dirname(sys.executable), "uwsgi"), *listen,
              "--processes", str(processes), "--threads", str(threads), "--lazy-apps", "--master",
              "--die-on-term", "--disable-logging", "--listen", "1024", "--module", "benchmarks.wsgi_app:application",
              "--pythonpath", str(REPO)],

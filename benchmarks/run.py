@@ -137,22 +137,53 @@ def versions() -> dict:
     }
 
 
-def fmt_row(label: str, conns: int, x: dict | None, k: dict | None) -> str:
-    def cells(r):
-        if r is None:
-            return ["–", "–", "–"]
-        return [f"{r['rps']:,.0f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}"]
-
-    ratio = f"{x['rps'] / k['rps']:.2f}" if x and k and k["rps"] else "–"
-    bad = []
-    for name, r in (("x", x), ("k", k)):
-        if r and (r["status"] or r["timeout"] or r["connect"] or r["write"] or (name == "x" and r["read"])):
-            bad.append(f"{name}:{r['status']} non-2xx/{r['timeout']} timeouts/{r['connect'] + r['write'] + (r['read'] if name == 'x' else 0)} socket")
-    return "| " + " | ".join([label, str(conns), *cells(x), *cells(k), ratio, "; ".join(bad) or "0"]) + " |"
+def _cells(r: dict | None) -> list[str]:
+    if r is None:
+        return ["–", "–", "–"]
+    return [f"{r['rps']:,.0f}", f"{r['p50_ms']:.1f}", f"{r['p99_ms']:.1f}"]
 
 
-HEADER = ("| operation | conns | xcap-wsgi req/s | p50 ms | p99 ms | Kamailio req/s | p50 ms | p99 ms "
-          "| ratio x/K | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+def _errors(name: str, r: dict, closes_are_normal: bool) -> str | None:
+    socket_errors = r["connect"] + r["write"] + (0 if closes_are_normal else r["read"])
+    if r["status"] or r["timeout"] or socket_errors:
+        return f"{name}: {r['status']} non-2xx, {r['timeout']} timeouts, {socket_errors} socket errors"
+    return None
+
+
+def header(names: list[str]) -> str:
+    cols = ["operation", "conns"]
+    for name in names:
+        cols += [f"{name} req/s", "p50 ms", "p99 ms", "ratio"]
+    cols += ["Kamailio req/s", "p50 ms", "p99 ms", "errors"]
+    return "| " + " | ".join(cols) + " |\n|---|" + "---:|" * (1 + 4 * len(names) + 3) + "---|"
+
+
+def fmt_row(label: str, conns: int, xs: dict[str, dict], k: dict) -> str:
+    cells = [label, str(conns)]
+    errors = []
+    for name, x in xs.items():
+        ratio = f"{x['rps'] / k['rps']:.2f}" if k["rps"] else "–"
+        cells += [*_cells(x), ratio]
+        errors.append(_errors(name, x, False))
+    cells += _cells(k)
+    errors.append(_errors("Kamailio", k, True))
+    cells.append("; ".join(e for e in errors if e) or "0")
+    return "| " + " | ".join(cells) + " |"
+
+
+def parse_deployment(spec: str) -> tuple[str, str, int, int]:
+    """``waitress:2x4`` / ``uwsgi:2x4`` -> (label, kind, processes, threads)."""
+    kind, _, size = spec.partition(":")
+    if kind not in ("waitress", "uwsgi") or "x" not in size:
+        raise ValueError(f"deployment {spec!r}: expected waitress:WxT or uwsgi:WxT")
+    workers, threads = (int(v) for v in size.lower().split("x"))
+    return spec, kind, workers, threads
+
+
+def start_deployment(stack: Stack, kind: str, workers: int, threads: int, env: dict):
+    if kind == "uwsgi":
+        return stack.start_uwsgi(workers, threads)
+    return stack.start_xcap_wsgi(workers, threads, env=env)
 
 
 def main() -> int:
@@ -162,12 +193,15 @@ def main() -> int:
     parser.add_argument("--duration", type=float, help="seconds per row (overrides --quick/--full)")
     parser.add_argument("--connections", default="1,8,32", help="comma-separated connection counts (max 64)")
     parser.add_argument("--ops", default=",".join(OPS), help="comma-separated rows: " + ",".join(OPS))
-    parser.add_argument("--workers", type=int, default=2, help="xcap-wsgi processes (serve --workers)")
-    parser.add_argument("--threads", type=int, default=4, help="waitress threads per process")
+    parser.add_argument("--deployments", default="waitress:2x4",
+                        help="xcap-wsgi deployments measured side by side, comma-separated: waitress:WxT is "
+                             "`xcap-wsgi serve --workers W --threads T`; uwsgi:WxT is uWSGI's HTTP router with "
+                             "W processes x T threads (needs pyuwsgi)")
     parser.add_argument("--log-requests", action="store_true", help="keep serve's per-request access log on")
     parser.add_argument("--kamailio-children", type=int, default=8, help="Kamailio tcp_children")
     parser.add_argument("--kamailio-keepalive", action="store_true", help="drop set_reply_close from the sample")
-    parser.add_argument("--sweep", help="xcap-wsgi only: compare deployments WxT,WxT,... (GET/PUT/mix at 32)")
+    parser.add_argument("--sweep", help="xcap-wsgi only: compare deployments (same syntax as --deployments) "
+                                         "on GET/PUT/mix at 32 connections")
     parser.add_argument("--no-ceiling", action="store_true")
     parser.add_argument("--json", help="also write all figures to this file")
     args = parser.parse_args()
@@ -196,44 +230,51 @@ def main() -> int:
             return sweep(stack, args.sweep, duration, env, template)
 
         kport = stack.start_kamailio(args.kamailio_children, keepalive=args.kamailio_keepalive)
-        xport, _ = stack.start_xcap_wsgi(args.workers, args.threads, env=env)
-        stack.seed(xport, DOCS)
-        check_servers({"xcap-wsgi": xport, "Kamailio": kport})
-        print(f"xcap-wsgi: serve --workers {args.workers} --threads {args.threads}"
-              f"{'' if args.log_requests else ' (XCAP_LOG_REQUESTS=0)'}; Kamailio: tcp_children="
+        ports = {}
+        for spec in args.deployments.split(","):
+            label, kind, workers, threads = parse_deployment(spec)
+            ports[label] = start_deployment(stack, kind, workers, threads, env)[0]
+        stack.seed(next(iter(ports.values())), DOCS)
+        check_servers({**ports, "Kamailio": kport})
+        print(f"xcap-wsgi: {args.deployments} (waitress = xcap-wsgi serve --workers W --threads T"
+              f"{'' if args.log_requests else ', XCAP_LOG_REQUESTS=0'}); Kamailio: tcp_children="
               f"{args.kamailio_children}{', keep-alive' if args.kamailio_keepalive else ', sample set_reply_close'}; "
               f"{DOCS} documents of {len(document(0))} bytes; wrk {duration:g} s per row", flush=True)
-        for port in (xport, kport):  # warm up: connections, caches, InnoDB pages
+        for port in (*ports.values(), kport):  # warm up: connections, caches, InnoDB pages
             wrk(port, "mix", 8, 1.0, template=template)
-        lines = [HEADER]
-        print(HEADER, flush=True)
+        lines = [header(list(ports))]
+        print(lines[0], flush=True)
         for conns in connections:
             for op in ops:
-                x = wrk(xport, op, conns, duration, template=template)
+                xs = {label: wrk(port, op, conns, duration, template=template) for label, port in ports.items()}
                 k = wrk(kport, op, conns, duration, template=template)
-                row = fmt_row(OPS[op], conns, x, k)
+                row = fmt_row(OPS[op], conns, xs, k)
                 lines.append(row)
                 print(row, flush=True)
-                results["rows"].append({"op": op, "connections": conns, "xcap_wsgi": x, "kamailio": k})
+                results["rows"].append({"op": op, "connections": conns, "xcap_wsgi": xs, "kamailio": k})
         if not args.no_ceiling:
             one = ceiling(stack.db_port, 1, duration)
             two = ceiling(stack.db_port, 2, duration)
             results["ceiling"] = {"1": one, "2": two}
-            get32 = next((r["xcap_wsgi"]["rps"] for r in results["rows"]
-                          if r["op"] == "get_doc" and r["connections"] == max(connections)), None)
+            gets = next((r["xcap_wsgi"] for r in results["rows"]
+                         if r["op"] == "get_doc" and r["connections"] == max(connections)), {})
             line = (f"ceiling (raw pymysql primary-key SELECT loop, no HTTP): {one:,.0f}/s in 1 process, "
                     f"{two:,.0f}/s in 2 processes")
-            if get32:
-                line += (f"; xcap-wsgi GET document at {max(connections)} connections: {get32:,.0f}/s = "
-                         f"{get32 / two:.0%} of the 2-process ceiling")
+            for label, r in gets.items():
+                line += (f"; {label} GET document at {max(connections)} connections: {r['rps']:,.0f}/s = "
+                         f"{r['rps'] / two:.0%} of the 2-process ceiling")
             print(line)
             lines.append("")
             lines.append(line)
-        misses = [r for r in results["rows"] if r["connections"] >= 8 and r["kamailio"]["rps"]
-                  and r["xcap_wsgi"]["rps"] / r["kamailio"]["rps"] < 1.0]
-        slow = [r for r in results["rows"] if r["connections"] >= 32 and r["xcap_wsgi"]["p99_ms"] >= 50]
-        verdict = (f"target (ratio >= 1.0 at 8 and 32 connections, p99 < 50 ms at 32): "
-                   f"{len(misses)} rows below ratio 1.0, {len(slow)} rows with p99 >= 50 ms at 32 connections")
+        verdicts = []
+        for label in ports:
+            misses = [f"{r['op']}@{r['connections']}" for r in results["rows"] if r["connections"] >= 8
+                      and r["kamailio"]["rps"] and r["xcap_wsgi"][label]["rps"] / r["kamailio"]["rps"] < 1.0]
+            slow = [f"{r['op']}" for r in results["rows"] if r["connections"] >= 32
+                    and r["xcap_wsgi"][label]["p99_ms"] >= 50]
+            verdicts.append(f"{label}: ratio < 1.0 in {len(misses)} rows {misses or ''}, p99 >= 50 ms at 32 "
+                            f"connections in {len(slow)} rows {slow or ''}")
+        verdict = "target (ratio >= 1.0 at 8 and 32 connections, p99 < 50 ms at 32): " + "; ".join(verdicts)
         print(verdict)
         results["verdict"] = verdict
         results["table"] = "\n".join(lines)
@@ -249,8 +290,8 @@ def sweep(stack: Stack, spec: str, duration: float, env: dict, template: Path) -
     print("| deployment | GET document req/s | p99 ms | PUT document req/s | p99 ms | mix req/s | p99 ms |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for item in spec.split(","):
-        workers, threads = (int(v) for v in item.lower().split("x"))
-        port, proc = stack.start_xcap_wsgi(workers, threads, env=env)
+        label, kind, workers, threads = parse_deployment(item)
+        port, proc = start_deployment(stack, kind, workers, threads, env)
         if not seeded:
             stack.seed(port, DOCS)
             seeded = True
@@ -260,7 +301,7 @@ def sweep(stack: Stack, spec: str, duration: float, env: dict, template: Path) -
             r = wrk(port, op, 32, duration, template=template)
             errors = r["errors"]
             cells += [f"{r['rps']:,.0f}" + (f" ({errors} errors)" if errors else ""), f"{r['p99_ms']:.1f}"]
-        print(f"| --workers {workers} --threads {threads} | " + " | ".join(cells) + " |", flush=True)
+        print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
         stack.stop_proc(proc)
     return 0
 
