@@ -1,0 +1,73 @@
+"""How many SQL statements each server issues per request (MariaDB's Com_* counters).
+
+    python benchmarks/statements.py [--requests 200]
+
+Starts a private MariaDB, Kamailio's xcap_server (sample config) and ``xcap-wsgi serve``, seeds
+10 documents, then for each operation sends the same requests to each server and prints the
+statements MariaDB counted per request (SELECT / UPDATE / INSERT). xcap-wsgi should issue exactly
+one SELECT per GET and SELECT + UPDATE per replacing PUT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import Stack, doc_path, document, http  # noqa: E402
+
+LIST = "/~~/resource-lists/list%5B@name=%22friends%22%5D"
+OPS = {
+    "GET document": ("GET", "", None, None),
+    "GET element": ("GET", LIST + "/entry%5B3%5D", None, None),
+    "PUT document": ("PUT", "", "doc", "application/resource-lists+xml"),
+    "PUT element": ("PUT", LIST + "/entry%5B@uri=%22sip:bench@example.com%22%5D", "el", "application/xcap-el+xml"),
+}
+COUNTERS = ("Com_select", "Com_update", "Com_insert", "Com_delete")
+
+
+def counters(stack: Stack) -> dict:
+    with contextlib.closing(stack.connect()) as conn, conn.cursor() as cur:
+        cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN (%s)" % ",".join(["%s"] * len(COUNTERS)), COUNTERS)
+        return {name: int(value) for name, value in cur.fetchall()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=200)
+    args = parser.parse_args()
+    stack = Stack()
+    try:
+        stack.start_mariadb()
+        kport = stack.start_kamailio(2)
+        xport, _ = stack.start_xcap_wsgi(1, 4, env={"XCAP_LOG_REQUESTS": "0"})
+        stack.seed(xport, 10)
+        print("| operation | server | SELECT | UPDATE | INSERT | DELETE |\n|---|---|---:|---:|---:|---:|")
+        for label, (method, suffix, kind, ctype) in OPS.items():
+            for name, port in (("xcap-wsgi", xport), ("Kamailio", kport)):
+                before = counters(stack)
+                for n in range(args.requests):
+                    if kind == "doc":
+                        body = document(n + 1)
+                    elif kind == "el":
+                        body = f'<entry uri="sip:bench@example.com"><display-name>S {n}</display-name></entry>'.encode()
+                    else:
+                        body = None
+                    status, _, data = http(port, method, doc_path(n % 10) + suffix, body,
+                                           {"Content-Type": ctype} if ctype else {})
+                    if status != 200:
+                        raise RuntimeError(f"{name} {label}: {status} {data[:200]!r}")
+                after = counters(stack)
+                # the counter query itself is one SELECT (SHOW counts as Com_show_status, not select)
+                per = [(after[c] - before[c]) / args.requests for c in COUNTERS]
+                print(f"| {label} | {name} | " + " | ".join(f"{v:.2f}" for v in per) + " |", flush=True)
+    finally:
+        stack.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
