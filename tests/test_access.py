@@ -127,3 +127,11 @@ class TestLimits:
     def test_doc_uri_longer_than_kamailios_column_is_414(self, app):
         path = f"/xcap-root/resource-lists/users/{ALICE}/" + "d" * 250
         assert put_doc(app, path=path).status_int == 414
+
+
+def test_401_can_name_the_hosts_scheme(store):
+    """RFC 7235: a 401 carries WWW-Authenticate; the host says which scheme it speaks."""
+    app = XCAPMiddleware(None, store=store, challenge='Basic realm="example.com"')
+    response = call(app, "GET", ALICE_DOC, user=None)
+    assert response.status_int == 401 and response.headers["WWW-Authenticate"] == 'Basic realm="example.com"'
+    assert "WWW-Authenticate" not in call(app, "GET", ALICE_DOC, user="sip:bob@example.com").headers

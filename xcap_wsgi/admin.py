@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
+from .settings import usage_registry
 from .storage import ConcurrentModification, DocumentKey, SQLiteStore, Store, StoreError
 from .storage.base import MAX_ETAG_LENGTH
 
@@ -700,24 +701,11 @@ def _cmd_purge(args) -> int:
     return _run(args, body)
 
 
-def _registry(values: dict):
-    """The usages as the server runs them: schema validation off where ``no_schema_validation`` says
-    (the same rule as ``settings.build_middleware``), so check judges documents like the server does."""
-    from .usages import default_registry
-
-    registry = default_registry()
-    if values.get("no_schema_validation"):
-        from .validation import without_schema_validation
-
-        registry = without_schema_validation(registry, values["no_schema_validation"])
-    return registry
-
-
 def _cmd_check(args) -> int:
     def body(values, store):
         account = _account(args.user, values["default_domain"]) if args.user else (None, None)
         progress = Progress("check", every=args.progress_every)
-        problems = check_documents(store, _registry(values), values["default_domain"], username=account[0],
+        problems = check_documents(store, usage_registry(values), values["default_domain"], username=account[0],
                                    domain=account[1], progress=progress)
         for problem in problems:
             print(problem)

@@ -9,6 +9,7 @@ from ``REMOTE_USER`` (or a callable) and checked by an authorization policy.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Callable, Iterable
@@ -77,6 +78,7 @@ class XCAPMiddleware:
         doc_uri_root: str | None = None,  # path stored in doc_uri before the AUID (default: mount + root)
         log_requests: bool = False,  # one access-log line per XCAP request
         on_change: Callable | Iterable[Callable] = (),  # sinks called with a ChangeEvent after each write
+        challenge: str | None = None,  # WWW-Authenticate value for 401s, e.g. 'Basic realm="example.com"'
     ):
         self.app = app
         self.store = store
@@ -95,6 +97,7 @@ class XCAPMiddleware:
         self.public_url = public_url.rstrip("/") if public_url else None
         self.doc_uri_root = doc_uri_root
         self.log_requests = log_requests
+        self.challenge = challenge
         preload_schemas(self.usages)  # compile every usage's schemas now, not on a client's first PUT
         self.events = EventDispatcher([on_change] if callable(on_change) else list(on_change))
 
@@ -108,6 +111,8 @@ class XCAPMiddleware:
         started = time.perf_counter()
         request = Request(environ)
         response = self._respond(request, raw_path, raw_query, matched)
+        if self.challenge and response.status_code == 401 and "WWW-Authenticate" not in response.headers:
+            response.headers["WWW-Authenticate"] = self.challenge  # RFC 7235: a 401 names its scheme
         if self.log_requests:
             self._log(request, response, started)
         return response(environ, start_response)
@@ -234,17 +239,32 @@ class XCAPMiddleware:
         return b""
 
     def _log(self, request: Request, response, started: float) -> None:
+        """One access line: ``METHOD target key=value ... 1.2ms``; values with spaces, quotes or
+        ``=`` are JSON-quoted so the line stays parseable whatever a client put in its URI."""
         uri: XCAPURI | None = request.environ.get("xcap.uri")
-        condition = getattr(response, "tag", "") if isinstance(response, XCAPError) else ""
-        access_log.info(
-            "%s %s auid=%s xui=%s doc=%s node=%s status=%s error=%s etag-in=%s etag-out=%s %.1fms",
-            request.method, request.path_qs,
-            uri.auid if uri else "-", uri.xui if uri and uri.xui else "-",
-            "/".join(uri.segments) if uri else "-", uri.node_selector if uri and uri.node_selector else "-",
-            getattr(response, "status_code", getattr(response, "code", "?")), condition or "-",
-            request.environ.get("HTTP_IF_MATCH", "-"), response.headers.get("ETag", "-") if hasattr(response, "headers") else "-",
-            (time.perf_counter() - started) * 1000,
-        )
+        before = request.environ.get("xcap.etag_before")
+        fields = {
+            "auid": uri.auid if uri else None,
+            "xui": uri.xui if uri else None,
+            "doc": "/".join(uri.segments) if uri else None,
+            "node": uri.node_selector if uri else None,
+            "status": getattr(response, "status_code", None) or getattr(response, "code", "?"),
+            "error": response.tag if isinstance(response, XCAPError) else None,
+            "etag-in": before,  # ETags unquoted, as Kamailio's table stores them
+            "etag-out": (response.headers.get("ETag") or "").strip('"') if hasattr(response, "headers") else None,
+        }
+        access_log.info("%s %s %s %.1fms", request.method, _log_value(request.path_qs),
+                        " ".join(f"{key}={_log_value(value)}" for key, value in fields.items()),
+                        (time.perf_counter() - started) * 1000)
+
+
+def _log_value(value) -> str:
+    if value is None or value == "":
+        return "-"
+    text = str(value)
+    if any(ch.isspace() or ch in '"=\\' for ch in text) or not text.isprintable():
+        return json.dumps(text)
+    return text
 
 
 def raw_request_target(environ: dict) -> tuple[str, str]:

@@ -61,6 +61,7 @@ def get(request: Request, store: Store, target: Target) -> Response:
     stored = store.get(target.key)
     if stored is None:
         raise HTTPNotFound(detail=f"no document {target.uri.document_selector}")
+    request.environ["xcap.etag_before"] = stored.etag
     return read(request, target, stored.content, stored.etag)
 
 
@@ -117,6 +118,7 @@ def put(request: Request, store: Store, target: Target, body: bytes, events: Eve
     for _ in range(CAS_ATTEMPTS):
         stored = store.get(target.key)
         current_etag = stored.etag if stored else ABSENT
+        request.environ["xcap.etag_before"] = current_etag
         check_preconditions(request, current_etag, safe_method=False)
         if target.selector is None:
             new_content, created = body, stored is None
@@ -149,6 +151,7 @@ def delete(request: Request, store: Store, target: Target, events: EventDispatch
         stored = store.get(target.key)
         if stored is None:
             raise HTTPNotFound(detail=f"no document {target.uri.document_selector}")
+        request.environ["xcap.etag_before"] = stored.etag
         check_preconditions(request, stored.etag, safe_method=False)
         try:
             if target.selector is None:

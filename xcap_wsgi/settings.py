@@ -156,6 +156,18 @@ def authorization_arguments(values: dict[str, Any]) -> dict[str, Any]:
     return {"policy": policy, "identity": identity}
 
 
+def usage_registry(values: dict[str, Any]):
+    """The application usages as configured: the shipped ones, schema validation off for the AUIDs
+    in ``no_schema_validation``."""
+    from .usages import default_registry
+    from .validation import without_schema_validation
+
+    registry = default_registry()
+    if values.get("no_schema_validation"):
+        registry = without_schema_validation(registry, values["no_schema_validation"])
+    return registry
+
+
 def build_middleware(app, values: dict[str, Any], **overrides):
     """An ``XCAPMiddleware`` around ``app`` from resolved settings (opens the store from ``db``)."""
     from .middleware import XCAPMiddleware
@@ -163,11 +175,7 @@ def build_middleware(app, values: dict[str, Any], **overrides):
 
     arguments = middleware_arguments(values)
     arguments.update(authorization_arguments(values))
-    if values.get("no_schema_validation"):
-        from .usages import default_registry
-        from .validation import without_schema_validation
-
-        arguments["usages"] = without_schema_validation(default_registry(), values["no_schema_validation"])
+    arguments["usages"] = usage_registry(values)
     if values.get("kamailio_rpc"):
         from .notify import KamailioNotifier
 
