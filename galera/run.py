@@ -196,8 +196,13 @@ class Server:
                 raise RuntimeError(f"xcap-wsgi did not answer on {self.port}:\n{self.log()[-3000:]}")
             time.sleep(0.1)
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+    def log(self, since: int = 0) -> str:
+        with open(self.log_path, "rb") as f:
+            f.seek(since)
+            return f.read().decode(errors="replace")
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -321,6 +326,7 @@ def run_phase(name: str, cluster: Cluster, servers: list[Server], seconds: float
     if status != 201:
         raise RuntimeError(f"creating {path}: {status} {body[:300]!r}")
     before = cluster.counters()
+    log_start = [s.log_size() for s in servers]
     stats = Stats()
     started = time.monotonic()
     deadline = started + seconds
@@ -410,6 +416,18 @@ def run_phase(name: str, cluster: Cluster, servers: list[Server], seconds: float
                                             {"Content-Type": CTYPE, "If-Match": headers["etag"]})
             if status != 200:
                 failures.append(f"process {i} does not serve writes after the failover: {status}")
+    # What the processes logged: store failovers, the reasons of 503s, errors.
+    logged: dict[str, list[str]] = {}
+    for i, (server, since) in enumerate(zip(servers, log_start), 1):
+        for line in server.log(since).splitlines():
+            for kind, marker in (("failovers", "now using"), ("503 store unavailable", "store unavailable:"),
+                                 ("503 store error", "store error:"), ("unhandled", "unhandled error"),
+                                 ("tracebacks", "Traceback")):
+                if marker in line:
+                    logged.setdefault(kind, []).append(f"process {i}: {line.strip()[:300]}")
+    if logged.get("503 store error") or logged.get("unhandled") or logged.get("tracebacks"):
+        failures.append("the processes logged store errors or tracebacks: "
+                        + "; ".join((logged.get("503 store error", []) + logged.get("unhandled", []))[:3]))
     figures = {
         "phase": name, "seconds": elapsed, "clients": clients, "requests": stats.get("requests"),
         "GET 200": stats.get("GET 200"), "PUT 200": stats.get("PUT 200"), "412": stats.get("PUT 412"),
@@ -418,7 +436,7 @@ def run_phase(name: str, cluster: Cluster, servers: list[Server], seconds: float
         "landed although not answered 200": len(found_later), "still uncertain": len(uncertain),
         "final count": len(present), "expected": len(expected), "lost": len(lost), "duplicates": duplicates,
         "cert failures": conflict[0], "bf aborts": conflict[1], "events": events,
-        "failovers logged": sum(s.log().count("now using") for s in servers), "failures": failures,
+        "failovers logged": len(logged.get("failovers", [])), "logged": logged, "failures": failures,
         "counts": dict(stats.counts),
     }
     report(figures, out)
@@ -434,6 +452,11 @@ def report(f: dict, out=print) -> None:
         f"500 {f['500']}, other 5xx {f['other 5xx']}, client retries {f['retries']}")
     out(f"   Galera: certification failures {f['cert failures']}, brute-force aborts {f['bf aborts']}; "
         f"store failovers logged {f['failovers logged']}")
+    for kind, lines in sorted(f["logged"].items()):
+        for line in lines[:4]:
+            out(f"   logged ({kind}): {line}")
+        if len(lines) > 4:
+            out(f"   ... {len(lines) - 4} more {kind} lines")
     out(f"   final entries {f['final count']}, expected {f['expected']} (answered 200: {f['PUT 200']}, landed "
         f"although not answered 200: {f['landed although not answered 200']}, unresolved: "
         f"{f['still uncertain']}); lost {f['lost']}, duplicated {f['duplicates']}")
