@@ -475,16 +475,15 @@ class _Document:
 
 
 def _parse(data: bytes, error) -> etree._Element:
-    """Parse a document with the hardened parser (no DTD, no entities, no network).
+    """Parse a stored document with the hardened parser (no DTD, no entities, no network).
 
-    ``xmlsafe.parse_document`` also walks the whole tree in Python for its depth limit, which
-    costs more than the parse itself on a 1 MiB document; stored documents passed that check
-    when they were written, and libxml2 keeps its own nesting limit, so it is skipped here.
+    Unlike ``xmlsafe.parse_document`` it applies no size limits: those are for what clients
+    send; a stored document (perhaps written by Kamailio) is read whatever its size.
     """
     if not isinstance(data, bytes):
         raise error("the document must be bytes")
     xmlsafe.check_utf8(data)
-    if not data.strip() or xmlsafe._has_doctype(data):
+    if not data.strip() or xmlsafe.has_doctype(data):
         raise error("the document is empty or has a document type declaration")
     try:
         root = etree.fromstring(data, xmlsafe.parser())
