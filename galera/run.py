@@ -249,6 +249,7 @@ class Client(threading.Thread):
     def request(self, method, body=None, headers=None):
         conn = self.conns[self.turn % len(self.conns)]
         self.turn += 1
+        t0 = time.monotonic()
         try:
             conn.request(method, self.path, body=body, headers=headers or {})
             response = conn.getresponse()
@@ -257,6 +258,7 @@ class Client(threading.Thread):
             conn.close()
             self.stats.add("socket errors")
             return None, {}, b""
+        self.stats.latency(time.monotonic() - t0)
         self.stats.add("requests")
         status = response.status
         self.stats.add(f"{method} {status}")
@@ -309,6 +311,14 @@ class Stats:
     def __init__(self):
         self.counts: dict[str, int] = {}
         self.lock = threading.Lock()
+        self.latencies: list[float] = []
+
+    def latency(self, seconds: float) -> None:
+        self.latencies.append(seconds)  # list.append is atomic
+
+    def percentile(self, q: float) -> float:
+        values = sorted(self.latencies)
+        return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
 
     def add(self, name: str, n: int = 1) -> None:
         with self.lock:
@@ -437,7 +447,8 @@ def run_phase(name: str, cluster: Cluster, servers: list[Server], seconds: float
         "final count": len(present), "expected": len(expected), "lost": len(lost), "duplicates": duplicates,
         "cert failures": conflict[0], "bf aborts": conflict[1], "events": events,
         "failovers logged": len(logged.get("failovers", [])), "logged": logged, "failures": failures,
-        "counts": dict(stats.counts),
+        "counts": dict(stats.counts), "p50 ms": stats.percentile(0.5) * 1000,
+        "p99 ms": stats.percentile(0.99) * 1000, "max ms": stats.percentile(1.0) * 1000,
     }
     report(figures, out)
     return figures
@@ -450,6 +461,7 @@ def report(f: dict, out=print) -> None:
     out(f"   requests {f['requests']} ({f['requests'] / f['seconds']:.0f}/s): GET 200 {f['GET 200']}, "
         f"PUT 200 {f['PUT 200']} ({f['PUT 200'] / f['seconds']:.1f}/s), 412 {f['412']}, 503 {f['503']}, "
         f"500 {f['500']}, other 5xx {f['other 5xx']}, client retries {f['retries']}")
+    out(f"   latency p50 {f['p50 ms']:.0f} ms, p99 {f['p99 ms']:.0f} ms, max {f['max ms']:.0f} ms")
     out(f"   Galera: certification failures {f['cert failures']}, brute-force aborts {f['bf aborts']}; "
         f"store failovers logged {f['failovers logged']}")
     for kind, lines in sorted(f["logged"].items()):
@@ -463,12 +475,133 @@ def report(f: dict, out=print) -> None:
     out("   RESULT: " + ("FAIL: " + "; ".join(f["failures"]) if f["failures"] else "OK"))
 
 
+def cpu_seconds(pgid: int | None = None, pid: int | None = None) -> float:
+    """utime + stime of one process, or of every process of a process group, in seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or (pid is not None and int(entry) != pid):
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if pgid is not None and int(fields[2]) != pgid:  # fields[0] is field 3 (state); pgrp is field 5
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (fields 14, 15)
+    return total
+
+
+#: Extra rows inserted to measure the table's bytes per row.
+BULK_ROWS = 20000
+
+
+def friends_document(counter: int, friends: int = 11) -> bytes:
+    """A ~1.2 KiB resource-lists document (as in the benchmarks of issue 9)."""
+    entries = [f'    <entry uri="sip:self@example.com"><display-name>Counter {counter:09d}</display-name></entry>\n']
+    entries += [f'    <entry uri="sip:friend{n}@example.com"><display-name>Friend number {n}</display-name>'
+                f'</entry>\n' for n in range(1, friends + 1)]
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<resource-lists xmlns="{RL_NS}">\n'
+            f'  <list name="friends">\n{"".join(entries)}  </list>\n</resource-lists>\n').encode()
+
+
+def run_sizing(cluster: Cluster, servers: list[Server], seconds: float, clients: int, out=print) -> dict:
+    """CPU cost per request: 90% GET / 10% PUT (If-Match) of ~1.2 KiB documents, one per user."""
+    users = clients * 25
+    paths = [f"/xcap-root/resource-lists/users/sip:sizing{n}@example.com/index" for n in range(users)]
+    for n, path in enumerate(paths):
+        status, _, body = http_request(servers[n % len(servers)].port, "PUT", path, friends_document(0),
+                                       {"Content-Type": CTYPE})
+        if status != 201:
+            raise RuntimeError(f"creating {path}: {status} {body[:200]!r}")
+    stats = Stats()
+    mariadb_pids = [int((cluster.dir / f"node{n}" / "launcher.pid").read_text()) for n in (1, 2, 3)]
+    cpu0 = ([cpu_seconds(pgid=s.proc.pid) for s in servers], [cpu_seconds(pid=p) for p in mariadb_pids])
+    deadline = time.monotonic() + seconds
+
+    def client(number: int):
+        rnd = random.Random(number)
+        conns = {s.port: http.client.HTTPConnection("127.0.0.1", s.port, timeout=30) for s in servers}
+        ports = list(conns)
+        try:
+            while time.monotonic() < deadline:
+                path = rnd.choice(paths[number::clients])  # each client its own users: no 412 expected
+                conn = conns[rnd.choice(ports)]
+                t0 = time.monotonic()
+                conn.request("GET", path)
+                response = conn.getresponse()
+                doc, etag = response.read(), response.getheader("ETag")
+                stats.latency(time.monotonic() - t0)
+                stats.add("requests")
+                stats.add(f"GET {response.status}")
+                if rnd.random() < 1 / 9:  # one PUT per nine GETs: 10% of the requests
+                    counter = int(re.search(rb"Counter (\d+)", doc).group(1)) + 1
+                    t0 = time.monotonic()
+                    conn.request("PUT", path, body=friends_document(counter),
+                                 headers={"Content-Type": CTYPE, "If-Match": etag})
+                    response = conn.getresponse()
+                    response.read()
+                    stats.latency(time.monotonic() - t0)
+                    stats.add("requests")
+                    stats.add(f"PUT {response.status}")
+        finally:
+            for c in conns.values():
+                c.close()
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 60)
+    elapsed = time.monotonic() - started
+    xcap_cpu = sum(cpu_seconds(pgid=s.proc.pid) for s in servers) - sum(cpu0[0])
+    db_cpu = sum(cpu_seconds(pid=p) for p in mariadb_pids) - sum(cpu0[1])
+    # Bytes per row on disk: a small table is all page overhead, so measure with BULK_ROWS more rows
+    # (copies of the sizing documents under other users), inserted in batches on node 1.
+    with contextlib.closing(cluster.connect(1)) as conn, conn.cursor() as cur:
+        doc = friends_document(0)
+        for start in range(0, BULK_ROWS, 1000):
+            cur.executemany(
+                "INSERT INTO xcap (username, domain, doc_type, doc_uri, doc, etag, source, port) "
+                "VALUES (%s, 'example.com', 8, %s, %s, %s, 0, 0)",
+                [(f"bulk{n}", f"/xcap-root/resource-lists/users/sip:bulk{n}@example.com/index", doc,
+                  f"{n:030x}") for n in range(start, min(start + 1000, BULK_ROWS))])
+        cur.execute("ANALYZE TABLE xcap")
+        cur.fetchall()
+        cur.execute("SELECT COUNT(*), AVG(LENGTH(doc)) FROM xcap")
+        rows, avg_doc = cur.fetchone()
+        cur.execute("SELECT data_length + index_length FROM information_schema.TABLES "
+                    "WHERE table_schema='kamailio' AND table_name='xcap'")
+        table_bytes = cur.fetchone()[0]
+    requests = stats.get("requests")
+    ok = stats.get("GET 200") + stats.get("PUT 200")
+    figures = {
+        "seconds": elapsed, "requests": requests, "ok": ok, "puts": stats.get("PUT 200"),
+        "xcap cpu": xcap_cpu, "db cpu": db_cpu, "rows": rows, "avg doc": float(avg_doc or 0),
+        "table bytes": int(table_bytes or 0), "p50 ms": stats.percentile(0.5) * 1000,
+        "p99 ms": stats.percentile(0.99) * 1000,
+        "failures": [] if ok == requests else [f"{requests - ok} requests not answered 200: {stats.counts}"],
+    }
+    out(f"== sizing: {clients} clients, {users} users with one ~1.2 KiB document each, 90% GET / 10% PUT "
+        f"(If-Match), {elapsed:.1f} s through {len(servers)} processes on 3 nodes")
+    out(f"   requests {requests} ({requests / elapsed:.0f}/s, {stats.get('PUT 200')} PUTs), all 200: "
+        f"{ok == requests}; latency p50 {figures['p50 ms']:.1f} ms, p99 {figures['p99 ms']:.1f} ms")
+    out(f"   CPU: xcap-wsgi {xcap_cpu / requests * 1000:.2f} ms per request = {requests / xcap_cpu:.0f} requests/s "
+        f"per core; MariaDB Galera {db_cpu / requests * 1000:.2f} ms per request over the 3 nodes "
+        f"(every node applies every write)")
+    out(f"   table: {rows} rows, average doc {figures['avg doc']:.0f} bytes, data+index "
+        f"{figures['table bytes'] / max(rows, 1):.0f} bytes per row (InnoDB estimate)")
+    return figures
+
+
 def start_servers(cluster: Cluster, count: int) -> list[Server]:
     return [Server(f"mysql://xcap:xcap@{cluster.hosts(i % 3 + 1)}/kamailio?{STORE_OPTIONS}", cluster.dir)
             for i in range(count)]
 
 
-def run(seconds: float, clients: int, servers: int, kill_node: int, out=print) -> list[dict]:
+def run(seconds: float, clients: int, servers: int, kill_node: int, sizing: float = 0, out=print) -> list[dict]:
     """The whole rig: cluster, processes, steady phase, failover phase; everything stopped at the end."""
     reason = missing_requirements()
     if reason:
@@ -486,8 +619,11 @@ def run(seconds: float, clients: int, servers: int, kill_node: int, out=print) -
         procs = start_servers(cluster, servers)
         out(f"{servers} xcap-wsgi processes, process i starting on node i: "
             + ", ".join(f"127.0.0.1:{p.port}" for p in procs) + f" (store options {STORE_OPTIONS})")
-        return [run_phase("steady", cluster, procs, seconds, clients, out=out),
-                run_phase("failover", cluster, procs, seconds, clients, kill_node=kill_node, out=out)]
+        phases = [run_phase("steady", cluster, procs, seconds, clients, out=out),
+                  run_phase("failover", cluster, procs, seconds, clients, kill_node=kill_node, out=out)]
+        if sizing:
+            phases.append(run_sizing(cluster, procs, sizing, clients, out=out))
+        return phases
     finally:
         for p in procs:
             p.stop()
@@ -500,11 +636,16 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--servers", type=int, default=3)
     parser.add_argument("--kill-node", type=int, default=1, choices=(1, 2, 3))
+    parser.add_argument("--sizing", type=float, default=15.0,
+                        help="seconds of a last phase measuring CPU per request (0: skip)")
     args = parser.parse_args()
     if args.seconds > 120 or args.clients > 32 or args.servers > 6:
         parser.error("bounded load: at most 120 s per phase, 32 clients, 6 processes")
     sys.path.insert(0, str(REPO))
-    phases = run(args.seconds, args.clients, args.servers, args.kill_node, out=lambda s: print(s, flush=True))
+    if args.sizing > 120:
+        parser.error("bounded load: at most 120 s of sizing")
+    phases = run(args.seconds, args.clients, args.servers, args.kill_node, args.sizing,
+                 out=lambda s: print(s, flush=True))
     failed = any(p["failures"] for p in phases)
     print("RESULT:", "FAIL" if failed else "OK (zero lost updates, no 500s, cluster and processes serving)")
     return 1 if failed else 0
