@@ -318,3 +318,24 @@ def test_rmw_load_through_three_processes_steady_and_with_a_node_killed(galera):
         assert phase["final count"] == phase["expected"] > 0
     # The failover phase did fail over: process 1 started on node 1, which was killed.
     assert failover["failovers logged"] >= 1, "\n".join(lines)
+
+
+def test_named_lock_is_one_lock_across_nodes(galera):
+    """GET_LOCK is node-local on Galera: stores bound to different nodes must still exclude each other."""
+    a, b = node_store(galera, 1), node_store(galera, 3)
+    from xcap_wsgi.storage import StoreUnavailable
+
+    try:
+        with a.lock("rls-services"):
+            t0 = time.monotonic()
+            with pytest.raises(StoreUnavailable, match="busy"):
+                with b.lock("rls-services", timeout=1):
+                    pass
+            assert time.monotonic() - t0 >= 0.9
+        with b.lock("rls-services", timeout=1):  # free again once released
+            pass
+        # Both stores still use their own nodes for the documents.
+        assert a._current == 0 and b._current == 0 and a._hosts[0] != b._hosts[0]
+    finally:
+        a.close()
+        b.close()

@@ -86,7 +86,10 @@ connection died after the statement was sent may have committed: when its re-run
 is checked for the ETag this very write generated (120 random bits), and if it is there the write
 did land and is reported as done (a delete whose row is gone likewise), so a failover does not
 turn one's own successful write into a spurious 412. Recommended for Galera: ``wsrep_sync_wait=1``
-(read-your-writes across nodes). ``lock()`` uses ``GET_LOCK``, which is local to one Galera node.
+(read-your-writes across nodes; the rls-services uniqueness check under ``lock()`` relies on it
+too). ``lock()`` uses ``GET_LOCK``, which is local to one Galera node: with several hosts every
+process takes it on the first ready node in sorted host order, so the lock is cluster-wide as long
+as all processes list the same nodes; a lock held on a node that dies is lost with it.
 
 Client-side refusals (``StoreError`` subclasses in ``base``, mapped by the middleware):
 ``UnrepresentableKey`` (4xx: key outside the column charset/length), ``DocumentUriTaken`` (409:
@@ -380,20 +383,28 @@ class MySQLStore:
 
     # -- connections ------------------------------------------------------------------------
 
-    def _connect(self):
+    def _connect(self, *, lock_node: bool = False):
         if len(self._hosts) > 1:
-            return self._connect_cluster()
+            return self._connect_cluster(lock_node=lock_node)
         try:
             connection = pymysql.connect(**self._connect_args)
         except (pymysql.err.MySQLError, OSError) as exc:
             raise StoreUnavailable(f"{self.url}: cannot connect: {exc}", retry_after=self.retry_after) from exc
         return connection
 
-    def _connect_cluster(self):
-        """A connection to the first usable node, trying them in order from the last good one."""
-        start, failures, last = self._current, [], None
-        for step in range(len(self._hosts)):
-            index = (start + step) % len(self._hosts)
+    def _connect_cluster(self, *, lock_node: bool = False):
+        """A connection to the first usable node, trying them in order from the last good one.
+
+        ``lock_node``: in one order shared by every process instead (hosts sorted), so that all
+        take ``GET_LOCK`` on the same node; the store's current node is left as it is.
+        """
+        n = len(self._hosts)
+        if lock_node:
+            order = sorted(range(n), key=lambda i: self._hosts[i])
+        else:
+            order = [(self._current + step) % n for step in range(n)]
+        start, failures, last = order[0], [], None
+        for index in order:
             host, port = self._hosts[index]
             try:
                 connection = pymysql.connect(**{**self._connect_args, "host": host, "port": port})
@@ -420,9 +431,11 @@ class MySQLStore:
                 failures.append(f"{host}:{port}: wsrep_ready={row[1]}")
                 continue
             if index != start:
-                log.warning("%s: skipped %s; now using %s:%s", self.url, "; ".join(failures), host, port)
-            self._current = index
-            connection._xcap_host = index
+                log.warning("%s: skipped %s; now using %s:%s%s", self.url, "; ".join(failures), host, port,
+                            " for locks" if lock_node else "")
+            if not lock_node:
+                self._current = index
+                connection._xcap_host = index
             return connection
         raise StoreUnavailable(f"{self.url}: cannot connect to any node: {'; '.join(failures)}",
                                retry_after=self.retry_after) from last
@@ -692,14 +705,16 @@ class MySQLStore:
 
         Threads of this process queue on an in-process lock first, so a waiting thread never holds
         a pooled connection the lock holder needs. On a Galera cluster ``GET_LOCK`` is local to one
-        node: processes must then share one node for such checks (see the Deployment notes).
+        node, so with several hosts the lock is always taken on the first ready node in sorted
+        host order, the same for every process whose URL lists the same nodes (see README,
+        Deployment); a lock held on a node that dies is lost with it.
         """
         lock_name = f"xcap-wsgi:{self.table}:{name}"[:64]
         with self._named_locks.setdefault(name, threading.Lock()):
             # A connection of its own, outside the pool: the body needs pooled connections (a
             # pool_size of 1 would deadlock otherwise), and a fresh one is never a stale one left
             # over from before a server restart.
-            connection = self._connect()
+            connection = self._connect(lock_node=True)
             try:
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT GET_LOCK(%s, %s)", (lock_name, timeout))
