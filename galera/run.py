@@ -88,7 +88,7 @@ def _port_free(port: int) -> bool:
 def pick_base() -> int:
     """A base port with the 12 ports the cluster needs free on loopback."""
     for _ in range(200):
-        base = random.randrange(20000, 45000, 4)
+        base = random.randrange(20000, 32000, 4)  # below the ephemeral range (32768-60999)
         if all(_port_free(base + i) for i in range(12)):
             return base
     raise RuntimeError("no 12 free consecutive ports found")
