@@ -55,6 +55,9 @@ READ_ONLY_METHODS = ("GET", "HEAD")
 # Kamailio's xcap table: doc_uri VARCHAR(255), username/domain VARCHAR(64).
 MAX_DOC_URI, MAX_ACCOUNT_PART = 255, 64
 _SEGMENT_SAFE = ":@!$&'()*+,;=-._~"
+#: Parsed node selectors by (selector text, xmlns() bindings, default namespace); emptied when full.
+_SELECTORS: dict = {}
+_SELECTORS_MAX = 1024
 
 
 class XCAPMiddleware:
@@ -187,8 +190,18 @@ class XCAPMiddleware:
     def _parse_selector(self, uri: XCAPURI, usage):
         from .selector import SelectorSyntaxError, UnsupportedSelector, parse_node_selector
 
+        # parse_node_selector is a pure function of these three and returns a frozen NodeSelector,
+        # so parsed selectors are reused (clients repeat the same few); errors are not cached.
+        key = (uri.node_selector, tuple(sorted(uri.namespaces.items())), usage.default_namespace)
+        selector = _SELECTORS.get(key)
+        if selector is not None:
+            return selector
         try:
-            return parse_node_selector(uri.node_selector, uri.namespaces, usage.default_namespace)
+            selector = parse_node_selector(uri.node_selector, uri.namespaces, usage.default_namespace)
+            if len(_SELECTORS) >= _SELECTORS_MAX:
+                _SELECTORS.clear()
+            _SELECTORS[key] = selector
+            return selector
         except SelectorSyntaxError as exc:
             raise HTTPBadRequest(detail=f"malformed node selector: {exc}") from None
         except UnsupportedSelector as exc:
