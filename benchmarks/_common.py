@@ -224,21 +224,22 @@ class Stack:
 
     def start_uwsgi(self, processes: int = 2, threads: int = 4, port: int | None = None,
                     router: bool = True) -> tuple[int, subprocess.Popen]:
-        """The same app under uWSGI (pyuwsgi wheel), lazy apps (one pool per process).
+        """The same app under uWSGI (pyuwsgi wheel) from a PasteDeploy ini, lazy apps (one pool per process).
 
         ``router``: uWSGI's asynchronous HTTP router process (``--http``) holds the keep-alive client
         connections and passes requests to the workers; otherwise each worker thread owns one client
         connection at a time (``--http-socket``)."""
         port = port or free_port()
         log = open(self.dir / f"uwsgi-{port}.log", "wb")
+        ini = self.dir / f"uwsgi-{port}.ini"  # the PasteDeploy app xcap-wsgi ships (egg:xcap-wsgi)
+        ini.write_text(f"[app:main]\nuse = egg:xcap-wsgi\ndb = {self.db_url}\nanonymous = true\n"
+                       "log_requests = false\n")
         listen = ["--http", f"127.0.0.1:{port}", "--http-keepalive"] if router else ["--http-socket", f"127.0.0.1:{port}", "--http-keepalive"]
         proc = subprocess.Popen(
             [shutil.which("uwsgi") or os.path.join(os.path.dirname(sys.executable), "uwsgi"), *listen,
              "--processes", str(processes), "--threads", str(threads), "--lazy-apps", "--master",
-             "--die-on-term", "--disable-logging", "--listen", "1024", "--module", "benchmarks.wsgi_app:application",
-             "--pythonpath", str(REPO)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO,
-            env={**os.environ, "XCAP_DB": self.db_url, "XCAP_ANONYMOUS": "1"})
+             "--die-on-term", "--disable-logging", "--listen", "1024", "--paste", f"config:{ini}"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO)
         self.procs.append(proc)
         try:
             wait_http(port, proc, "/xcap-root/xcap-caps/global/index")
