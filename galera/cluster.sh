@@ -5,6 +5,7 @@
 #                                            multi-host xcap-wsgi URL (last line of stdout)
 #   galera/cluster.sh stop    DIR         -> stops every node of DIR (SIGTERM, then SIGKILL)
 #   galera/cluster.sh kill    DIR N       -> SIGKILL node N (a crash: no clean shutdown)
+#   galera/cluster.sh term    DIR N       -> stops node N cleanly (SIGTERM, as for maintenance)
 #   galera/cluster.sh restart DIR N       -> starts node N again; it rejoins (IST, or SST if needed)
 #   galera/cluster.sh wait    DIR [SECS]  -> waits until all 3 nodes are Synced with cluster size 3
 #   galera/cluster.sh status  DIR         -> one line per node: state, cluster size, last committed
@@ -140,6 +141,10 @@ kill)
     kill -9 "$(cat "$dir/node$n/launcher.pid")"
     for _ in $(seq 1 40); do kill -0 "$(cat "$dir/node$n/launcher.pid")" 2>/dev/null || break; sleep 0.25; done
     ;;
+term)
+    n=${3:?node number}
+    stop_node "$n"
+    ;;
 restart)
     n=${3:?node number}
     if [ -f "$dir/node$n/launcher.pid" ] && kill -0 "$(cat "$dir/node$n/launcher.pid")" 2>/dev/null; then
@@ -163,5 +168,5 @@ status)
     done
     ;;
 *)
-    echo "usage: cluster.sh start|stop|kill|restart|wait|status DIR [BASE|N]" >&2; exit 2 ;;
+    echo "usage: cluster.sh start|stop|kill|term|restart|wait|status DIR [BASE|N]" >&2; exit 2 ;;
 esac

@@ -150,8 +150,9 @@ class Cluster:
             out[node] = (int(st.get("wsrep_local_cert_failures", 0)), int(st.get("wsrep_local_bf_aborts", 0)))
         return out
 
-    def kill(self, node: int) -> None:
-        self.sh("kill", str(node))
+    def kill(self, node: int, how: str = "kill") -> None:
+        """``kill``: SIGKILL (a crash); ``term``: a clean shutdown (SIGTERM, as for maintenance)."""
+        self.sh("term" if how == "term" else "kill", str(node))
 
     def restart(self, node: int) -> None:
         self.sh("restart", str(node), "120", timeout=150)
@@ -329,7 +330,7 @@ class Stats:
 
 
 def run_phase(name: str, cluster: Cluster, servers: list[Server], seconds: float, clients: int,
-              kill_node: int | None = None, out=print) -> dict:
+              kill_node: int | None = None, how: str = "kill", out=print) -> dict:
     """One phase of load on its own document; returns the figures and the failures found."""
     path = doc_path(name)
     status, _, body = http_request(servers[0].port, "PUT", path, INITIAL, {"Content-Type": CTYPE})
@@ -347,8 +348,9 @@ def run_phase(name: str, cluster: Cluster, servers: list[Server], seconds: float
     restarted_at = None
     if kill_node is not None:
         time.sleep(seconds / 4)
-        cluster.kill(kill_node)
-        events.append(f"node {kill_node} killed (SIGKILL) at {time.monotonic() - started:.1f} s")
+        cluster.kill(kill_node, how)
+        events.append(f"node {kill_node} {'stopped (SIGTERM)' if how == 'term' else 'killed (SIGKILL)'} "
+                      f"at {time.monotonic() - started:.1f} s")
         time.sleep(max(4.0, seconds / 8))  # long enough for the survivors to evict it (evs timeouts)
         restart_started = time.monotonic()
         cluster.restart(kill_node)
@@ -601,7 +603,8 @@ def start_servers(cluster: Cluster, count: int) -> list[Server]:
             for i in range(count)]
 
 
-def run(seconds: float, clients: int, servers: int, kill_node: int, sizing: float = 0, out=print) -> list[dict]:
+def run(seconds: float, clients: int, servers: int, kill_node: int, sizing: float = 0, how: str = "kill",
+        out=print) -> list[dict]:
     """The whole rig: cluster, processes, steady phase, failover phase; everything stopped at the end."""
     reason = missing_requirements()
     if reason:
@@ -620,7 +623,7 @@ def run(seconds: float, clients: int, servers: int, kill_node: int, sizing: floa
         out(f"{servers} xcap-wsgi processes, process i starting on node i: "
             + ", ".join(f"127.0.0.1:{p.port}" for p in procs) + f" (store options {STORE_OPTIONS})")
         phases = [run_phase("steady", cluster, procs, seconds, clients, out=out),
-                  run_phase("failover", cluster, procs, seconds, clients, kill_node=kill_node, out=out)]
+                  run_phase("failover", cluster, procs, seconds, clients, kill_node=kill_node, how=how, out=out)]
         if sizing:
             phases.append(run_sizing(cluster, procs, sizing, clients, out=out))
         return phases
@@ -636,6 +639,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--servers", type=int, default=3)
     parser.add_argument("--kill-node", type=int, default=1, choices=(1, 2, 3))
+    parser.add_argument("--stop", choices=("kill", "term"), default="kill",
+                        help="how the node goes down: SIGKILL (crash, default) or SIGTERM (clean shutdown)")
     parser.add_argument("--sizing", type=float, default=15.0,
                         help="seconds of a last phase measuring CPU per request (0: skip)")
     args = parser.parse_args()
@@ -644,7 +649,7 @@ def main() -> int:
     sys.path.insert(0, str(REPO))
     if args.sizing > 120:
         parser.error("bounded load: at most 120 s of sizing")
-    phases = run(args.seconds, args.clients, args.servers, args.kill_node, args.sizing,
+    phases = run(args.seconds, args.clients, args.servers, args.kill_node, args.sizing, args.stop,
                  out=lambda s: print(s, flush=True))
     failed = any(p["failures"] for p in phases)
     print("RESULT:", "FAIL" if failed else "OK (zero lost updates, no 500s, cluster and processes serving)")
