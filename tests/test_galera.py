@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import socket
 import sys
 import threading
@@ -25,8 +26,10 @@ from mysql_support import REPO, temporary_database, unavailable
 from xcap_wsgi.storage import ABSENT, ConcurrentModification, DocumentKey
 from xcap_wsgi.storage.mysql import MySQLStore, initdb, parse_url
 
-sys.path.insert(0, str(REPO / "galera"))
-import run as rig  # noqa: E402  (galera/run.py)
+_spec = importlib.util.spec_from_file_location("xcapw_galera_run", REPO / "galera" / "run.py")
+rig = importlib.util.module_from_spec(_spec)  # galera/run.py, under a name no other module has
+sys.modules[_spec.name] = rig
+_spec.loader.exec_module(rig)
 
 pytestmark = pytest.mark.mysql
 
