@@ -178,3 +178,60 @@ class TestChangeEvents:
 
         app = XCAPMiddleware(None, store=SQLiteStore(str(tmp_path / "b.sqlite3")), anonymous=True, on_change=[broken])
         assert put_doc(app).status_int == 201
+
+
+class TestLargeDocuments:
+    """Documents of 64 KiB and more go through the editor's per-thread parse cache."""
+
+    @staticmethod
+    def big(marker: str, entries: int = 1500) -> bytes:
+        items = "".join(f'<entry uri="sip:{marker}{i}@example.com"><display-name>{marker} {i}</display-name></entry>'
+                        for i in range(entries))
+        body = f'<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists"><list name="l">{items}</list></resource-lists>'
+        return body.encode()
+
+    def test_reads_always_reflect_the_latest_write(self, napp):
+        from xcap_wsgi.editor import CACHE_MIN_BYTES
+
+        bob_doc = ALICE_DOC.replace("alice", "bob")
+        alice, bob = self.big("a"), self.big("b")
+        assert len(alice) >= CACHE_MIN_BYTES
+        put_doc(napp, body=alice)
+        put_doc(napp, path=bob_doc, body=bob, user="sip:bob@example.com")
+        entry = "/~~/resource-lists/list/entry%5B@uri=%22sip:a7@example.com%22%5D"
+        assert call(napp, "GET", ALICE_DOC + entry).body.startswith(b'<entry uri="sip:a7@example.com">')
+        replaced = call(napp, "PUT", ALICE_DOC + entry, b'<entry uri="sip:a7@example.com"/>', **EL)
+        assert replaced.status_int == 200
+        assert call(napp, "GET", ALICE_DOC + entry).body == b'<entry uri="sip:a7@example.com"/>'
+        assert call(napp, "GET", bob_doc + "/~~/resource-lists/list/entry%5B1%5D/@uri",
+                    user="sip:bob@example.com").body == b"sip:b0@example.com"
+        assert call(napp, "DELETE", ALICE_DOC + entry).status_int == 200
+        assert call(napp, "GET", ALICE_DOC + entry).status_int == 404
+        document = call(napp, "GET", ALICE_DOC).body
+        assert b"sip:a7@" not in document and document.count(b"<entry ") == 1499
+        # the bytes outside the edits are untouched
+        assert document == alice.replace(
+            b'<entry uri="sip:a7@example.com"><display-name>a 7</display-name></entry>', b"")
+
+    def test_threads_editing_different_large_documents(self, napp):
+        import threading
+
+        users = [f"u{n}" for n in range(4)]
+        for user in users:
+            put_doc(napp, path=ALICE_DOC.replace("alice", user), body=self.big(user, 900), user=f"sip:{user}@example.com")
+        failures = []
+
+        def work(user):
+            path = ALICE_DOC.replace("alice", user)
+            for i in range(15):
+                node = f"{path}/~~/resource-lists/list/entry%5B@uri=%22sip:{user}{i}@example.com%22%5D/@uri"
+                got = call(napp, "GET", node, user=f"sip:{user}@example.com").body
+                if got != f"sip:{user}{i}@example.com".encode():
+                    failures.append((user, i, got[:60]))
+
+        threads = [threading.Thread(target=work, args=(u,)) for u in users]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []

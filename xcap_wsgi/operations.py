@@ -20,7 +20,7 @@ from .events import ChangeEvent, EventDispatcher, node_patch
 from .storage import ABSENT, ConcurrentModification, DocumentKey, Store
 from .uri import XCAPURI
 from .usages import ApplicationUsage, ValidationContext
-from .xmlsafe import parse_document
+from .xmlsafe import check_limits, parse_document
 
 #: How often a write is redone after losing a compare-and-swap race before answering 503.
 CAS_ATTEMPTS = 8
@@ -126,10 +126,11 @@ def put(request: Request, store: Store, target: Target, body: bytes, events: Eve
         else:
             if stored is None:
                 raise NoParent(phrase="the document does not exist", ancestor=target.root_url)
-            from .editor import put_node
+            from .editor import parsed_tree, put_node
 
             new_content, created = put_node(stored.content, target.selector, body, target.document_url)
-            new_tree = parse_document(new_content)
+            new_tree = parsed_tree(new_content)  # the editor's own parse of its result, not a second one
+            check_limits(new_tree.getroot())
         if stored is not None and new_content == stored.content:
             return xcap_response(200, etag=stored.etag)  # nothing changes: keep the ETag, skip the write
         try:
@@ -159,14 +160,14 @@ def delete(request: Request, store: Store, target: Target, events: EventDispatch
                 if events:
                     events.emit(change_event(target, "delete", stored.etag, None))
                 return xcap_response(200)
-            from .editor import NodeNotFound, delete_node
+            from .editor import NodeNotFound, delete_node, parsed_tree
 
             try:
                 new_content = delete_node(stored.content, target.selector)
             except NodeNotFound as exc:
                 raise HTTPNotFound(detail=f"no node {target.uri.node_selector!r} in the document: {exc}") from None
             with _write_lock(store, target):
-                _validate(store, target, parse_document(new_content), new_content)
+                _validate(store, target, parsed_tree(new_content), new_content)
                 etag = store.put(target.key, new_content, stored.etag)
         except ConcurrentModification:
             continue

@@ -72,11 +72,16 @@ def parse_document(data: bytes, error=NotWellFormed) -> etree._ElementTree:
     tree = root.getroottree()
     if tree.docinfo.internalDTD is not None or tree.docinfo.doctype or tree.docinfo.system_url:
         raise error("document type declarations (DTDs) are not allowed")
+    check_limits(root, error)
+    return tree
+
+
+def check_limits(root: etree._Element, error=NotWellFormed) -> None:
+    """The size limits on what clients may store: nesting depth and number of nodes."""
     if _depth(root) > MAX_DEPTH:
         raise error(f"elements are nested deeper than {MAX_DEPTH} levels")
     if _too_many_nodes(root):
         raise ConstraintFailure(f"the document has more than {MAX_NODES} nodes")
-    return tree
 
 
 _PROLOG_ITEM = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->", re.S)
