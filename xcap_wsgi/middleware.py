@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from typing import Callable, Iterable
 from urllib.parse import quote, unquote_to_bytes, urlsplit
@@ -271,11 +272,16 @@ class XCAPMiddleware:
                         (time.perf_counter() - started) * 1000)
 
 
+#: What makes an access-log value need JSON quoting: whitespace (str.isspace, which is exactly
+#: what \s matches in a str pattern), a double quote, "=" or a backslash.
+_NEEDS_QUOTING = re.compile(r'[\s"=\\]')
+
+
 def _log_value(value) -> str:
     if value is None or value == "":
         return "-"
     text = str(value)
-    if any(ch.isspace() or ch in '"=\\' for ch in text) or not text.isprintable():
+    if _NEEDS_QUOTING.search(text) or not text.isprintable():
         return json.dumps(text)
     return text
 
