@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import Stack, doc_path, document, http, wrk  # noqa: E402
+from _common import Stack, cpu_seconds, doc_path, document, http, process_tree, wrk  # noqa: E402
 
 OPS = {
     "get_doc": "GET document",
@@ -101,6 +101,18 @@ SAMPLES = {
                b'<entry uri="sip:bench@example.com"><display-name>Bench 1</display-name></entry>',
                "application/xcap-el+xml"),
 }
+
+
+def measured(port: int, root_pid: int, db_pid: int, op: str, conns: int, duration: float, template: Path) -> dict:
+    """One wrk run plus the CPU time the server's processes and MariaDB spent per request."""
+    server = process_tree(root_pid)
+    before = cpu_seconds(server), cpu_seconds([db_pid])
+    result = wrk(port, op, conns, duration, template=template)
+    after = cpu_seconds(server), cpu_seconds([db_pid])
+    requests = max(result["requests"], 1)
+    result["server_cpu_us"] = (after[0] - before[0]) / requests * 1e6
+    result["db_cpu_us"] = (after[1] - before[1]) / requests * 1e6
+    return result
 
 
 def check_servers(ports: dict[str, int]) -> None:
@@ -230,10 +242,13 @@ def main() -> int:
             return sweep(stack, args.sweep, duration, env, template)
 
         kport = stack.start_kamailio(args.kamailio_children, keepalive=args.kamailio_keepalive)
-        ports = {}
+        kpid = stack.procs[-1].pid
+        db_pid = stack.mariadb_proc.pid
+        ports, pids = {}, {}
         for spec in args.deployments.split(","):
             label, kind, workers, threads = parse_deployment(spec)
-            ports[label] = start_deployment(stack, kind, workers, threads, env)[0]
+            ports[label], proc = start_deployment(stack, kind, workers, threads, env)
+            pids[label] = proc.pid
         stack.seed(next(iter(ports.values())), DOCS)
         check_servers({**ports, "Kamailio": kport})
         print(f"xcap-wsgi: {args.deployments} (waitress = xcap-wsgi serve --workers W --threads T"
@@ -249,14 +264,23 @@ def main() -> int:
                 # alternate who goes first, so a drift in background load favours nobody
                 kamailio_first = len(results["rows"]) % 2 == 1
                 if kamailio_first:
-                    k = wrk(kport, op, conns, duration, template=template)
-                xs = {label: wrk(port, op, conns, duration, template=template) for label, port in ports.items()}
+                    k = measured(kport, kpid, db_pid, op, conns, duration, template)
+                xs = {label: measured(port, pids[label], db_pid, op, conns, duration, template)
+                      for label, port in ports.items()}
                 if not kamailio_first:
-                    k = wrk(kport, op, conns, duration, template=template)
+                    k = measured(kport, kpid, db_pid, op, conns, duration, template)
                 row = fmt_row(OPS[op], conns, xs, k)
                 lines.append(row)
                 print(row, flush=True)
                 results["rows"].append({"op": op, "connections": conns, "xcap_wsgi": xs, "kamailio": k})
+        cpu_lines = ["", "CPU time per request, microseconds: server processes / MariaDB (from /proc, all cores)",
+                     "", "| operation | conns | " + " | ".join(list(ports) + ["Kamailio"]) + " |",
+                     "|---|---:|" + "---:|" * (len(ports) + 1)]
+        for r in results["rows"]:
+            cells = [f"{x['server_cpu_us']:.0f} / {x['db_cpu_us']:.0f}" for x in (*r["xcap_wsgi"].values(), r["kamailio"])]
+            cpu_lines.append(f"| {OPS[r['op']]} | {r['connections']} | " + " | ".join(cells) + " |")
+        print("\n".join(cpu_lines), flush=True)
+        lines.extend(cpu_lines)
         if not args.no_ceiling:
             one = ceiling(stack.db_port, 1, duration)
             two = ceiling(stack.db_port, 2, duration)
