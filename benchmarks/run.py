@@ -1,15 +1,17 @@
 """xcap-wsgi and Kamailio's xcap_server side by side on one private MariaDB (issue 9).
 
-    python benchmarks/run.py --quick          # 3 s per row (about 4 minutes)
-    python benchmarks/run.py --full           # 10 s per row (about 9 minutes)
-    python benchmarks/run.py --sweep 2x4,2x8,4x2 --duration 5   # compare xcap-wsgi deployments only
+    python benchmarks/run.py --quick          # 3 s per row (about 4 minutes per deployment)
+    python benchmarks/run.py --full --deployments waitress:2x4,uwsgi:2x4   # 10 s per row (~10 min)
+    python benchmarks/run.py --sweep waitress:2x2,waitress:2x4,uwsgi:2x4 --duration 5   # deployments only
 
 One command starts everything on 127.0.0.1 and stops it again:
 
 * a private MariaDB (own datadir and port, latin1 database ``kamailio`` as kamdbctl creates it,
   Kamailio's own DDL from the kamailio package);
 * Kamailio 5.6 with xcap_server's sample config (benchmarks/kamailio-xcap.cfg, 8 TCP workers);
-* ``python -m xcap_wsgi serve --db mysql://... --anonymous --workers W --threads T``;
+* each xcap-wsgi deployment of ``--deployments``: ``waitress:WxT`` is ``python -m xcap_wsgi serve
+  --db mysql://... --anonymous --workers W --threads T``; ``uwsgi:WxT`` is uWSGI's HTTP router
+  in front of W processes x T threads running the PasteDeploy app (needs ``pip install pyuwsgi``);
 * 100 resource-lists documents of about 1.2 KiB, PUT through xcap-wsgi (both servers read the
   same rows).
 
@@ -18,7 +20,8 @@ every row against both servers, one right after the other: GET document, GET ele
 attribute, PUT document, PUT element, and a 90/10 mix of document GET/PUT, at 1, 8 and 32
 connections. Last, the ceiling: a raw pymysql loop of the primary-key SELECT on the same table,
 in one and in two processes. The table gives requests/s, p50 and p99 and the ratio
-xcap-wsgi / Kamailio per row. Client, servers and database share the machine's cores, so
+xcap-wsgi / Kamailio per row, then the CPU time per request of each server's processes and of
+MariaDB. Client, servers and database share the machine's cores, so
 compare figures of one run only.
 
 Kamailio's sample config closes the connection after every reply (set_reply_close); wrk
