@@ -130,6 +130,15 @@ def check_servers(ports: dict[str, int]) -> None:
 # -- output -------------------------------------------------------------------------------------
 
 
+def _installed(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
 def versions() -> dict:
     def out(cmd):
         try:
@@ -146,7 +155,7 @@ def versions() -> dict:
     return {
         "cpus": os.cpu_count(), "cpu": cpu, "ram_gib": round(mem_kib / 1024 / 1024, 1),
         "os": out(["sh", "-c", ". /etc/os-release; echo $PRETTY_NAME"]), "python": platform.python_version(),
-        "waitress": version("waitress"), "pymysql": version("PyMySQL"),
+        "waitress": version("waitress"), "pymysql": version("PyMySQL"), "uwsgi": _installed("pyuwsgi"),
         "mariadb": out(["mariadbd", "--version"]).replace("mariadbd  Ver ", ""),
         "kamailio": out(["kamailio", "-v"]), "wrk": out(["sh", "-c", "wrk -v 2>&1"]),
     }
@@ -231,7 +240,7 @@ def main() -> int:
 
     info = versions()
     print(f"machine: {info['cpus']} CPUs ({info['cpu']}), {info['ram_gib']} GiB, {info['os']}; Python {info['python']}, "
-          f"waitress {info['waitress']}, PyMySQL {info['pymysql']}; {info['mariadb']}; {info['kamailio']}; "
+          f"waitress {info['waitress']}, uWSGI (pyuwsgi) {info['uwsgi']}, PyMySQL {info['pymysql']}; {info['mariadb']}; {info['kamailio']}; "
           f"{info['wrk']}", flush=True)
     stack = Stack()
     results: dict = {"machine": info, "duration": duration, "rows": [], "command": " ".join(sys.argv)}
