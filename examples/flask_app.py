@@ -19,7 +19,7 @@ callable (``FlaskIdentity``) uses the app's own machinery directly on the WSGI e
    ``check_password`` -- the same function the ``/login`` view uses, against the same user table.
 
 Nothing here sets ``REMOTE_USER`` for the rest of the app and nothing re-implements cookie
-signing. ``BasicChallenge`` adds ``WWW-Authenticate: Basic`` to the XCAP 401 answers, so clients
+signing. The middleware's ``challenge`` adds ``WWW-Authenticate: Basic`` to the XCAP 401 answers, so clients
 know how to authenticate (RFC 7235 requires a challenge with a 401). Use HTTPS in production:
 Basic sends the password with every request.
 
@@ -80,22 +80,6 @@ def basic_user(environ: dict) -> str | None:
     return username if check_password(username, password) else None
 
 
-class BasicChallenge:
-    """Add ``WWW-Authenticate: Basic`` to 401 answers that carry no challenge."""
-
-    def __init__(self, app, realm: str):
-        self.app = app
-        self.challenge = ("WWW-Authenticate", f'Basic realm="{realm}", charset="UTF-8"')
-
-    def __call__(self, environ, start_response):
-        def challenging(status, headers, exc_info=None):
-            if status.startswith("401") and not any(k.lower() == "www-authenticate" for k, _ in headers):
-                headers = list(headers) + [self.challenge]
-            return start_response(status, headers, exc_info)
-
-        return self.app(environ, challenging)
-
-
 PAGE = """<!doctype html><title>{title}</title><h1>{title}</h1>{body}"""
 
 
@@ -135,9 +119,9 @@ def create_app(db_url: str = "sqlite:///xcap-flask.sqlite3", *, secret_key: str 
         session.clear()
         return redirect(url_for("home"))
 
-    xcap = XCAPMiddleware(app.wsgi_app, store=open_store(db_url), root="/xcap-root", default_domain=domain,
-                          identity=FlaskIdentity(app))
-    app.wsgi_app = BasicChallenge(xcap, realm=domain)
+    app.wsgi_app = XCAPMiddleware(app.wsgi_app, store=open_store(db_url), root="/xcap-root", default_domain=domain,
+                                  identity=FlaskIdentity(app),
+                                  challenge=f'Basic realm="{domain}", charset="UTF-8"')
     return app
 
 

@@ -18,7 +18,7 @@ the policy (sessions, JWT, OAuth bearer tokens) and XCAP follows without a chang
 re-implements ticket parsing. (Policy features that need Pyramid's response phase, such as
 ``reissue_time``, act only on the app's own pages.)
 
-``BasicChallenge`` adds ``WWW-Authenticate: Basic`` to XCAP's 401 answers (RFC 7235 wants a
+The middleware's ``challenge`` adds ``WWW-Authenticate: Basic`` to XCAP's 401 answers (RFC 7235 wants a
 challenge). Use HTTPS in production: Basic sends the password with every request.
 """
 
@@ -100,22 +100,6 @@ class PyramidIdentity:
         return request.authenticated_userid
 
 
-class BasicChallenge:
-    """Add ``WWW-Authenticate: Basic`` to 401 answers that carry no challenge."""
-
-    def __init__(self, app, realm: str):
-        self.app = app
-        self.challenge = ("WWW-Authenticate", f'Basic realm="{realm}", charset="UTF-8"')
-
-    def __call__(self, environ, start_response):
-        def challenging(status, headers, exc_info=None):
-            if status.startswith("401") and not any(k.lower() == "www-authenticate" for k, _ in headers):
-                headers = list(headers) + [self.challenge]
-            return start_response(status, headers, exc_info)
-
-        return self.app(environ, challenging)
-
-
 PAGE = "<!doctype html><title>{title}</title><h1>{title}</h1>{body}"
 
 
@@ -170,9 +154,9 @@ def create_app(db_url: str = "sqlite:///xcap-pyramid.sqlite3", *, secret: str | 
         config.add_view(logout, route_name="logout", request_method="POST")
         config.add_forbidden_view(forbidden)
         pyramid_app = config.make_wsgi_app()
-    xcap = XCAPMiddleware(pyramid_app, store=open_store(db_url), root="/xcap-root", default_domain=domain,
-                          identity=PyramidIdentity(config.registry))
-    return BasicChallenge(xcap, realm=domain)
+    return XCAPMiddleware(pyramid_app, store=open_store(db_url), root="/xcap-root", default_domain=domain,
+                          identity=PyramidIdentity(config.registry),
+                          challenge=f'Basic realm="{domain}", charset="UTF-8"')
 
 
 if __name__ == "__main__":
