@@ -66,7 +66,10 @@ class TestDefaultPolicy:
         assert decide(self.policy, "", path) == 401
 
     def test_global_tree_read_by_anyone_authenticated_written_by_admins_only(self):
-        assert decide(self.policy, BOB, "/rls-services/global/index") == "ok"
+        assert decide(self.policy, BOB, "/xcap-caps/global/index") == "ok"
+        # the rls-services global index holds every user's services: trusted principals only
+        assert decide(self.policy, BOB, "/rls-services/global/index") == 403
+        assert decide(self.policy, "sip:presence@example.com", "/rls-services/global/index") == "ok"
         assert decide(self.policy, BOB, "/rls-services/global/index", write=True) == 403
         assert decide(self.policy, "admin@example.com", "/rls-services/global/index", write=True) == "ok"
         assert decide(self.policy, "sips:admin@Example.Com", "/rls-services/global/index", write=True) == "ok"

@@ -172,3 +172,13 @@ class TestServiceUriUniqueness:
             for thread in threads:
                 thread.join()
             assert sorted(results.values()) == [201, 409], results
+
+
+def test_rls_services_global_index_is_for_trusted_principals_only(store):
+    from xcap_wsgi.auth import DefaultPolicy
+
+    app = XCAPMiddleware(None, store=store, default_domain="example.com",
+                         policy=DefaultPolicy(default_domain="example.com", trusted=["rls@example.com"]))
+    assert call(app, "GET", RLS_INDEX, user="sip:alice@example.com").status_int == 403
+    assert call(app, "GET", RLS_INDEX, user="rls@example.com").status_int == 200
+    assert call(app, "GET", "/xcap-root/xcap-caps/global/index", user="sip:alice@example.com").status_int == 200

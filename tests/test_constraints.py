@@ -133,3 +133,49 @@ def test_schema_validation_can_be_switched_off_per_auid():
     response = put_doc(app, path=pres_rules, body=b'<ruleset xmlns="urn:ietf:params:xml:ns:common-policy"><bogus/></ruleset>',
                        content_type="application/auth-policy+xml")
     assert_xcap_error(response, "schema-validation-error")
+
+
+class TestLocalReferencesOnly:
+    """Setting external_references=false: references stay inside the owner's own lists on this server."""
+
+    @pytest.fixture
+    def strict(self):
+        from xcap_wsgi import SQLiteStore
+        from xcap_wsgi.settings import build_middleware, resolve
+
+        values = resolve({"external_references": "false", "anonymous": "true"}, environ={})
+        return build_middleware(None, values, store=SQLiteStore(":memory:"))
+
+    OWN = "resource-lists/users/sip:alice@example.com/index/~~/resource-lists/list%5b1%5d"
+
+    @pytest.mark.parametrize("inner, ok", [
+        pytest.param(f'<list><entry-ref ref="{OWN}"/></list>', True, id="own-entry-ref"),
+        pytest.param('<list><entry-ref ref="resource-lists/users/sip:bob@example.com/index"/></list>', False,
+                     id="other-users-entry-ref"),
+        pytest.param(f'<list><external anchor="http://localhost/xcap-root/{OWN}"/></list>', True, id="own-external"),
+        pytest.param('<list><external anchor="http://localhost/xcap-root/resource-lists/users/sip%3Abob%40example.com/index"/>'
+                     '</list>', False, id="other-users-external-encoded"),
+        pytest.param(f'<list><external anchor="http://evil.example.net/xcap-root/{OWN}"/></list>', False,
+                     id="foreign-server"),
+    ])
+    def test_references(self, strict, inner, ok):
+        response = put_doc(strict, body=rl(inner))
+        if ok:
+            assert response.status_int == 201, response.body
+        else:
+            assert_xcap_error(response, "constraint-failure")
+
+    def test_default_allows_them_as_the_rfc_does(self, app):
+        body = rl('<list><external anchor="http://evil.example.net/xcap-root/resource-lists/users/sip:bob@x/index"/>'
+                  '<entry-ref ref="resource-lists/users/sip:bob@example.com/index"/></list>')
+        assert put_doc(app, body=body).status_int == 201
+
+    def test_oma_external_list_entries(self, strict):
+        path = "/xcap-root/org.openmobilealliance.pres-rules/users/sip:alice@example.com/pres-rules"
+        for target, status in (("sip:alice@example.com", 201), ("sip:bob@example.com", 409)):
+            body = (f'<cr:ruleset xmlns:cr="urn:ietf:params:xml:ns:common-policy" xmlns:ocp="urn:oma:xml:xdm:common-policy">'
+                    f'<cr:rule id="r"><cr:conditions><ocp:external-list><ocp:entry anc="http://localhost/xcap-root/'
+                    f'resource-lists/users/{target}/index/~~/resource-lists/list%5B@name=%22x%22%5D"/></ocp:external-list>'
+                    f'</cr:conditions><cr:actions/><cr:transformations/></cr:rule></cr:ruleset>').encode()
+            response = put_doc(strict, path=path, body=body, content_type="application/auth-policy+xml")
+            assert response.status_int in (status, 200), response.body

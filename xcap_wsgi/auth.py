@@ -57,12 +57,18 @@ def _unauthorized() -> HTTPUnauthorized:
     return HTTPUnauthorized(detail="authentication required")
 
 
+#: AUIDs whose global documents hold every user's data: readable by trusted principals and admins
+#: only (RFC 4826 §4.4.7: the rls-services global index is for the RLS, not for users).
+RESTRICTED_GLOBAL = ("rls-services",)
+
+
 class DefaultPolicy:
     """RFC 4825 §5.7 default policy, plus trusted readers, public-read AUIDs and per-AUID overrides.
 
     * ``admins``: identities that may also write the global tree.
     * ``trusted``: identities that may read (not write) every user's documents (presence server, RLS).
     * ``public_read``: AUIDs whose users-tree documents every authenticated user may read.
+    * ``restricted_global``: AUIDs whose global documents only trusted principals and admins read.
     * ``overrides``: ``{auid: policy}``; that policy alone decides for its AUID (including the
       no-identity case: it may allow anonymous access).
     """
@@ -75,12 +81,14 @@ class DefaultPolicy:
         trusted: Iterable[str] = (),
         public_read: Iterable[str] = DEFAULT_PUBLIC_READ,
         overrides: Mapping[str, Policy] | None = None,
+        restricted_global: Iterable[str] = RESTRICTED_GLOBAL,
     ):
         self.default_domain = default_domain
         self.admins = frozenset(self.account(a) for a in admins if a.strip())
         self.trusted = frozenset(self.account(t) for t in trusted if t.strip())
         self.public_read = frozenset(public_read)
         self.overrides = dict(overrides or {})
+        self.restricted_global = frozenset(restricted_global)
 
     def account(self, identity_or_xui: str) -> tuple[str, str]:
         return account(identity_or_xui, self.default_domain)
@@ -95,6 +103,8 @@ class DefaultPolicy:
         if uri.tree == "global":
             if write and who not in self.admins:
                 raise HTTPForbidden(detail="the global tree is read-only")
+            if uri.auid in self.restricted_global and who not in self.trusted | self.admins:
+                raise HTTPForbidden(detail=f"the global {uri.auid} document is readable by trusted principals only")
             return
         if uri.xui is not None and who == self.account(uri.xui):
             return

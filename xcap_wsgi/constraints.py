@@ -249,3 +249,60 @@ def _free_service_uris(uri: str, taken: set, count: int = 3) -> list[str]:
             suggestions.append(candidate)
         n += 1
     return suggestions
+
+
+# -- policy switch: no cross-user or foreign references ----------------------------------------
+
+OMA_COMMON_POLICY = "urn:oma:xml:xdm:common-policy"
+#: AUIDs whose documents hold references to resource-lists documents.
+REFERENCING_AUIDS = ("resource-lists", "rls-services", "pres-rules", "org.openmobilealliance.pres-rules")
+
+
+def local_references_only(tree: etree._ElementTree, context) -> None:
+    """Refuse references to other users' lists or to other servers (anti-abuse option; the RFCs
+    allow both): ``entry-ref``, ``external``, rls-services ``<resource-list>`` and OMA
+    ``external-list`` entries must point into the owner's own resource-lists on this server."""
+    uri = context.uri
+    if uri.tree != "users":
+        return
+    root = tree.getroot()
+    for element in root.iter(f"{{{RL}}}entry-ref"):
+        _require_own(element.get("ref", ""), context, relative=True)
+    for element in root.iter(f"{{{RL}}}external"):
+        _require_own(element.get("anchor", ""), context)
+    for element in root.iter(f"{{{RLS}}}resource-list"):
+        _require_own((element.text or "").strip(), context)
+    for element in root.iter(f"{{{OMA_COMMON_POLICY}}}entry"):
+        if element.get("anc") is not None:
+            _require_own(element.get("anc"), context)
+
+
+def _require_own(reference: str, context, relative: bool = False) -> None:
+    from .uri import canonical_xui
+
+    root_url = (getattr(context, "root_url", "") or "").rstrip("/")
+    if relative:
+        path = reference
+    elif root_url and reference.startswith(root_url + "/"):
+        path = reference[len(root_url) + 1 :]
+    else:
+        raise ConstraintFailure(f"reference {reference!r} points outside this XCAP server ({root_url or 'unknown'}); "
+                                "external references are switched off")
+    segments = [unquote(s) for s in path.split("/")]
+    if (len(segments) < 4 or segments[:2] != ["resource-lists", "users"]
+            or canonical_xui(segments[2]) != canonical_xui(context.uri.xui)):
+        raise ConstraintFailure(f"reference {reference!r} does not point to {context.uri.xui}'s own resource lists; "
+                                "cross-user references are switched off")
+
+
+def with_local_references_only(registry):
+    """A copy of ``registry`` whose referencing usages refuse cross-user and foreign references."""
+    from dataclasses import replace
+
+    from .usages import UsageRegistry
+
+    return UsageRegistry([
+        replace(usage, validators=usage.validators + (local_references_only,))
+        if usage.auid in REFERENCING_AUIDS and local_references_only not in usage.validators else usage
+        for usage in registry
+    ])

@@ -195,7 +195,7 @@ def _check_content_type(request: Request, target: Target) -> None:
 
 def _validate(store: Store, target: Target, tree, content: bytes) -> None:
     target.usage.validate(tree, ValidationContext(uri=target.uri, usage=target.usage, content=content,
-                                                  store=store, key=target.key))
+                                                  store=store, key=target.key, root_url=target.root_url))
 
 
 def _write_lock(store: Store, target: Target):

@@ -84,6 +84,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("no_schema_validation", parse_list, (),
             "AUIDs whose resulting documents are not checked against their XML schema (RFC 4826/OMA "
             "constraints still apply)", "usages"),
+    Setting("external_references", parse_bool, True,
+            "allow references (entry-ref, external, resource-list, OMA external-list) to other users' lists "
+            "and other servers, as the RFCs do; false keeps every reference inside the owner's own lists", "usages"),
     Setting("kamailio_rpc", lambda v: str(v).strip() or None, None,
             "Kamailio JSON-RPC URL (jsonrpcs over xhttp, e.g. http://127.0.0.1:5071/RPC) told about every "
             "change so presence and rls re-evaluate watchers", "notify"),
@@ -158,13 +161,17 @@ def authorization_arguments(values: dict[str, Any]) -> dict[str, Any]:
 
 def usage_registry(values: dict[str, Any]):
     """The application usages as configured: the shipped ones, schema validation off for the AUIDs
-    in ``no_schema_validation``."""
+    in ``no_schema_validation``, references kept local when ``external_references`` is false."""
     from .usages import default_registry
     from .validation import without_schema_validation
 
     registry = default_registry()
     if values.get("no_schema_validation"):
         registry = without_schema_validation(registry, values["no_schema_validation"])
+    if not values.get("external_references", True):
+        from .constraints import with_local_references_only
+
+        registry = with_local_references_only(registry)
     return registry
 
 

@@ -37,6 +37,7 @@ class ValidationContext:
     content: bytes  #: the resulting document's bytes
     store: object = None  #: the Store, for checks that span documents
     key: object = None  #: the DocumentKey being written
+    root_url: str = ""  #: absolute URI of the XCAP root clients use (for reference checks)
 
 
 @dataclass(frozen=True)
