@@ -256,12 +256,14 @@ class Kamailio:
 
 
 @contextlib.contextmanager
-def run_kamailio(database_url: str, *defines: str):
+def run_kamailio(database_url: str, *defines: str, config_file: Path | None = None, kind: type | None = None):
+    """A Kamailio on 127.0.0.1 (free HTTP and SIP ports, private run dir) from ``config_file``
+    (default: the xcap_server test config), stopped on exit; yields a ``kind`` (Kamailio) handle."""
     binary = kamailio_binary()
     rundir = tempfile.mkdtemp(prefix="xcapw-kamailio-")
     http_port, sip_port = free_port(), free_port(socket.SOCK_DGRAM)
     config = (
-        KAMAILIO_CONFIG.read_text()
+        (config_file or KAMAILIO_CONFIG).read_text()
         .replace("@HTTP_PORT@", str(http_port))
         .replace("@SIP_PORT@", str(sip_port))
         .replace("@DB_URL@", kamailio_db_url(database_url))
@@ -277,7 +279,7 @@ def run_kamailio(database_url: str, *defines: str):
              *(arg for name in defines for arg in ("-A", name))],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=rundir,
         )
-    kam = Kamailio(proc, http_port, sip_port, rundir, log_path)
+    kam = (kind or Kamailio)(proc, http_port, sip_port, rundir, log_path)
     try:
         try:
             wait_for_http(http_port, proc, path="/")

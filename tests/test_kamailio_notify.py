@@ -22,14 +22,13 @@ import re
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 from webob import Request
 
-from mysql_support import (  # noqa: F401  (fixtures)
+from mysql_support import (
     HERE,
     KAMAILIO_MODULES,
     KAMAILIO_SQL_DIR,
@@ -37,15 +36,12 @@ from mysql_support import (  # noqa: F401  (fixtures)
     connect,
     free_port,
     http_request,
-    kamailio_binary,
-    kamailio_db_url,
+    run_kamailio,
     run_xcap_wsgi,
-    sql_statements,
     stop_process,
     temporary_database,
     truncate,
     unavailable,
-    wait_for_http,
 )
 from xcap_wsgi import XCAPMiddleware
 from xcap_wsgi.notify import KamailioNotifier, RPCError, kamailio_calls
@@ -134,38 +130,12 @@ class PresenceKamailio(Kamailio):
 
 @contextlib.contextmanager
 def run_presence_kamailio(database_url: str):
-    binary = kamailio_binary()
     missing = [m for m in ("jsonrpcs.so", "rls.so", "pua.so", "siputils.so", "maxfwd.so")
                if not (KAMAILIO_MODULES / m).exists()]
     if missing:
         unavailable(f"Kamailio modules missing: {missing}")
-    rundir = tempfile.mkdtemp(prefix="xcapw-kam-notify-")
-    http_port, sip_port = free_port(), free_port(socket.SOCK_DGRAM)
-    cfg = Path(rundir) / "kamailio.cfg"
-    cfg.write_text(
-        CONFIG.read_text()
-        .replace("@HTTP_PORT@", str(http_port))
-        .replace("@SIP_PORT@", str(sip_port))
-        .replace("@DB_URL@", kamailio_db_url(database_url))
-        .replace("@MPATH@", str(KAMAILIO_MODULES) + "/")
-        .replace("@RUNDIR@", rundir)
-    )
-    log_path = Path(rundir) / "kamailio.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [binary, "-f", str(cfg), "-DD", "-E", "-Y", rundir, "-w", rundir, "-m", "64", "-M", "8"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=rundir,
-        )
-    kam = PresenceKamailio(proc, http_port, sip_port, rundir, log_path)
-    try:
-        try:
-            wait_for_http(http_port, proc, path="/")
-        except RuntimeError as exc:
-            raise RuntimeError(f"Kamailio did not start: {exc}\n{kam.log()[-4000:]}") from None
+    with run_kamailio(database_url, config_file=CONFIG, kind=PresenceKamailio) as kam:
         yield kam
-    finally:
-        stop_process(proc)
-        shutil.rmtree(rundir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
