@@ -17,7 +17,6 @@ from xcap_wsgi.validation import (
     MAX_PHRASE,
     SCHEMA_SETS,
     SchemaValidator,
-    preload,
     schema_namespaces,
     schema_validation_enabled,
     schema_validator,
@@ -26,17 +25,7 @@ from xcap_wsgi.validation import (
     without_schema_validation,
 )
 
-RL = "urn:ietf:params:xml:ns:resource-lists"
-RLS = "urn:ietf:params:xml:ns:rls-services"
-CP = "urn:ietf:params:xml:ns:common-policy"
-PR = "urn:ietf:params:xml:ns:pres-rules"
-OCP = "urn:oma:xml:xdm:common-policy"
-OPR = "urn:oma:xml:prs:pres-rules"
-PIDF = "urn:ietf:params:xml:ns:pidf"
-DM = "urn:ietf:params:xml:ns:pidf:data-model"
-RPID = "urn:ietf:params:xml:ns:pidf:rpid"
-CIPID = "urn:ietf:params:xml:ns:pidf:cipid"
-PRC = "urn:oma:xml:prs:pres-content"
+from xcap_wsgi.validation import CIPID, CP, DM, OCP, OPR, PIDF, PR, PRC, RL, RLS, RPID  # noqa: E402
 
 RESOURCE_LISTS = f'<resource-lists xmlns="{RL}"><list name="l"><entry uri="sip:a@example.com"/></list></resource-lists>'
 RLS_SERVICES = (
