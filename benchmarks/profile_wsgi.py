@@ -108,7 +108,7 @@ def main() -> int:
         import pstats
 
         profiler.disable()
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
+        pstats.Stats(profiler).sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(45)
     elif args.profile == "pyinstrument":
         profiler.stop()
         print(profiler.output_text(unicode=False, color=False))

@@ -7,6 +7,8 @@ match), If-None-Match weakly, and the outcome is 304 for GET/HEAD but 412 for wr
 
 from __future__ import annotations
 
+import re
+
 from webob import Request
 from webob.etag import AnyETag, ETagMatcher
 from webob.exc import HTTPNotModified, HTTPPreconditionFailed
@@ -26,6 +28,35 @@ def check_preconditions(request: Request, current_etag: str | None, *, safe_meth
         if safe_method:
             raise HTTPNotModified(headers=[("ETag", quote_etag(current_etag))])
         raise HTTPPreconditionFailed(detail="If-None-Match matches the document's current ETag")
+
+
+#: ``write_expectation``'s answer when the conditions need the stored document to be judged.
+NEEDS_STORED_STATE = object()
+_ONE_STRONG_ETAG = re.compile(r'"([\x21\x23-\x7e\x80-\xff]*)"')  # RFC 7232 entity-tag, not W/
+
+
+def write_expectation(request: Request):
+    """The state a whole-document write may demand of the store without reading it first.
+
+    No conditions: ``ANY``. ``If-None-Match: *`` alone: ``ABSENT``. ``If-Match`` with exactly one
+    strong ETag alone: that ETag. Anything else (lists, weak tags, ``If-Match: *``, both headers)
+    is ``NEEDS_STORED_STATE``: the engine reads the document and applies ``check_preconditions``.
+    When the store then refuses the write, the engine reads the row and judges the request as
+    if it had read first, so both ways answer alike.
+    """
+    from .storage import ABSENT, ANY
+
+    if_match = (request.environ.get("HTTP_IF_MATCH") or "").strip()
+    if_none_match = (request.environ.get("HTTP_IF_NONE_MATCH") or "").strip()
+    if not if_match and not if_none_match:
+        return ANY
+    if not if_match and if_none_match == "*":
+        return ABSENT
+    if not if_none_match:
+        single = _ONE_STRONG_ETAG.fullmatch(if_match)
+        if single:
+            return single.group(1)
+    return NEEDS_STORED_STATE
 
 
 def quote_etag(etag: str) -> str:

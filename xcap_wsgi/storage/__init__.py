@@ -12,6 +12,7 @@ from urllib.parse import unquote, urlsplit
 
 from .base import (
     ABSENT,
+    ANY,
     ConcurrentModification,
     DocumentInfo,
     DocumentTooLarge,
@@ -23,6 +24,7 @@ from .base import (
     StoreError,
     StoreUnavailable,
     UnrepresentableKey,
+    Written,
     new_etag,
 )
 from .sqlite import SQLiteStore
@@ -31,6 +33,7 @@ DEFAULT_DATABASE_URL = "sqlite:///xcap.sqlite3"
 
 __all__ = [
     "ABSENT",
+    "ANY",
     "ConcurrentModification",
     "DEFAULT_DATABASE_URL",
     "DocumentInfo",
@@ -44,6 +47,7 @@ __all__ = [
     "DocumentTooLarge",
     "DocumentUriTaken",
     "UnrepresentableKey",
+    "Written",
     "new_etag",
     "open_store",
 ]

@@ -17,6 +17,17 @@ from typing import ContextManager, Iterator, Protocol, runtime_checkable
 #: Expected state meaning "the document must not exist yet" (create).
 ABSENT = None
 
+
+class _Any:
+    """The type of ``ANY``."""
+
+    def __repr__(self) -> str:
+        return "ANY"
+
+
+#: Expected state of ``Store.write`` meaning "whatever is stored, or nothing" (unconditional).
+ANY = _Any()
+
 #: Kamailio formats ``ETag: "<db etag>"\r\n`` into a 128-byte buffer: 117 characters at most.
 MAX_ETAG_LENGTH = 117
 
@@ -40,6 +51,16 @@ class StoredDocument:
 
     content: bytes
     etag: str
+
+
+@dataclass(frozen=True)
+class Written:
+    """What ``Store.write`` did: the document's ETag now, whether the row is new, and whether
+    anything changed (an identical document keeps its ETag and is not rewritten)."""
+
+    etag: str
+    created: bool
+    changed: bool
 
 
 @dataclass(frozen=True)
@@ -97,7 +118,16 @@ def new_etag() -> str:
 
 @runtime_checkable
 class Store(Protocol):
-    """What the XCAP engine needs from a database. Implementations must be thread-safe."""
+    """What the XCAP engine needs from a database. Implementations must be thread-safe.
+
+    A store may also offer ``write(key, content, expected) -> Written``, a whole-document write
+    that needs no read first (the engine reads, then ``put``s, without it): it stores ``content``
+    if the row is in the ``expected`` state, ``ANY`` (create or replace), ``ABSENT`` (create) or
+    an ETag (replace that version); identical content keeps its ETag and is not rewritten; in
+    any other state it raises ``ConcurrentModification`` and the engine reads the row to decide
+    between 412 and a retry. Both shipped stores have it; on MySQL it is one statement when the
+    document exists.
+    """
 
     def get(self, key: DocumentKey) -> StoredDocument | None:
         """The stored document, or None when there is none."""

@@ -121,6 +121,7 @@ from .base import (
     DocumentUriTaken,
     UnrepresentableKey,
     ABSENT,
+    ANY,
     KAMAILIO_XCAP_TABLE_VERSION,
     ConcurrentModification,
     DocumentInfo,
@@ -129,6 +130,7 @@ from .base import (
     StoredDocument,
     StoreError,
     StoreUnavailable,
+    Written,
     new_etag,
 )
 
@@ -652,6 +654,64 @@ class MySQLStore:
         if self._run(work, write=True) != 1:
             raise ConcurrentModification(f"{key.doc_uri} changed concurrently")
         return etag
+
+    def write(self, key: DocumentKey, content: bytes, expected=ANY) -> Written:
+        """A whole-document write without a read first (see ``Store``).
+
+        Replacing an existing document is one autocommitted statement, ``UPDATE ... WHERE <key>
+        [AND etag=<expected>] AND doc <> <content>``: it changes the row only when it is in the
+        expected state and the content differs. When it changes nothing, one SELECT tells why:
+        identical content (keep the ETag), no row (``ANY`` inserts it), or another version
+        (``ConcurrentModification``). Re-running after a lost connection is safe as in ``put``:
+        a change that did land makes the re-run find its own ETag, never write twice.
+        """
+        if expected is ABSENT:
+            return Written(self.put(key, content, ABSENT), created=True, changed=True)
+        self._check_lengths(key)
+        content = bytes(content)
+        self._check_size(content)
+        etag = new_etag()
+        where = "username=%s AND domain=%s AND doc_uri=%s"
+        update = (f"UPDATE `{self.table}` SET doc=%s, etag=%s, source=0, port=0 WHERE {where}"
+                  + ("" if expected is ANY else " AND etag=%s") + " AND doc <> %s")
+        update_args = (content, etag, key.username, key.domain, key.doc_uri,
+                       *(() if expected is ANY else (expected,)), content)
+        select = f"SELECT doc, etag FROM `{self.table}` WHERE {where}"
+        insert = (f"INSERT INTO `{self.table}` (username, domain, doc_type, doc_uri, doc, etag, source, port) "
+                  "VALUES (%s, %s, %s, %s, %s, %s, 0, 0)")
+        inserted = []  # an INSERT was sent (by this run or one cut off by a lost connection)
+
+        def work(cursor):
+            cursor.execute(update, update_args)
+            if cursor.rowcount == 1:
+                return Written(etag, created=False, changed=True)
+            cursor.execute(select, (key.username, key.domain, key.doc_uri))
+            row = cursor.fetchone()
+            if row is not None:
+                stored, stored_etag = bytes(row[0]), row[1]
+                if stored_etag == etag:  # a re-run: the first run's write did land
+                    return Written(etag, created=bool(inserted), changed=True)
+                if stored == content and (expected is ANY or stored_etag == expected):
+                    return Written(stored_etag, created=False, changed=False)
+                raise ConcurrentModification(f"{key.doc_uri} is not in the expected state")
+            if expected is not ANY:
+                raise ConcurrentModification(f"{key.doc_uri} does not exist")
+            inserted.append(1)
+            try:
+                cursor.execute(insert, (key.username, key.domain, key.doc_type, key.doc_uri, content, etag))
+            except pymysql.err.IntegrityError as exc:
+                if _error_code(exc) != ER.DUP_ENTRY:
+                    raise
+                cursor.execute(select, (key.username, key.domain, key.doc_uri))
+                if cursor.fetchone() is not None:
+                    raise ConcurrentModification(f"{key.doc_uri} was created concurrently") from exc
+                raise DocumentUriTaken(
+                    f"{key.doc_uri} is already stored for another user or domain "
+                    f"(doc_uri is unique in Kamailio's {self.table} table)"
+                ) from exc
+            return Written(etag, created=True, changed=True)
+
+        return self._run(work, write=True)
 
     def delete(self, key: DocumentKey, expected_etag: str) -> None:
         self._check_lengths(key)

@@ -17,13 +17,16 @@ import threading
 
 from .base import (
     ABSENT,
+    ANY,
     KAMAILIO_XCAP_TABLE_VERSION,
     ConcurrentModification,
     DocumentInfo,
     DocumentKey,
+    DocumentUriTaken,
     SchemaMismatch,
     StoredDocument,
     StoreUnavailable,
+    Written,
     new_etag,
 )
 
@@ -137,6 +140,41 @@ class SQLiteStore:
         if cursor.rowcount != 1:
             raise ConcurrentModification(f"{key.doc_uri} changed concurrently")
         return etag
+
+    def write(self, key: DocumentKey, content: bytes, expected=ANY) -> Written:
+        """A whole-document write without a separate read (see ``Store``): the check and the
+        write are one ``BEGIN IMMEDIATE`` transaction, which SQLite runs one at a time."""
+        content = bytes(content)
+        self._execute("BEGIN IMMEDIATE", ())
+        try:
+            row = self._execute("SELECT doc, etag FROM xcap WHERE username=? AND domain=? AND doc_uri=?",
+                                (key.username, key.domain, key.doc_uri)).fetchone()
+            if row is None:
+                if expected is not ANY and expected is not ABSENT:
+                    raise ConcurrentModification(f"{key.doc_uri} does not exist")
+            elif expected is ABSENT or (expected is not ANY and row[1] != expected):
+                raise ConcurrentModification(f"{key.doc_uri} is not in the expected state")
+            elif bytes(row[0]) == content:
+                self._execute("COMMIT", ())
+                return Written(row[1], created=False, changed=False)
+            etag = new_etag()
+            if row is None:
+                try:
+                    self._execute("INSERT INTO xcap (username, domain, doc_type, doc_uri, doc, etag, source, port) "
+                                  "VALUES (?, ?, ?, ?, ?, ?, 0, 0)",
+                                  (key.username, key.domain, key.doc_type, key.doc_uri, sqlite3.Binary(content), etag))
+                except sqlite3.IntegrityError as exc:  # the row is missing, so doc_uri is another account's
+                    raise DocumentUriTaken(f"{key.doc_uri} is already stored for another user or domain "
+                                           "(doc_uri is unique in Kamailio's xcap table)") from exc
+            else:
+                self._execute("UPDATE xcap SET doc=?, etag=?, source=0, port=0 "
+                              "WHERE username=? AND domain=? AND doc_uri=?",
+                              (sqlite3.Binary(content), etag, key.username, key.domain, key.doc_uri))
+            self._execute("COMMIT", ())
+            return Written(etag, created=row is None, changed=True)
+        except BaseException:
+            self._connection().rollback()
+            raise
 
     def delete(self, key: DocumentKey, expected_etag: str) -> None:
         cursor = self._execute(
