@@ -59,6 +59,10 @@ _SEGMENT_SAFE = ":@!$&'()*+,;=-._~"
 #: Parsed node selectors by (selector text, xmlns() bindings, default namespace); emptied when full.
 _SELECTORS: dict = {}
 _SELECTORS_MAX = 1024
+#: Bound of each middleware's ``_locate`` cache and of the raw request target cache.
+_LOCATED_MAX = 1024
+_RAW_TARGETS: dict = {}
+_RAW_TARGETS_MAX = 1024
 
 
 class XCAPMiddleware:
@@ -104,6 +108,7 @@ class XCAPMiddleware:
         self.challenge = challenge
         preload_schemas(self.usages)  # compile every usage's schemas now, not on a client's first PUT
         self.events = EventDispatcher([on_change] if callable(on_change) else list(on_change))
+        self._located: dict = {}  # see _locate
 
     def __call__(self, environ, start_response):
         raw_path, raw_query = raw_request_target(environ)
@@ -112,7 +117,7 @@ class XCAPMiddleware:
             if self.app is None:
                 return HTTPNotFound(detail="not under the XCAP root")(environ, start_response)
             return self.app(environ, start_response)
-        started = time.perf_counter()
+        started = time.perf_counter() if self.log_requests else 0.0  # only the access log uses it
         request = Request(environ)
         response = self._respond(request, raw_path, raw_query, matched)
         if self.challenge and response.status_code == 401 and "WWW-Authenticate" not in response.headers:
@@ -183,21 +188,20 @@ class XCAPMiddleware:
         if computed:
             return self._computed(request, target)
         if request.method == "PUT":
-            return operations.put(request, self.store, target, self._read_body(request), self.events,
-                                  previous_etag_wanted=self.log_requests)
+            return operations.put(request, self.store, target, self._read_body(request), self.events)
         if request.method == "DELETE":
             return operations.delete(request, self.store, target, self.events)
         return operations.get(request, self.store, target)
 
     def _parse_selector(self, uri: XCAPURI, usage):
-        from .selector import SelectorSyntaxError, UnsupportedSelector, parse_node_selector
-
         # parse_node_selector is a pure function of these three and returns a frozen NodeSelector,
         # so parsed selectors are reused (clients repeat the same few); errors are not cached.
         key = (uri.node_selector, tuple(sorted(uri.namespaces.items())), usage.default_namespace)
         selector = _SELECTORS.get(key)
         if selector is not None:
             return selector
+        from .selector import SelectorSyntaxError, UnsupportedSelector, parse_node_selector
+
         try:
             selector = parse_node_selector(uri.node_selector, uri.namespaces, usage.default_namespace)
             if len(_SELECTORS) >= _SELECTORS_MAX:
@@ -210,19 +214,38 @@ class XCAPMiddleware:
             raise HTTPNotFound(detail=f"unsupported node selector: {exc}") from None
 
     def _target(self, request: Request, uri: XCAPURI, usage, selector) -> Target:
-        username, domain = xui_account(uri.xui, self.default_domain) if uri.xui else ("", "")
+        script_name = request.script_name
+        username, domain, doc_uri, root_path, document_path = self._locate(uri, script_name)
         if len(username) > MAX_ACCOUNT_PART or len(domain) > MAX_ACCOUNT_PART:
             raise HTTPRequestURITooLong(detail=f"user and domain of the XUI are limited to {MAX_ACCOUNT_PART} characters")
-        # Aliases share documents: doc_uri always uses the first (canonical) root.
-        doc_uri = uri.doc_uri(self.doc_uri_root or (request.script_name + self.roots[0]))
         if len(doc_uri) > MAX_DOC_URI:
             raise HTTPRequestURITooLong(detail=f"document path longer than {MAX_DOC_URI} characters "
                                         "(the limit of Kamailio's xcap.doc_uri)")
-        root_url = (self.public_url or request.host_url) + quote(request.script_name + uri.root, safe="/" + _SEGMENT_SAFE)
-        document_url = root_url.rstrip("/") + "/" + "/".join(
-            quote(part, safe=_SEGMENT_SAFE) for part in uri.document_selector.split("/"))
+        root_url = (self.public_url or request.host_url) + root_path
+        document_url = root_url.rstrip("/") + "/" + document_path
         return Target(uri=uri, usage=usage, key=DocumentKey(username, domain, doc_uri, usage.doc_type or 0),
                       document_url=document_url, root_url=root_url, selector=selector)
+
+    def _locate(self, uri: XCAPURI, script_name: str) -> tuple[str, str, str, str, str]:
+        """Account, ``doc_uri`` and the percent-encoded root and document paths of ``uri``.
+
+        A pure function of its key (the URI's parts, the mount point and the settings used),
+        remembered so that repeated requests skip the XUI parsing and the quoting.
+        """
+        key = (uri.root, uri.auid, uri.tree, uri.xui, uri.segments, script_name,
+               self.default_domain, self.doc_uri_root, self.roots[0])
+        located = self._located.get(key)
+        if located is None:
+            username, domain = xui_account(uri.xui, self.default_domain) if uri.xui else ("", "")
+            # Aliases share documents: doc_uri always uses the first (canonical) root.
+            doc_uri = uri.doc_uri(self.doc_uri_root or (script_name + self.roots[0]))
+            root_path = quote(script_name + uri.root, safe="/" + _SEGMENT_SAFE)
+            document_path = "/".join(quote(part, safe=_SEGMENT_SAFE) for part in uri.document_selector.split("/"))
+            located = (username, domain, doc_uri, root_path, document_path)
+            if len(self._located) >= _LOCATED_MAX:
+                self._located.clear()
+            self._located[key] = located
+        return located
 
     def _computed(self, request: Request, target: Target):
         """GET of a document the server generates (xcap-caps, xcap-directory, global indexes)."""
@@ -293,13 +316,22 @@ def raw_request_target(environ: dict) -> tuple[str, str]:
     PEP 3333 servers decode ``PATH_INFO``, which turns ``%2F`` into ``/``. When the server also
     passes the request line (``RAW_URI``: gunicorn, werkzeug; ``REQUEST_URI``: waitress, uWSGI,
     mod_wsgi) and it decodes to ``SCRIPT_NAME + PATH_INFO``, the raw form is used; otherwise
-    ``PATH_INFO`` is re-encoded.
+    ``PATH_INFO`` is re-encoded. Results are remembered by the five environ values they depend on.
     """
-    script_name = environ.get("SCRIPT_NAME", "")
-    path_info = environ.get("PATH_INFO", "")
-    query = environ.get("QUERY_STRING", "")
-    for key in ("RAW_URI", "REQUEST_URI"):
-        raw = environ.get(key)
+    key = (environ.get("SCRIPT_NAME", ""), environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", ""),
+           environ.get("RAW_URI"), environ.get("REQUEST_URI"))
+    target = _RAW_TARGETS.get(key)
+    if target is None:
+        target = _raw_request_target(*key)
+        if len(_RAW_TARGETS) >= _RAW_TARGETS_MAX:
+            _RAW_TARGETS.clear()
+        _RAW_TARGETS[key] = target
+    return target
+
+
+def _raw_request_target(script_name: str, path_info: str, query: str, raw_uri: str | None,
+                        request_uri: str | None) -> tuple[str, str]:
+    for raw in (raw_uri, request_uri):
         if not raw:
             continue
         if "://" in raw.split("?", 1)[0]:

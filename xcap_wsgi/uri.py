@@ -69,6 +69,21 @@ def decode_segment(raw: str, what: str = "path segment") -> str:
     return text
 
 
+#: Results of the pure functions below, by their arguments; each dict is emptied when full.
+#: Clients repeat the same few URIs, and decoding every segment again costs more than the lookup.
+#: Errors (URIError) are never cached: they are raised afresh on every call.
+_ROOT_MATCHES: dict = {}
+_PARSED: dict = {}
+_CACHE_MAX = 1024
+
+
+def _remember(cache: dict, key, value):
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
 def match_root(raw_path: str, roots: tuple[str, ...]) -> tuple[str, str] | None:
     """Find the configured XCAP root that ``raw_path`` lies under.
 
@@ -76,6 +91,14 @@ def match_root(raw_path: str, roots: tuple[str, ...]) -> tuple[str, str] | None:
     or None when the path is not under any root. Roots are compared segment-wise on decoded
     segments, so ``/xcap%2Droot`` matches ``/xcap-root`` but ``/xcap-rootx`` does not.
     """
+    key = (raw_path, tuple(roots))
+    try:
+        return _ROOT_MATCHES[key]
+    except KeyError:
+        return _remember(_ROOT_MATCHES, key, _match_root(raw_path, roots))
+
+
+def _match_root(raw_path: str, roots: tuple[str, ...]) -> tuple[str, str] | None:
     raw_segments = raw_path.split("/")
     for root in roots:
         root_segments = [s for s in root.strip("/").split("/") if s]
@@ -93,7 +116,19 @@ def match_root(raw_path: str, roots: tuple[str, ...]) -> tuple[str, str] | None:
 
 
 def parse_xcap_path(root: str, raw_rest: str, raw_query: str = "") -> XCAPURI:
-    """Parse the raw path below the XCAP root (``/auid/tree/...``) and the raw query string."""
+    """Parse the raw path below the XCAP root (``/auid/tree/...``) and the raw query string.
+
+    The result is immutable (frozen, read-only namespaces), so one instance serves every
+    request for the same URI.
+    """
+    key = (root, raw_rest, raw_query)
+    try:
+        return _PARSED[key]
+    except KeyError:
+        return _remember(_PARSED, key, _parse_xcap_path(root, raw_rest, raw_query))
+
+
+def _parse_xcap_path(root: str, raw_rest: str, raw_query: str) -> XCAPURI:
     if not raw_rest or raw_rest == "/":
         raise URIError("the XCAP root itself is not a resource: add an application usage (AUID)", 404)
     raw_segments = raw_rest[1:].split("/")
