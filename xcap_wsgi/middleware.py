@@ -188,7 +188,8 @@ class XCAPMiddleware:
         if computed:
             return self._computed(request, target)
         if request.method == "PUT":
-            return operations.put(request, self.store, target, self._read_body(request), self.events)
+            return operations.put(request, self.store, target, self._read_body(request), self.events,
+                                  previous_etag_wanted=self.log_requests)
         if request.method == "DELETE":
             return operations.delete(request, self.store, target, self.events)
         return operations.get(request, self.store, target)
