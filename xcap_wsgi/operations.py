@@ -15,6 +15,7 @@ from webob import Request, Response
 from webob.exc import HTTPNotFound, HTTPServiceUnavailable, HTTPUnsupportedMediaType
 
 from .conditions import NEEDS_STORED_STATE, check_preconditions, quote_etag, write_expectation
+from .editor import NodeNotFound, get_node
 from .errors import NoParent
 from .events import ChangeEvent, EventDispatcher, node_patch
 from .storage import ABSENT, ANY, ConcurrentModification, DocumentKey, Store
@@ -45,6 +46,15 @@ def xcap_response(status: int, body: bytes = b"", content_type: str | None = Non
                   extra: list[tuple[str, str]] | None = None) -> Response:
     """A response with exactly the headers XCAP wants: no charset added, Content-Length always,
     ``Cache-Control: no-cache`` (RFC 4825 §9: client-written data is dynamic)."""
+    if extra is None and status in (200, 201) and type(body) is bytes:
+        # The common case, built directly in the order WebOb would give it (it moves
+        # Content-Length last for a status with a body), without WebOb's header rewriting.
+        headers = [("Content-Type", content_type)] if content_type else []
+        headers.append(("Cache-Control", "no-cache"))
+        if etag:
+            headers.append(("ETag", quote_etag(etag)))
+        headers.append(("Content-Length", str(len(body))))
+        return Response(status=status, headerlist=headers, app_iter=[body])
     headers = [("Content-Length", str(len(body))), ("Cache-Control", "no-cache")]
     if content_type:
         headers.insert(0, ("Content-Type", content_type))
@@ -70,8 +80,6 @@ def read(request: Request, target: Target, content: bytes, etag: str) -> Respons
     check_preconditions(request, etag, safe_method=True)
     if target.selector is None:
         return xcap_response(200, content, target.usage.mime_type, etag)
-    from .editor import NodeNotFound
-
     try:
         node = _get_node(content, target)
     except NodeNotFound as exc:
@@ -92,8 +100,6 @@ _NODE_CACHE_DOC_MAX = 32 * 1024
 
 
 def _get_node(content: bytes, target: Target):
-    from .editor import get_node
-
     if len(content) > _NODE_CACHE_DOC_MAX:
         return get_node(content, target.selector)
     key = (target.usage.auid, target.uri.node_selector, tuple(sorted(target.uri.namespaces.items())), content)
