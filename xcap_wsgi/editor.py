@@ -384,18 +384,17 @@ class _Attribute:
     end: int  #: just after the closing quote
 
 
-#: Documents at least this large are remembered per thread (one each): a client working on a big
-#: list sends GET and PUT after GET on the same document, and parsing 1 MiB costs ~6 ms each time.
-CACHE_MIN_BYTES = 64 * 1024
+#: The last parsed document of each thread: an edit parses the stored document and its result,
+#: then validation needs the result's tree again; a client working on a big list sends GET and
+#: PUT after GET on the same document (parsing 1 MiB costs ~6 ms). The hit test is a length check
+#: and a memcmp, cheaper than any parse, so documents of every size go through it.
 _cache = threading.local()
 
 
 def document_of(data: bytes, error=NotWellFormed) -> "_Document":
-    """The parsed document for ``data``: this thread's last large parse when the bytes are equal
+    """The parsed document for ``data``: this thread's last parse when the bytes are equal
     (a length check and a memcmp), else a fresh parse. Parsed trees are never modified, and each
     thread keeps its own, so no tree is shared between threads."""
-    if len(data) < CACHE_MIN_BYTES:
-        return _Document(data, error)
     cached = getattr(_cache, "document", None)
     if cached is not None and cached.data == data:
         return cached
