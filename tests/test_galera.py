@@ -140,7 +140,7 @@ def through_proxy(store):
     """Drop the store's idle connections and point it at the first host (the proxy) again."""
     while True:
         try:
-            store._pool._idle.get_nowait().close()
+            store._pool._idle.pop().close()
         except Exception:
             break
     store._current = 0

@@ -105,7 +105,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import re
 import threading
 import time
@@ -245,7 +244,11 @@ def _safe_url(connect: dict) -> str:
 
 
 class _Pool:
-    """A bounded pool: at most ``size`` connections exist; checkout waits ``timeout`` seconds."""
+    """A bounded pool: at most ``size`` connections exist; checkout waits ``timeout`` seconds.
+
+    The semaphore bounds how many connections are out; the idle ones sit in a plain list, whose
+    ``pop``/``append`` are atomic, so a checkout costs one semaphore step and no queue locking.
+    """
 
     def __init__(self, factory, size: int, timeout: float):
         if size < 1:
@@ -253,15 +256,15 @@ class _Pool:
         self._factory = factory
         self._timeout = timeout
         self._slots = threading.BoundedSemaphore(size)
-        self._idle: queue.LifoQueue = queue.LifoQueue()
+        self._idle: list = []  # most recently used last (warm connections are reused first)
         self._closed = False
 
     def acquire(self):
         if not self._slots.acquire(timeout=self._timeout):
             raise StoreUnavailable("all database connections are busy", retry_after=1)
         try:
-            return self._idle.get_nowait()
-        except queue.Empty:
+            return self._idle.pop()
+        except IndexError:
             pass
         try:
             return self._factory()
@@ -274,7 +277,7 @@ class _Pool:
             if broken or self._closed or connection is None:
                 _close_quietly(connection)
             else:
-                self._idle.put(connection)
+                self._idle.append(connection)
         finally:
             self._slots.release()
 
@@ -286,8 +289,8 @@ class _Pool:
         self._closed = True
         while True:
             try:
-                _close_quietly(self._idle.get_nowait())
-            except queue.Empty:
+                _close_quietly(self._idle.pop())
+            except IndexError:
                 return
 
 
