@@ -60,6 +60,8 @@ def _unauthorized() -> HTTPUnauthorized:
 #: AUIDs whose global documents hold every user's data: readable by trusted principals and admins
 #: only (RFC 4826 §4.4.7: the rls-services global index is for the RLS, not for users).
 RESTRICTED_GLOBAL = ("rls-services",)
+#: Bound of each DefaultPolicy's account cache (emptied when full).
+_ACCOUNTS_MAX = 1024
 
 
 class DefaultPolicy:
@@ -84,6 +86,7 @@ class DefaultPolicy:
         restricted_global: Iterable[str] = RESTRICTED_GLOBAL,
     ):
         self.default_domain = default_domain
+        self._accounts: dict = {}  # see account()
         self.admins = frozenset(self.account(a) for a in admins if a.strip())
         self.trusted = frozenset(self.account(t) for t in trusted if t.strip())
         self.public_read = frozenset(public_read)
@@ -91,7 +94,16 @@ class DefaultPolicy:
         self.restricted_global = frozenset(restricted_global)
 
     def account(self, identity_or_xui: str) -> tuple[str, str]:
-        return account(identity_or_xui, self.default_domain)
+        """``account()`` in this policy's default domain, remembered: every request maps its
+        identity and its XUI, and clients repeat the same few."""
+        key = (identity_or_xui, self.default_domain)
+        found = self._accounts.get(key)
+        if found is None:
+            found = account(identity_or_xui, self.default_domain)
+            if len(self._accounts) >= _ACCOUNTS_MAX:
+                self._accounts.clear()
+            self._accounts[key] = found
+        return found
 
     def authorize(self, identity: str | None, uri: XCAPURI, *, write: bool) -> None:
         override = self.overrides.get(uri.auid)

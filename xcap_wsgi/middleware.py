@@ -175,22 +175,23 @@ class XCAPMiddleware:
         selector = self._parse_selector(uri, usage) if uri.node_selector is not None else None
         if selector is not None and selector.kind == "namespace":
             allowed = READ_ONLY_METHODS  # RFC 4825 §10: namespace bindings are read-only
-        if request.method == "OPTIONS":
+        method = request.method
+        if method == "OPTIONS":
             return xcap_response(200, extra=[("Allow", ", ".join(allowed + ("OPTIONS",)))])
-        if request.method not in allowed:
+        if method not in allowed:
             raise HTTPMethodNotAllowed(headers=[("Allow", ", ".join(allowed))])
 
-        write = request.method in ("PUT", "DELETE")
+        write = method in ("PUT", "DELETE")
         identity = None if self.anonymous else self.identity(request.environ)
         self.policy.authorize(identity, uri, write=write)
 
         target = self._target(request, uri, usage, selector)
         if computed:
             return self._computed(request, target)
-        if request.method == "PUT":
+        if method == "PUT":
             return operations.put(request, self.store, target, self._read_body(request), self.events,
                                   previous_etag_wanted=self.log_requests)
-        if request.method == "DELETE":
+        if method == "DELETE":
             return operations.delete(request, self.store, target, self.events)
         return operations.get(request, self.store, target)
 
