@@ -47,7 +47,8 @@ def key(user: str) -> DocumentKey:
 def test_multi_host_url():
     parsed = parse_url("mysql://u:p%40@db1:3306,db2:3307,[::1]/kamailio?wsrep_sync_wait=1&pool_size=4")
     assert parsed["hosts"] == [("db1", 3306), ("db2", 3307), ("::1", 3306)]
-    assert parsed["connect"] == {"user": "u", "password": "p@", "database": "kamailio", "host": "db1", "port": 3306}
+    assert parsed["connect"] == {"user": "u", "password": "p@", "database": "kamailio", "host": "db1", "port": 3306,
+                                 "ssl_disabled": True}
     assert parsed["wsrep_sync_wait"] == 1 and parsed["pool_size"] == 4
     assert "hosts" not in parse_url("mysql://u:p@db1:3306/kamailio")
     with pytest.raises(ValueError, match="bad host"):

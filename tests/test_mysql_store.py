@@ -67,7 +67,7 @@ def execute(url: str, sql: str, params: tuple = ()):
 def test_parse_url_tcp_and_options():
     parsed = parse_url("mysql://kam%40x:p%3Ass@db.example:3307/kamailio?pool_size=3&connect_timeout=2.5&table=xcap")
     assert parsed["connect"] == {"user": "kam@x", "password": "p:ss", "database": "kamailio",
-                                 "host": "db.example", "port": 3307}
+                                 "host": "db.example", "port": 3307, "ssl_disabled": True}
     assert parsed["pool_size"] == 3 and parsed["connect_timeout"] == 2.5 and parsed["table"] == "xcap"
 
 
@@ -81,6 +81,31 @@ def test_parse_url_unix_socket_and_errors():
         parse_url("mysql://u:p@h/")
     with pytest.raises(ValueError, match="invalid table"):
         MySQLStore(table="xcap; drop table x", check_schema=False)
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("", {"ssl_disabled": True}),  # Kamailio's db_mysql default; PyMySQL would try TLS
+    ("?ssl=disabled", {"ssl_disabled": True}),
+    ("?ssl=preferred", {}),  # PyMySQL's own default: TLS if offered, unverified
+    ("?ssl=required", {"ssl": {"check_hostname": False}}),
+    ("?ssl_ca=/etc/ca.pem", {"ssl": {"ca": "/etc/ca.pem"}}),
+    ("?ssl=required&ssl_ca=/etc/ca.pem", {"ssl": {"ca": "/etc/ca.pem"}}),
+])
+def test_parse_url_tls_modes(query, expected):
+    connect = parse_url("mysql://u:p@h/db" + query)["connect"]
+    assert {k: v for k, v in connect.items() if k.startswith("ssl")} == expected
+
+
+@pytest.mark.parametrize("query", ["?ssl=yes", "?ssl=disabled&ssl_ca=/etc/ca.pem", "?ssl=preferred&ssl_ca=/x"])
+def test_parse_url_refuses_unclear_tls_settings(query):
+    with pytest.raises(ValueError, match="ssl must be"):
+        parse_url("mysql://u:p@h/db" + query)
+
+
+def test_required_tls_fails_cleanly_against_a_server_without_it(db_url):
+    with pytest.raises(StoreUnavailable):
+        MySQLStore.from_url(db_url + "?ssl=required&connect_timeout=3").get(
+            DocumentKey("a", "example.com", "/xcap-root/x", 4))
 
 
 # -- schema: initdb and the start-up check ---------------------------------------------------

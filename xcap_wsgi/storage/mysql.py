@@ -28,6 +28,11 @@ A Unix socket is selected with the ``unix_socket`` query option; the host part i
 * ``lock_wait_timeout`` [10]: seconds a statement waits for a row lock (session innodb_lock_wait_timeout);
 * ``table`` [xcap]: the table name (Kamailio's ``xcap_table`` modparam);
 * ``charset`` [utf8mb4]: the connection character set (what Kamailio's libmariadb uses);
+* ``ssl`` [disabled]: TLS to the database, as Kamailio's db_mysql (``opt_ssl_mode``, off by
+  default): ``disabled``; ``preferred`` (TLS when the server offers it, certificate unchecked);
+  ``required`` (TLS or no connection; ``ssl_ca=/path/ca.pem``, which implies ``required``, also
+  verifies the server certificate and host name against that CA). Off by default also because PyMySQL's opportunistic
+  TLS builds an SSL context per connection, about 30 ms of CPU each;
 * ``wsrep_sync_wait`` [not set: the server's]: Galera causality checks for this store's sessions
   (``SET SESSION wsrep_sync_wait=N``); 1 makes every read wait until the node has applied all that
   the cluster committed before it, so a write acknowledged by one node is read back from any other.
@@ -207,6 +212,15 @@ def parse_url(url: str) -> dict:
             raise ValueError(f"MySQL URL {url!r}: unix_socket and several hosts exclude each other")
         connect["host"], connect["port"] = hosts[0]
         result["hosts"] = hosts
+    ssl_ca = options.pop("ssl_ca", None)
+    ssl_mode = options.pop("ssl", "required" if ssl_ca else "disabled")
+    if ssl_mode not in ("disabled", "preferred", "required") or (ssl_ca and ssl_mode != "required"):
+        raise ValueError(f"MySQL URL {url!r}: ssl must be disabled, preferred or required "
+                         f"(ssl_ca only with required), not {ssl_mode!r}")
+    if ssl_mode == "disabled":
+        connect["ssl_disabled"] = True
+    elif ssl_mode == "required":  # PyMySQL requires TLS for any non-empty ssl dict
+        connect["ssl"] = {"ca": ssl_ca} if ssl_ca else {"check_hostname": False}
     ints = ("pool_size", "retry_after", "deadlock_retries", "lock_wait_timeout", "wsrep_sync_wait")
     floats = ("pool_timeout", "connect_timeout", "read_timeout", "write_timeout")
     for name, value in options.items():
@@ -334,6 +348,8 @@ class MySQLStore:
         wsrep_sync_wait: int | None = None,
         hosts: list[tuple[str, int]] | None = None,
         check_schema: bool = True,
+        ssl: dict | None = None,  # PyMySQL's TLS settings (URL option ssl=required / ssl_ca)
+        ssl_disabled: bool | None = True,  # None: PyMySQL's default (URL option ssl=preferred)
     ):
         if not _IDENTIFIER.match(table):
             raise ValueError(f"invalid table name {table!r}")
@@ -353,6 +369,10 @@ class MySQLStore:
             "init_command": f"SET SESSION innodb_lock_wait_timeout={int(lock_wait_timeout)}"
             + ("" if wsrep_sync_wait is None else f", wsrep_sync_wait={int(wsrep_sync_wait)}"),
         }
+        if ssl:
+            self._connect_args["ssl"] = ssl
+        elif ssl_disabled:
+            self._connect_args["ssl_disabled"] = True
         if unix_socket:
             self._connect_args["unix_socket"] = unix_socket
         else:
