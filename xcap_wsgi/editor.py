@@ -133,21 +133,27 @@ def _put_element(doc: "_Document", selector: NodeSelector, body: bytes, document
 
     if matches:  # §8.2.4: replace in place
         start, end = doc.span(matches[0])
-        new, offset, created = data[:start] + fragment + data[end:], start, False
+        new, created = data[:start] + fragment + data[end:], False
+        elements_before = int(_ELEMENTS_BEFORE(matches[0]))
     else:  # §8.2.3: create where the URI will select it
-        new, offset = _insert_element(doc, parent, steps[-1], new_element, fragment)
+        new, elements_before = _insert_element(doc, parent, steps[-1], new_element, fragment)
         created = True
 
     # Idempotency (§8.2.3/§8.2.4): GET of the URI on the result must return exactly the body.
+    # The bytes before the splice are unchanged up to a tag boundary, so they hold the start tags
+    # of the same ``elements_before`` elements, and the next start tag opens the body, which is
+    # exactly one element (_parse_fragment): in document order it is element ``elements_before``
+    # (0-based), and its bytes are the body's. So the URI must select exactly that element.
     after = document_of(new, NotXMLFrag)
     selected = select(after.root, steps)
-    if len(selected) != 1 or after.span(selected[0]) != (offset, offset + len(fragment)):
+    if len(selected) != 1 or int(_ELEMENTS_BEFORE(selected[0])) != elements_before:
         raise CannotInsert("after the PUT the request URI would not select the element in the body")
     return new, created
 
 
 def _insert_element(doc, parent, step: Step, new_element, fragment: bytes) -> tuple[bytes, int]:
-    """Splice ``fragment`` in at the §8.2.3 insertion point; return (new bytes, offset)."""
+    """Splice ``fragment`` in at the §8.2.3 insertion point; return (new bytes, how many elements
+    precede the insertion point in document order)."""
     data = doc.data
     children = list(parent.iterchildren(tag=etree.Element))
     if step.position is not None:
@@ -156,29 +162,33 @@ def _insert_element(doc, parent, step: Step, new_element, fragment: bytes) -> tu
         if n < 1 or n - 1 > len(pool):
             raise CannotInsert(f"no position satisfies [{n}]: only {len(pool)} such sibling element(s) exist")
         if n > 1:  # directly after the (n-1)th such sibling
-            offset = doc.span(pool[n - 2])[1]
-            return data[:offset] + fragment + data[offset:], offset
+            return _splice_after(doc, pool[n - 2], fragment)
         if pool:  # directly before the first such sibling
             offset = doc.span(pool[0])[0]
-            return data[:offset] + fragment + data[offset:], offset
+            return data[:offset] + fragment + data[offset:], int(_ELEMENTS_BEFORE(pool[0]))
     else:
         # By name (or by attribute): after the last sibling of the same expanded name. For '*'
         # the name comes from the body (as OpenXCAP's fix_star does).
         name = step.tag if step.tag is not None else new_element.tag
         same = [c for c in children if c.tag == name]
         if same:
-            offset = doc.span(same[-1])[1]
-            return data[:offset] + fragment + data[offset:], offset
+            return _splice_after(doc, same[-1], fragment)
     if children:  # append: directly after the last element child
-        offset = doc.span(children[-1])[1]
-        return data[:offset] + fragment + data[offset:], offset
+        return _splice_after(doc, children[-1], fragment)
     tag = doc.start_tag(parent)
     if tag.empty:  # <p .../> becomes <p ...>fragment</p>
         qname = _TAG_NAME.match(data, tag.start + 1).group(0)
         head = data[: tag.end - 2] + b">"
-        return head + fragment + b"</" + qname + b">" + data[tag.end :], len(head)
-    offset = doc.end_tag_start(parent)  # directly before the parent's end tag
-    return data[:offset] + fragment + data[offset:], offset
+        return head + fragment + b"</" + qname + b">" + data[tag.end :], int(_ELEMENTS_BEFORE(parent)) + 1
+    offset = doc.end_tag_start(parent)  # directly before the parent's end tag (it has no element children)
+    return data[:offset] + fragment + data[offset:], int(_ELEMENTS_BEFORE(parent)) + 1
+
+
+def _splice_after(doc, element, fragment: bytes) -> tuple[bytes, int]:
+    """``fragment`` directly after ``element``: (new bytes, elements before the insertion point)."""
+    offset = doc.span(element)[1]
+    before = int(_ELEMENTS_BEFORE(element)) + 1 + int(_DESCENDANTS(element))
+    return doc.data[:offset] + fragment + doc.data[offset:], before
 
 
 _XML_DECL = re.compile(rb"<\?xml[ \t\r\n][^?]*\?>")
