@@ -73,7 +73,22 @@ def _same_xui(candidate: str, xui: str) -> bool:
     return canonical_xui(candidate) == canonical_xui(xui)
 
 
+#: Per unique kind, the values among one parent's children, gathered in C (plain strings).
+_UNIQUE_VALUES = tuple(etree.XPath(f"rl:{local}/@{attribute}", namespaces={"rl": RL}, smart_strings=False)
+                       for local, attribute, _ in UNIQUE_AMONG_SIBLINGS)
+
+
 def _sibling_clashes(parent: etree._Element, default_namespace: str) -> list[Exists]:
+    """The clashes among ``parent``'s children. Whether there are any (the usual answer is no,
+    on every PUT) is decided on the values lxml collects in C; only then are they named."""
+    for values_of in _UNIQUE_VALUES:
+        values = values_of(parent)
+        if len(values) != len(set(values)):
+            return _name_clashes(parent, default_namespace)
+    return []
+
+
+def _name_clashes(parent: etree._Element, default_namespace: str) -> list[Exists]:
     clashes = []
     for local, attribute, suggest in UNIQUE_AMONG_SIBLINGS:
         seen: dict[str, etree._Element] = {}

@@ -15,7 +15,7 @@ from webob import Request, Response
 from webob.exc import HTTPNotFound, HTTPServiceUnavailable, HTTPUnsupportedMediaType
 
 from .conditions import NEEDS_STORED_STATE, check_preconditions, quote_etag, write_expectation
-from .editor import NodeNotFound, get_node
+from .editor import NodeNotFound, delete_node, get_node, parsed_tree, put_node
 from .errors import NoParent
 from .events import ChangeEvent, EventDispatcher, node_patch
 from .storage import ABSENT, ANY, ConcurrentModification, DocumentKey, Store
@@ -133,8 +133,6 @@ def put(request: Request, store: Store, target: Target, body: bytes, events: Eve
         check_preconditions(request, current_etag, safe_method=False)
         if stored is None:
             raise NoParent(phrase="the document does not exist", ancestor=target.root_url)
-        from .editor import parsed_tree, put_node
-
         new_content, created = put_node(stored.content, target.selector, body, target.document_url)
         new_tree = parsed_tree(new_content)  # the editor's own parse of its result, not a second one
         check_limits(new_tree.getroot())
@@ -214,8 +212,6 @@ def delete(request: Request, store: Store, target: Target, events: EventDispatch
                 if events:
                     events.emit(change_event(target, "delete", stored.etag, None))
                 return xcap_response(200)
-            from .editor import NodeNotFound, delete_node, parsed_tree
-
             try:
                 new_content = delete_node(stored.content, target.selector)
             except NodeNotFound as exc:
