@@ -258,14 +258,17 @@ class Stack:
         """The same app under uWSGI (pyuwsgi wheel) from a PasteDeploy ini, lazy apps (one pool per process).
 
         ``router``: uWSGI's asynchronous HTTP router process (``--http``) holds the keep-alive client
-        connections and passes requests to the workers; otherwise each worker thread owns one client
-        connection at a time (``--http-socket``)."""
+        connections and passes each request on to a worker over a socket; otherwise the workers
+        speak HTTP/1.1 themselves (``--http11-socket``, keep-alive included) and each worker thread
+        serves one client connection at a time, so processes x threads must cover the connections.
+        """
         port = port or free_port()
         log = open(self.dir / f"uwsgi-{port}.log", "wb")
         ini = self.dir / f"uwsgi-{port}.ini"  # the PasteDeploy app xcap-wsgi ships (egg:xcap-wsgi)
         ini.write_text(f"[app:main]\nuse = egg:xcap-wsgi\ndb = {self.db_url}\nanonymous = true\n"
                        "log_requests = false\n")
-        listen = ["--http", f"127.0.0.1:{port}", "--http-keepalive"] if router else ["--http-socket", f"127.0.0.1:{port}", "--http-keepalive"]
+        listen = (["--http", f"127.0.0.1:{port}", "--http-keepalive"] if router
+                  else ["--http11-socket", f"127.0.0.1:{port}"])
         proc = subprocess.Popen(
             [shutil.which("uwsgi") or os.path.join(os.path.dirname(sys.executable), "uwsgi"), *listen,
              "--processes", str(processes), "--threads", str(threads), "--lazy-apps", "--master",

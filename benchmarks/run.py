@@ -1,8 +1,8 @@
 """xcap-wsgi and Kamailio's xcap_server side by side on one private MariaDB (issue 9).
 
     python benchmarks/run.py --quick          # 3 s per row (about 4 minutes per deployment)
-    python benchmarks/run.py --full --deployments waitress:2x4,uwsgi:2x4   # 10 s per row (~10 min)
-    python benchmarks/run.py --sweep waitress:2x2,waitress:2x4,uwsgi:2x4 --duration 5   # deployments only
+    python benchmarks/run.py --full --deployments waitress:2x4,uwsgi:2x4,uwsgi11:4x8   # 10 s per row (~15 min)
+    python benchmarks/run.py --sweep waitress:2x4,uwsgi:2x4,uwsgi11:4x8 --duration 5   # deployments only
 
 One command starts everything on 127.0.0.1 and stops it again:
 
@@ -12,6 +12,9 @@ One command starts everything on 127.0.0.1 and stops it again:
 * each xcap-wsgi deployment of ``--deployments``: ``waitress:WxT`` is ``python -m xcap_wsgi serve
   --db mysql://... --anonymous --workers W --threads T``; ``uwsgi:WxT`` is uWSGI's HTTP router
   in front of W processes x T threads running the PasteDeploy app (needs ``pip install pyuwsgi``);
+  ``uwsgi11:WxT`` is the same app with uWSGI's workers speaking HTTP/1.1 themselves
+  (``--http11-socket``, keep-alive; each thread serves one client connection at a time, so W x T
+  must be at least the number of connections);
 * 100 resource-lists documents of about 1.2 KiB, PUT through xcap-wsgi (both servers read the
   same rows).
 
@@ -198,15 +201,15 @@ def fmt_row(label: str, conns: int, xs: dict[str, dict], k: dict) -> str:
 def parse_deployment(spec: str) -> tuple[str, str, int, int]:
     """``waitress:2x4`` / ``uwsgi:2x4`` -> (label, kind, processes, threads)."""
     kind, _, size = spec.partition(":")
-    if kind not in ("waitress", "uwsgi") or "x" not in size:
-        raise ValueError(f"deployment {spec!r}: expected waitress:WxT or uwsgi:WxT")
+    if kind not in ("waitress", "uwsgi", "uwsgi11") or "x" not in size:
+        raise ValueError(f"deployment {spec!r}: expected waitress:WxT, uwsgi:WxT or uwsgi11:WxT")
     workers, threads = (int(v) for v in size.lower().split("x"))
     return spec, kind, workers, threads
 
 
 def start_deployment(stack: Stack, kind: str, workers: int, threads: int, env: dict):
-    if kind == "uwsgi":
-        return stack.start_uwsgi(workers, threads)
+    if kind in ("uwsgi", "uwsgi11"):
+        return stack.start_uwsgi(workers, threads, router=kind == "uwsgi")
     return stack.start_xcap_wsgi(workers, threads, env=env)
 
 
@@ -220,7 +223,8 @@ def main() -> int:
     parser.add_argument("--deployments", default="waitress:2x4",
                         help="xcap-wsgi deployments measured side by side, comma-separated: waitress:WxT is "
                              "`xcap-wsgi serve --workers W --threads T`; uwsgi:WxT is uWSGI's HTTP router with "
-                             "W processes x T threads (needs pyuwsgi)")
+                             "W processes x T threads, uwsgi11:WxT uWSGI workers on --http11-socket "
+                             "(both need pyuwsgi)")
     parser.add_argument("--log-requests", action="store_true", help="keep serve's per-request access log on")
     parser.add_argument("--kamailio-children", type=int, default=8, help="Kamailio tcp_children")
     parser.add_argument("--kamailio-keepalive", action="store_true", help="drop set_reply_close from the sample")
@@ -267,8 +271,8 @@ def main() -> int:
               f"{'' if args.log_requests else ', XCAP_LOG_REQUESTS=0'}); Kamailio: tcp_children="
               f"{args.kamailio_children}{', keep-alive' if args.kamailio_keepalive else ', sample set_reply_close'}; "
               f"{DOCS} documents of {len(document(0))} bytes; wrk {duration:g} s per row", flush=True)
-        for port in (*ports.values(), kport):  # warm up: connections, caches, InnoDB pages
-            wrk(port, "mix", 8, 1.0, template=template)
+        for port in (*ports.values(), kport):  # warm up every worker thread's connections, caches, InnoDB pages
+            wrk(port, "mix", max(connections), 2.0, template=template)
         lines = [header(list(ports))]
         print(lines[0], flush=True)
         for conns in connections:
@@ -336,7 +340,7 @@ def sweep(stack: Stack, spec: str, duration: float, env: dict, template: Path) -
         if not seeded:
             stack.seed(port, DOCS)
             seeded = True
-        wrk(port, "mix", 8, 1.0, template=template)
+        wrk(port, "mix", 32, 2.0, template=template)
         cells = []
         for op in ("get_doc", "put_doc", "mix"):
             r = wrk(port, op, 32, duration, template=template)
