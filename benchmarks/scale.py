@@ -81,7 +81,10 @@ def explain(stack: Stack, users: int) -> list[str]:
     key = (f"user{user}", "example.com", doc_path(user))
     statements = [
         ("xcap-wsgi GET / PUT read", "SELECT doc, etag FROM xcap WHERE username=%s AND domain=%s AND doc_uri=%s", key),
-        ("xcap-wsgi PUT (replace)",
+        ("xcap-wsgi PUT document (one statement)",
+         "UPDATE xcap SET doc='x', etag='e', source=0, port=0 WHERE username=%s AND domain=%s AND doc_uri=%s "
+         "AND doc <> 'x'", key),
+        ("xcap-wsgi PUT element / If-Match (compare-and-swap)",
          "UPDATE xcap SET doc='x', etag='e', source=0, port=0 WHERE username=%s AND domain=%s AND doc_uri=%s "
          "AND etag=%s", key + ("e",)),
         ("xcap-wsgi PUT (create: duplicate check)", "SELECT 1 FROM xcap WHERE username=%s AND domain=%s AND doc_uri=%s",

@@ -5,7 +5,8 @@
 Starts a private MariaDB, Kamailio's xcap_server (sample config) and ``xcap-wsgi serve``, seeds
 10 documents, then for each operation sends the same requests to each server and prints the
 statements MariaDB counted per request (SELECT / UPDATE / INSERT). xcap-wsgi should issue exactly
-one SELECT per GET and SELECT + UPDATE per replacing PUT.
+one SELECT per GET, one UPDATE per document PUT that replaces a document, and SELECT + UPDATE
+per element PUT.
 """
 
 from __future__ import annotations
