@@ -233,3 +233,50 @@ class TestLargeDocuments:
         for thread in threads:
             thread.join()
         assert failures == []
+
+
+class SlowReadStore:
+    """A real SQLite store whose reads take 5 ms, and which counts compare-and-swap writes."""
+
+    def __init__(self, store):
+        self._store, self.puts = store, 0
+
+    def get(self, key):
+        import time
+
+        time.sleep(0.005)  # widen the read -> write window, as a loaded server does
+        return self._store.get(key)
+
+    def put(self, key, content, expected_etag):
+        self.puts += 1
+        return self._store.put(key, content, expected_etag)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_node_writes_to_one_document_from_threads_of_one_process_take_turns(tmp_path):
+    """No thread redoes its edit because another thread of the process changed the document in
+    between: each element PUT writes once, and every entry is there."""
+    import threading
+
+    store = SlowReadStore(SQLiteStore(str(tmp_path / "xcap.sqlite3")))
+    app = XCAPMiddleware(None, store=store, default_domain="example.com")
+    assert put_doc(app).status_int == 201
+    writes_before, statuses = store.puts, []
+
+    def add(n):
+        for i in range(5):
+            node = f"{ALICE_DOC}/~~/resource-lists/list/entry%5B@uri=%22sip:t{n}-{i}@example.com%22%5D"
+            body = f'<entry uri="sip:t{n}-{i}@example.com"/>'.encode()
+            statuses.append(call(app, "PUT", node, body, **{"Content-Type": "application/xcap-el+xml"}).status_int)
+
+    threads = [threading.Thread(target=add, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [201] * 30
+    assert store.puts - writes_before == 30  # no compare-and-swap was lost and redone
+    document = call(app, "GET", ALICE_DOC).body
+    assert all(f"sip:t{n}-{i}@example.com".encode() in document for n in range(6) for i in range(5))

@@ -8,6 +8,7 @@ If-Match is always judged against the document it would really replace.
 
 from __future__ import annotations
 
+import threading
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -25,6 +26,11 @@ from .xmlsafe import check_limits, parse_document
 
 #: How often a write is redone after losing a compare-and-swap race before answering 503.
 CAS_ATTEMPTS = 8
+
+#: Node writes to one document from threads of one process take turns (striped by doc_uri): a
+#: thread that would read the document while another is editing it would only lose the
+#: compare-and-swap and redo its read, edit and validation. Processes still race, safely.
+_NODE_WRITE_LOCKS = tuple(threading.Lock() for _ in range(64))
 
 XCAP_EL = "application/xcap-el+xml"
 XCAP_ATT = "application/xcap-att+xml"
@@ -126,6 +132,11 @@ def put(request: Request, store: Store, target: Target, body: bytes, events: Eve
     _check_content_type(request, target)
     if target.selector is None:
         return _put_document(request, store, target, body, events, previous_etag_wanted)
+    with _node_write_turn(target):
+        return _put_node(request, store, target, body, events)
+
+
+def _put_node(request: Request, store: Store, target: Target, body: bytes, events: EventDispatcher | None):
     for _ in range(CAS_ATTEMPTS):
         stored = store.get(target.key)
         current_etag = stored.etag if stored else ABSENT
@@ -200,6 +211,11 @@ def _put_document(request: Request, store: Store, target: Target, body: bytes, e
 
 def delete(request: Request, store: Store, target: Target, events: EventDispatcher | None = None) -> Response:
     """Delete a document (200, no ETag) or a node (200 with the document's new ETag)."""
+    with _node_write_turn(target) if target.selector is not None else nullcontext():
+        return _delete(request, store, target, events)
+
+
+def _delete(request: Request, store: Store, target: Target, events: EventDispatcher | None) -> Response:
     for _ in range(CAS_ATTEMPTS):
         stored = store.get(target.key)
         if stored is None:
@@ -246,6 +262,11 @@ def _check_content_type(request: Request, target: Target) -> None:
 def _validate(store: Store, target: Target, tree, content: bytes) -> None:
     target.usage.validate(tree, ValidationContext(uri=target.uri, usage=target.usage, content=content,
                                                   store=store, key=target.key, root_url=target.root_url))
+
+
+def _node_write_turn(target: Target) -> threading.Lock:
+    """This process's lock for node writes to the target's document (see _NODE_WRITE_LOCKS)."""
+    return _NODE_WRITE_LOCKS[hash(target.key.doc_uri) % len(_NODE_WRITE_LOCKS)]
 
 
 def _write_lock(store: Store, target: Target):
