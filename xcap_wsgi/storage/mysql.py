@@ -630,30 +630,14 @@ class MySQLStore:
         self._check_size(content)
         etag = new_etag()
         if expected_etag is ABSENT:
-            insert = (
-                f"INSERT INTO `{self.table}` (username, domain, doc_type, doc_uri, doc, etag, source, port) "
-                "VALUES (%s, %s, %s, %s, %s, %s, 0, 0)"
-            )
-            visible = f"SELECT etag FROM `{self.table}` WHERE username=%s AND domain=%s AND doc_uri=%s"
             runs = []
 
             def work(cursor):
                 runs.append(1)
-                try:
-                    cursor.execute(insert, (key.username, key.domain, key.doc_type, key.doc_uri, content, etag))
-                except pymysql.err.IntegrityError as exc:
-                    if _error_code(exc) != ER.DUP_ENTRY:
-                        raise
-                    cursor.execute(visible, (key.username, key.domain, key.doc_uri))
-                    row = cursor.fetchone()
-                    if row is not None and len(runs) > 1 and row[0] == etag:
-                        return  # a re-run: the first run did commit (see "Galera" above)
-                    if row is not None:
-                        raise ConcurrentModification(f"{key.doc_uri} was created concurrently") from exc
-                    raise DocumentUriTaken(
-                        f"{key.doc_uri} is already stored for another user or domain "
-                        f"(doc_uri is unique in Kamailio's {self.table} table)"
-                    ) from exc
+                existing = self._insert(cursor, key, content, etag)
+                if existing is not None and not (len(runs) > 1 and existing == etag):
+                    raise ConcurrentModification(f"{key.doc_uri} was created concurrently")
+                # else created (by this run, or by a first run cut off after its commit: "Galera" above)
 
             self._run(work, write=True)
             return etag
@@ -678,6 +662,29 @@ class MySQLStore:
             raise ConcurrentModification(f"{key.doc_uri} changed concurrently")
         return etag
 
+    def _insert(self, cursor, key: DocumentKey, content: bytes, etag: str) -> str | None:
+        """INSERT a new row (Kamailio's columns, source and port 0); None when it was created.
+
+        On a duplicate doc_uri, the ETag of the row now visible under the key (a concurrent
+        create), or DocumentUriTaken when no row is: the doc_uri belongs to another account
+        (doc_uri is UNIQUE in Kamailio's table), and retrying cannot help.
+        """
+        try:
+            cursor.execute(f"INSERT INTO `{self.table}` (username, domain, doc_type, doc_uri, doc, etag, source, "
+                           "port) VALUES (%s, %s, %s, %s, %s, %s, 0, 0)",
+                           (key.username, key.domain, key.doc_type, key.doc_uri, content, etag))
+            return None
+        except pymysql.err.IntegrityError as exc:
+            if _error_code(exc) != ER.DUP_ENTRY:
+                raise
+            cursor.execute(f"SELECT etag FROM `{self.table}` WHERE username=%s AND domain=%s AND doc_uri=%s",
+                           (key.username, key.domain, key.doc_uri))
+            row = cursor.fetchone()
+            if row is None:
+                raise DocumentUriTaken(f"{key.doc_uri} is already stored for another user or domain "
+                                       f"(doc_uri is unique in Kamailio's {self.table} table)") from exc
+            return row[0]
+
     def write(self, key: DocumentKey, content: bytes, expected=ANY) -> Written:
         """A whole-document write without a read first (see ``Store``).
 
@@ -700,8 +707,6 @@ class MySQLStore:
         update_args = (content, etag, key.username, key.domain, key.doc_uri,
                        *(() if expected is ANY else (expected,)), content)
         select = f"SELECT doc, etag FROM `{self.table}` WHERE {where}"
-        insert = (f"INSERT INTO `{self.table}` (username, domain, doc_type, doc_uri, doc, etag, source, port) "
-                  "VALUES (%s, %s, %s, %s, %s, %s, 0, 0)")
         inserted = []  # an INSERT was sent (by this run or one cut off by a lost connection)
 
         def work(cursor):
@@ -720,18 +725,8 @@ class MySQLStore:
             if expected is not ANY:
                 raise ConcurrentModification(f"{key.doc_uri} does not exist")
             inserted.append(1)
-            try:
-                cursor.execute(insert, (key.username, key.domain, key.doc_type, key.doc_uri, content, etag))
-            except pymysql.err.IntegrityError as exc:
-                if _error_code(exc) != ER.DUP_ENTRY:
-                    raise
-                cursor.execute(select, (key.username, key.domain, key.doc_uri))
-                if cursor.fetchone() is not None:
-                    raise ConcurrentModification(f"{key.doc_uri} was created concurrently") from exc
-                raise DocumentUriTaken(
-                    f"{key.doc_uri} is already stored for another user or domain "
-                    f"(doc_uri is unique in Kamailio's {self.table} table)"
-                ) from exc
+            if self._insert(cursor, key, content, etag) is not None:
+                raise ConcurrentModification(f"{key.doc_uri} was created concurrently")
             return Written(etag, created=True, changed=True)
 
         return self._run(work, write=True)
