@@ -3,7 +3,9 @@
 Every write is read -> check conditions -> compute the new document -> validate ->
 compare-and-swap. When the swap loses a race the whole step is redone on the fresh document
 (conditions included), a bounded number of times, so no update is ever lost and a client's
-If-Match is always judged against the document it would really replace.
+If-Match is always judged against the document it would really replace. A whole-document PUT
+whose conditions already name the state it replaces skips the read: the store's swap checks that
+state itself (``Store.write``), and only when it refuses is the document read and judged.
 """
 
 from __future__ import annotations
