@@ -46,6 +46,9 @@ holds across threads, processes and Kamailio itself:
 * create: ``INSERT`` of all columns; a duplicate ``doc_uri`` (1062) is a lost race, unless the
   colliding row is not visible under the key at all (another user's row: ``doc_uri`` is globally
   UNIQUE in Kamailio's schema), which raises ``DocumentUriTaken`` instead: retrying cannot help;
+* whole-document write (``write``): ``UPDATE ... WHERE <key> [AND etag=?] AND doc <> ?``, one
+  statement for an existing document; a SELECT follows only when it changed nothing (identical
+  content, a missing row to INSERT, or another version);
 * delete: ``DELETE ... AND etag=?``.
 
 Collation decision (issue #4 item 4). Kamailio's databases are usually ``latin1_swedish_ci``,
