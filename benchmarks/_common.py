@@ -30,6 +30,7 @@ KAMAILIO_SQL_DIR = Path("/usr/share/kamailio/mysql")
 KAMAILIO_MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
 WRK_SCRIPT = HERE / "xcap.lua"
 RL_NS = "urn:ietf:params:xml:ns:resource-lists"
+XCAP_CAPS = "/xcap-root/xcap-caps/global/index"  # answers once a server is up
 
 
 def process_tree(pid: int) -> list[int]:
@@ -187,6 +188,20 @@ class Stack:
         return pymysql.connect(host="127.0.0.1", port=self.db_port, user="xcap", password="xcap",
                                database="kamailio", autocommit=True, **extra)
 
+    def _launch(self, name: str, argv: list[str], log_path: Path, port: int, ready_path: str,
+                cwd: Path = REPO, env: dict | None = None) -> subprocess.Popen:
+        """Start ``argv`` in its own process group, logging to ``log_path``; wait until it answers
+        HTTP on ``port``, else raise with the log's tail."""
+        log = open(log_path, "wb")
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=cwd, env=env)
+        self.procs.append(proc)
+        try:
+            wait_http(port, proc, ready_path)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{name}: {exc}\n{log_path.read_text()[-3000:]}") from None
+        return proc
+
     # -- Kamailio -----------------------------------------------------------------------------
 
     def start_kamailio(self, tcp_children: int = 8, keepalive: bool = False) -> int:
@@ -203,16 +218,8 @@ class Stack:
                   .replace("@KEEPALIVE@", "# " if keepalive else ""))
         cfg = rundir / "kamailio.cfg"
         cfg.write_text(config)
-        log = open(rundir / "kamailio.log", "wb")
-        proc = subprocess.Popen([binary, "-f", str(cfg), "-DD", "-E", "-Y", str(rundir), "-w", str(rundir),
-                                 "-m", "128", "-M", "16"],
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, cwd=rundir)
-        self.procs.append(proc)
-        try:
-            wait_http(port, proc, "/")
-        except RuntimeError as exc:
-            raise RuntimeError(f"Kamailio: {exc}\n{(rundir / 'kamailio.log').read_text()[-3000:]}") from None
+        self._launch("Kamailio", [binary, "-f", str(cfg), "-DD", "-E", "-Y", str(rundir), "-w", str(rundir),
+                                  "-m", "128", "-M", "16"], rundir / "kamailio.log", port, "/", cwd=rundir)
         self.kamailio_port = port
         return port
 
@@ -221,17 +228,11 @@ class Stack:
     def start_xcap_wsgi(self, workers: int = 2, threads: int = 8, extra: tuple = (), env: dict | None = None,
                         port: int | None = None) -> tuple[int, subprocess.Popen]:
         port = port or free_port()
-        log = open(self.dir / f"xcap-wsgi-{port}.log", "wb")
-        proc = subprocess.Popen(
+        proc = self._launch(
+            "xcap-wsgi",
             [sys.executable, "-m", "xcap_wsgi", "serve", "--db", self.db_url, "--anonymous", "--host", "127.0.0.1",
              "--port", str(port), "--workers", str(workers), "--threads", str(threads), *extra],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO,
-            env={**os.environ, **(env or {})})
-        self.procs.append(proc)
-        try:
-            wait_http(port, proc, "/xcap-root/xcap-caps/global/index")
-        except RuntimeError as exc:
-            raise RuntimeError(f"xcap-wsgi: {exc}\n{(self.dir / f'xcap-wsgi-{port}.log').read_text()[-3000:]}")
+            self.dir / f"xcap-wsgi-{port}.log", port, XCAP_CAPS, env={**os.environ, **(env or {})})
         self.xcap_port = port
         return port, proc
 
@@ -239,18 +240,13 @@ class Stack:
                        port: int | None = None) -> tuple[int, subprocess.Popen]:
         """The same app under gunicorn (``app_factory`` of xcap_wsgi.paste), for deployment comparisons."""
         port = port or free_port()
-        log = open(self.dir / f"gunicorn-{port}.log", "wb")
         factory = f"xcap_wsgi.paste:app_factory({{}}, db={self.db_url!r}, anonymous='true')"
-        proc = subprocess.Popen(
+        proc = self._launch(
+            "gunicorn",
             [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
              "--worker-class", worker_class, "--threads", str(threads), "--keep-alive", "30",
              "--backlog", "1024", factory],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO)
-        self.procs.append(proc)
-        try:
-            wait_http(port, proc, "/xcap-root/xcap-caps/global/index")
-        except RuntimeError as exc:
-            raise RuntimeError(f"gunicorn: {exc}\n{(self.dir / f'gunicorn-{port}.log').read_text()[-3000:]}")
+            self.dir / f"gunicorn-{port}.log", port, XCAP_CAPS)
         return port, proc
 
     def start_uwsgi(self, processes: int = 2, threads: int = 4, port: int | None = None,
@@ -263,22 +259,17 @@ class Stack:
         serves one client connection at a time, so processes x threads must cover the connections.
         """
         port = port or free_port()
-        log = open(self.dir / f"uwsgi-{port}.log", "wb")
         ini = self.dir / f"uwsgi-{port}.ini"  # the PasteDeploy app xcap-wsgi ships (egg:xcap-wsgi)
         ini.write_text(f"[app:main]\nuse = egg:xcap-wsgi\ndb = {self.db_url}\nanonymous = true\n"
                        "log_requests = false\n")
         listen = (["--http", f"127.0.0.1:{port}", "--http-keepalive"] if router
                   else ["--http11-socket", f"127.0.0.1:{port}"])
-        proc = subprocess.Popen(
+        proc = self._launch(
+            "uwsgi",
             [shutil.which("uwsgi") or os.path.join(os.path.dirname(sys.executable), "uwsgi"), *listen,
              "--processes", str(processes), "--threads", str(threads), "--lazy-apps", "--master",
              "--die-on-term", "--disable-logging", "--listen", "1024", "--paste", f"config:{ini}"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=REPO)
-        self.procs.append(proc)
-        try:
-            wait_http(port, proc, "/xcap-root/xcap-caps/global/index")
-        except RuntimeError as exc:
-            raise RuntimeError(f"uwsgi: {exc}\n{(self.dir / f'uwsgi-{port}.log').read_text()[-3000:]}")
+            self.dir / f"uwsgi-{port}.log", port, XCAP_CAPS)
         return port, proc
 
     def stop_proc(self, proc: subprocess.Popen) -> None:

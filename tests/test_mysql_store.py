@@ -465,26 +465,34 @@ def test_wrong_credentials_or_database_fail_at_start_up(db_url):
         MySQLStore.from_url(f"mysql://{parts['user']}:{parts['password']}@{where}/no_such_database_xcapw")
 
 
-def test_service_resumes_after_a_real_server_restart(tmp_path):
-    """A private mariadbd is stopped and started again: 503 while down, back on its own after."""
+def private_mariadb(tmp_path):
+    """(start, stop) of a private mariadbd in tmp_path (.ci/mariadb.sh); start returns its URL."""
     server_url()  # MySQL tests are enabled
     if not shutil.which("mariadbd") and not os.path.exists("/usr/sbin/mariadbd"):
         unavailable("mariadbd is not installed")
-    script = REPO / ".ci" / "mariadb.sh"
-    port = free_port()
-    datadir = tmp_path / "db"
+    script, port, datadir = REPO / ".ci" / "mariadb.sh", free_port(), tmp_path / "db"
 
-    def start():
+    def start() -> str:
         out = subprocess.run(["bash", str(script), "start", str(datadir), str(port)], check=True,
                              capture_output=True, text=True, timeout=120)
         return out.stdout.strip().splitlines()[-1]
+
+    def stop(check: bool = True) -> None:
+        subprocess.run(["bash", str(script), "stop", str(datadir)], check=check, timeout=60)
+
+    return start, stop
+
+
+def test_service_resumes_after_a_real_server_restart(tmp_path):
+    """A private mariadbd is stopped and started again: 503 while down, back on its own after."""
+    start, stop = private_mariadb(tmp_path)
 
     try:
         url = start()
         initdb(url)
         store = MySQLStore.from_url(url + "?connect_timeout=1&retry_after=3&pool_size=2")
         etag = store.put(ALICE, DOC, None)
-        subprocess.run(["bash", str(script), "stop", str(datadir)], check=True, timeout=60)
+        stop()
         with pytest.raises(StoreUnavailable) as info:
             store.get(ALICE)
         assert info.value.retry_after == 3
@@ -501,7 +509,7 @@ def test_service_resumes_after_a_real_server_restart(tmp_path):
         store.close()
         late.close()
     finally:
-        subprocess.run(["bash", str(script), "stop", str(datadir)], timeout=60)
+        stop(check=False)
 
 
 # -- no lost updates between processes ------------------------------------------------------
@@ -663,17 +671,7 @@ def test_cli_serve_refuses_a_database_without_kamailios_table():
 
 def test_http_503_with_retry_after_while_the_database_is_down(tmp_path):
     """xcap-wsgi serve on a private mariadbd that is stopped and restarted: 503 + Retry-After, then 200."""
-    server_url()
-    if not shutil.which("mariadbd") and not os.path.exists("/usr/sbin/mariadbd"):
-        unavailable("mariadbd is not installed")
-    script = REPO / ".ci" / "mariadb.sh"
-    port = free_port()
-    datadir = tmp_path / "db"
-
-    def start():
-        out = subprocess.run(["bash", str(script), "start", str(datadir), str(port)], check=True,
-                             capture_output=True, text=True, timeout=120)
-        return out.stdout.strip().splitlines()[-1]
+    start, stop = private_mariadb(tmp_path)
 
     path = COUNTER_KEY.doc_uri
     body = (b'<?xml version="1.0" encoding="UTF-8"?>\n<resource-lists '
@@ -684,7 +682,7 @@ def test_http_503_with_retry_after_while_the_database_is_down(tmp_path):
         with run_xcap_wsgi(url + "?connect_timeout=1&retry_after=4") as server:
             assert http_request("PUT", server.port, path, body, {"Content-Type": "application/resource-lists+xml"})[0] \
                 == 201
-            subprocess.run(["bash", str(script), "stop", str(datadir)], check=True, timeout=60)
+            stop()
             status, headers, _ = http_request("GET", server.port, path)
             assert status == 503 and headers.get("retry-after") == "4"
             status, headers, _ = http_request("PUT", server.port, path, body,
@@ -694,7 +692,7 @@ def test_http_503_with_retry_after_while_the_database_is_down(tmp_path):
             status, _, got = http_request("GET", server.port, path)
             assert (status, got) == (200, body)
     finally:
-        subprocess.run(["bash", str(script), "stop", str(datadir)], timeout=60)
+        stop(check=False)
 
 
 # -- store-wide named locks and scans (used for rls-services service-URI uniqueness) ----------
