@@ -13,6 +13,8 @@ from webob import Request
 from webob.etag import AnyETag, ETagMatcher
 from webob.exc import HTTPNotModified, HTTPPreconditionFailed
 
+from .storage.base import ABSENT, ANY
+
 
 def check_preconditions(request: Request, current_etag: str | None, *, safe_method: bool) -> None:
     """Raise 412 (or 304 for GET/HEAD) unless the request's conditions hold for ``current_etag``.
@@ -44,8 +46,6 @@ def write_expectation(request: Request):
     When the store then refuses the write, the engine reads the row and judges the request as
     if it had read first, so both ways answer alike.
     """
-    from .storage import ABSENT, ANY
-
     if_match = (request.environ.get("HTTP_IF_MATCH") or "").strip()
     if_none_match = (request.environ.get("HTTP_IF_NONE_MATCH") or "").strip()
     if not if_match and not if_none_match:
