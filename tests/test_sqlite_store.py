@@ -113,3 +113,38 @@ def test_memory_store_is_shared_between_threads():
     thread.start()
     thread.join()
     assert seen[0].content == b"<a/>"
+
+
+def _open_at(path, start, results):
+    """Child process body: wait for the common start, open the store, report the outcome."""
+    import time
+
+    while time.time() < start:
+        pass
+    try:
+        SQLiteStore(path)
+        results.put("ok")
+    except Exception as exc:  # noqa: BLE001 - the parent reports what went wrong
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_opening_a_new_file_at_once_all_succeed(tmp_path):
+    """``serve --workers N`` and uWSGI start N processes on one fresh file: switching it to WAL
+    is refused with 'database is locked' (without waiting for the busy timeout) while another
+    process does the same, and that once stopped a worker from starting."""
+    import multiprocessing
+    import time
+
+    context = multiprocessing.get_context("fork")
+    outcomes = []
+    for attempt in range(15):
+        results = context.Queue()
+        start = time.time() + 0.3
+        path = str(tmp_path / f"fresh{attempt}.sqlite3")
+        processes = [context.Process(target=_open_at, args=(path, start, results)) for _ in range(6)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(60)
+        outcomes += [results.get(timeout=10) for _ in processes]
+    assert [o for o in outcomes if o != "ok"] == []

@@ -69,17 +69,20 @@ def workers(tmp_path):
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     banner = process.stdout.readline()
-    threading.Thread(target=process.stdout.read, daemon=True).start()
-    assert wait_until(lambda: len(children(process.pid)) == 3), "three workers"
+    output: list[str] = []  # what the server printed after its banner, for failure messages
+    threading.Thread(target=lambda: output.extend(process.stdout), daemon=True).start()
+    assert wait_until(lambda: len(children(process.pid)) == 3), f"three workers: {''.join(output)}"
 
     def answers():
+        if process.poll() is not None:
+            raise AssertionError(f"the server stopped (status {process.returncode}): {''.join(output)}")
         try:
             request(port, "GET", "/xcap-root/xcap-caps/global/index")
             return True
         except OSError:
             return False
 
-    assert wait_until(answers)
+    assert wait_until(answers), ''.join(output)
     pids = set(children(process.pid))
     yield process, port, banner
     pids |= set(children(process.pid))

@@ -14,6 +14,7 @@ import itertools
 from contextlib import contextmanager
 import sqlite3
 import threading
+import time
 
 from .base import (
     ABSENT,
@@ -82,10 +83,28 @@ class SQLiteStore:
             )
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
-        if not self._uri:
-            connection.execute("PRAGMA journal_mode=WAL")
         connection.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+        if not self._uri:
+            self._switch_to_wal(connection)
         return connection
+
+    def _switch_to_wal(self, connection: sqlite3.Connection) -> None:
+        """Put the file in WAL mode, waiting up to ``timeout`` for other processes doing the same.
+
+        Switching a new file to WAL answers 'database is locked' at once, without the busy
+        handler, while another connection holds the file (N workers opening one fresh file at
+        start-up): retry briefly rather than fail a worker's start.
+        """
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    connection.close()
+                    raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
+                time.sleep(0.01)
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
@@ -94,9 +113,12 @@ class SQLiteStore:
         return connection
 
     def _create_schema(self, connection: sqlite3.Connection) -> None:
-        for statement in SCHEMA:
-            connection.execute(statement)
-        row = connection.execute("SELECT table_version FROM version WHERE table_name='xcap'").fetchone()
+        try:
+            for statement in SCHEMA:
+                connection.execute(statement)
+            row = connection.execute("SELECT table_version FROM version WHERE table_name='xcap'").fetchone()
+        except sqlite3.OperationalError as exc:  # locked beyond the busy timeout, not a database, ...
+            raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
         if row is None or int(row[0]) != KAMAILIO_XCAP_TABLE_VERSION:
             raise SchemaMismatch(
                 f"{self.path}: version row for table 'xcap' is {row and row[0]!r}, "
