@@ -22,6 +22,7 @@ from .editor import NodeNotFound, delete_node, get_node, parsed_tree, put_node
 from .errors import NoParent
 from .events import ChangeEvent, EventDispatcher, node_patch
 from .storage import ABSENT, ANY, ConcurrentModification, DocumentKey, Store
+from .turns import WriteTurns
 from .uri import XCAPURI
 from .usages import ApplicationUsage, ValidationContext
 from .xmlsafe import check_limits, parse_document
@@ -29,10 +30,8 @@ from .xmlsafe import check_limits, parse_document
 #: How often a write is redone after losing a compare-and-swap race before answering 503.
 CAS_ATTEMPTS = 8
 
-#: Node writes to one document from threads of one process take turns (striped by doc_uri): a
-#: thread that would read the document while another is editing it would only lose the
-#: compare-and-swap and redo its read, edit and validation. Processes still race, safely.
-_NODE_WRITE_LOCKS = tuple(threading.Lock() for _ in range(64))
+#: Turns for stores without ``write_turn``: among this process's threads only (see turns.py).
+_PROCESS_TURNS = WriteTurns()
 
 XCAP_EL = "application/xcap-el+xml"
 XCAP_ATT = "application/xcap-att+xml"
@@ -134,7 +133,7 @@ def put(request: Request, store: Store, target: Target, body: bytes, events: Eve
     _check_content_type(request, target)
     if target.selector is None:
         return _put_document(request, store, target, body, events, previous_etag_wanted)
-    with _node_write_turn(target):
+    with _node_write_turn(store, target):
         return _put_node(request, store, target, body, events)
 
 
@@ -213,7 +212,7 @@ def _put_document(request: Request, store: Store, target: Target, body: bytes, e
 
 def delete(request: Request, store: Store, target: Target, events: EventDispatcher | None = None) -> Response:
     """Delete a document (200, no ETag) or a node (200 with the document's new ETag)."""
-    with _node_write_turn(target) if target.selector is not None else nullcontext():
+    with _node_write_turn(store, target) if target.selector is not None else nullcontext():
         return _delete(request, store, target, events)
 
 
@@ -266,9 +265,11 @@ def _validate(store: Store, target: Target, tree, content: bytes) -> None:
                                                   store=store, key=target.key, root_url=target.root_url))
 
 
-def _node_write_turn(target: Target) -> threading.Lock:
-    """This process's lock for node writes to the target's document (see _NODE_WRITE_LOCKS)."""
-    return _NODE_WRITE_LOCKS[hash(target.key.doc_uri) % len(_NODE_WRITE_LOCKS)]
+def _node_write_turn(store: Store, target: Target):
+    """The turn for a read-modify-write of the target's document: the store's (shared by the
+    processes of the host) or else this process's (see turns.py)."""
+    turn = getattr(store, "write_turn", None)
+    return turn(target.key) if turn is not None else _PROCESS_TURNS.turn(target.key.doc_uri)
 
 
 def _write_lock(store: Store, target: Target):

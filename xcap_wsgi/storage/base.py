@@ -127,6 +127,11 @@ class Store(Protocol):
     any other state it raises ``ConcurrentModification`` and the engine reads the row to decide
     between 412 and a retry. Both shipped stores have it; on MySQL it is one statement when the
     document exists.
+
+    A store may also offer ``write_turn(key)``, a context manager the engine holds around each
+    read-modify-write of one document (element and attribute PUT/DELETE), so that writers on
+    this host wait for each other instead of losing the compare-and-swap (see turns.py). Both
+    shipped stores have it; without it, threads of one process take turns.
     """
 
     def get(self, key: DocumentKey) -> StoredDocument | None:

@@ -122,6 +122,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pymysql
 from pymysql.constants import CLIENT, ER
 
+from ..turns import WriteTurns, host_turns_path
 from . import kamailio_ddl
 from .base import (
     DocumentTooLarge,
@@ -390,6 +391,7 @@ class MySQLStore:
             self.url = f"mysql://{user}@{where}/{database}"
         self._pool = _Pool(self._connect, pool_size, pool_timeout)
         self._named_locks: dict[str, threading.Lock] = {}
+        self._turns = WriteTurns(host_turns_path(f"{self.url}/{table}"))
         self._schema_checked = not check_schema
         self.max_allowed_packet: int | None = None  # the server's, read with the schema check
         self._schema_lock = threading.Lock()
@@ -779,6 +781,12 @@ class MySQLStore:
 
         for row in self._run(work, write=False):
             yield DocumentKey(row[0], row[1], row[2], int(row[3])), bytes(row[4])
+
+    def write_turn(self, key: DocumentKey):
+        """The turn for a read-modify-write of one document, among the threads and processes of
+        this host that use this database and table (see turns.py). Writers on other hosts still
+        race, and the compare-and-swap keeps that safe."""
+        return self._turns.turn(key.doc_uri)
 
     @contextmanager
     def lock(self, name: str, timeout: int = 10):

@@ -16,6 +16,7 @@ import sqlite3
 import threading
 import time
 
+from ..turns import WriteTurns
 from .base import (
     ABSENT,
     ANY,
@@ -71,6 +72,7 @@ class SQLiteStore:
             self._target, self._uri = path, False
         self._local = threading.local()
         self._locks: dict[str, threading.Lock] = {}
+        self._turns = WriteTurns(None if self._uri else f"{path}.write-turns.lock")
         self._keeper = self._connect()
         self._create_schema(self._keeper)
 
@@ -220,6 +222,11 @@ class SQLiteStore:
         ).fetchall()
         for username, domain, doc_uri, row_type, doc in rows:
             yield DocumentKey(username, domain, doc_uri, row_type), bytes(doc)
+
+    def write_turn(self, key: DocumentKey):
+        """The turn for a read-modify-write of one document, among the threads and processes
+        using this database file (a lock file beside it; see turns.py)."""
+        return self._turns.turn(key.doc_uri)
 
     @contextmanager
     def lock(self, name: str):

@@ -1,0 +1,173 @@
+"""Write turns (xcap_wsgi.turns): read-modify-writes of one document wait for each other across
+processes, instead of losing the compare-and-swap and redoing their work."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import stat
+
+import pytest
+
+from conftest import ALICE_DOC, RL_DOC, RL_MIME, call
+from xcap_wsgi import XCAPMiddleware
+from xcap_wsgi.storage import SQLiteStore
+from xcap_wsgi.turns import WriteTurns, host_turns_path
+
+FORK = multiprocessing.get_context("fork")
+WAIT = 20  # seconds any step may take on a loaded machine before the test gives up
+
+
+def _hold_other(path, name, trying, acquired):
+    """Child: announce, take the turn for ``name``, say so, give it back."""
+    turns = WriteTurns(path)
+    trying.set()
+    with turns.turn(name):
+        acquired.set()
+
+
+def _start_child(path, name):
+    trying, acquired = FORK.Event(), FORK.Event()
+    child = FORK.Process(target=_hold_other, args=(path, name, trying, acquired))
+    child.start()
+    assert trying.wait(WAIT)
+    return child, acquired
+
+
+def test_another_process_waits_for_the_turn_on_the_same_document(tmp_path):
+    turns = WriteTurns(str(tmp_path / "turns.lock"))
+    with turns.turn("/xcap-root/resource-lists/users/sip:alice@example.com/index"):
+        assert turns.shared
+        child, acquired = _start_child(turns.path, "/xcap-root/resource-lists/users/sip:alice@example.com/index")
+        assert not acquired.wait(0.5), "the other process took a turn that was held"
+    assert acquired.wait(WAIT), "the other process never got the turn after it was given back"
+    child.join(WAIT)
+    assert child.exitcode == 0
+
+
+def test_a_turn_on_another_document_does_not_wait(tmp_path):
+    turns = WriteTurns(str(tmp_path / "turns.lock"))
+    alice, bob = "/xcap-root/pres-rules/users/sip:alice@example.com/index", "/xcap-root/pres-rules/users/sip:bob@x/index"
+    assert turns.stripe(alice) != turns.stripe(bob)
+    with turns.turn(alice):
+        child, acquired = _start_child(turns.path, bob)
+        assert acquired.wait(WAIT), "a turn on a different stripe waited for this one"
+    child.join(WAIT)
+
+
+def test_a_forked_child_does_not_share_the_parents_turns(tmp_path):
+    """An OFD lock belongs to an open file: a child that kept the descriptor the parent opened
+    before the fork (as pre-forking servers do) would hold the parent's turns as its own."""
+    turns = WriteTurns(str(tmp_path / "turns.lock"))
+    name = "/xcap-root/rls-services/users/sip:carol@example.com/index"
+    with turns.turn(name):  # opens the lock file in this process
+        assert turns.shared
+    go, trying, acquired = FORK.Event(), FORK.Event(), FORK.Event()
+
+    def same_object_in_child():
+        assert go.wait(WAIT)
+        trying.set()
+        with turns.turn(name):
+            acquired.set()
+
+    child = FORK.Process(target=same_object_in_child)
+    child.start()
+    with turns.turn(name):
+        go.set()
+        assert trying.wait(WAIT)
+        assert not acquired.wait(0.5), "the forked child took the parent's turn through the inherited file"
+    assert acquired.wait(WAIT)
+    child.join(WAIT)
+
+
+def test_stripes_are_the_same_in_every_process():
+    """``hash()`` of a str differs between interpreters; the stripe must not."""
+    import subprocess
+    import sys
+
+    name = "/xcap-root/resource-lists/users/sip:alice@example.com/index"
+    program = f"from xcap_wsgi.turns import WriteTurns; print(WriteTurns().stripe({name!r}))"
+    stripes = {int(subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                                  env={**os.environ, "PYTHONHASHSEED": seed}, check=True).stdout)
+               for seed in ("1", "2", "3")}
+    assert stripes == {WriteTurns().stripe(name)}
+    assert WriteTurns().stripe(name) == WriteTurns().stripe(name.upper())  # case variants reach one MySQL row
+
+
+def test_without_a_lock_file_turns_are_per_process(tmp_path):
+    assert not WriteTurns(None).shared
+    assert not WriteTurns(str(tmp_path / "no-such-dir" / "turns.lock")).shared
+    with WriteTurns(str(tmp_path / "no-such-dir" / "turns.lock")).turn("doc"):
+        pass  # still usable: the compare-and-swap decides
+
+
+def test_the_host_lock_directory_is_private(tmp_path, monkeypatch):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    path = host_turns_path("mysql://kamailio@127.0.0.1:3306/kamailio/xcap")
+    assert path is not None and path != host_turns_path("mysql://kamailio@127.0.0.1:3306/other/xcap")
+    info = os.lstat(os.path.dirname(path))
+    assert info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) == 0o700
+    assert "kamailio" not in os.path.basename(path)  # names a hash, not the database
+    os.chmod(os.path.dirname(path), 0o777)  # somebody else could plant or hold the lock file
+    assert host_turns_path("mysql://kamailio@127.0.0.1:3306/kamailio/xcap") is None
+
+
+# -- through the middleware --------------------------------------------------------------------
+
+
+class CountingSlowStore:
+    """A real SQLite store whose reads take 20 ms, and which counts compare-and-swap writes."""
+
+    def __init__(self, store):
+        self._store, self.puts = store, 0
+
+    def get(self, key):
+        import time
+
+        time.sleep(0.02)  # widen the read -> write window, as a loaded server does
+        return self._store.get(key)
+
+    def put(self, key, content, expected_etag):
+        self.puts += 1
+        return self._store.put(key, content, expected_etag)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def _add_entries(path, worker, count, start, results):
+    import time
+
+    store = CountingSlowStore(SQLiteStore(path))
+    app = XCAPMiddleware(None, store=store, default_domain="example.com")
+    while time.time() < start:
+        time.sleep(0.001)
+    statuses = []
+    for i in range(count):
+        node = f"{ALICE_DOC}/~~/resource-lists/list/entry%5B@uri=%22sip:p{worker}-{i}@example.com%22%5D"
+        body = f'<entry uri="sip:p{worker}-{i}@example.com"/>'.encode()
+        statuses.append(call(app, "PUT", node, body, **{"Content-Type": "application/xcap-el+xml"}).status_int)
+    results.put((statuses, store.puts))
+
+
+def test_element_puts_from_several_processes_each_write_once(tmp_path):
+    """With the store's turns, no process redoes an edit because another process changed the
+    document in between: every element PUT writes exactly once. (With turns per process only,
+    this fails: some writes lose the compare-and-swap and are redone; nothing is lost.)"""
+    import time
+
+    path = str(tmp_path / "xcap.sqlite3")
+    setup = XCAPMiddleware(None, store=SQLiteStore(path), default_domain="example.com")
+    assert call(setup, "PUT", ALICE_DOC, RL_DOC, **{"Content-Type": RL_MIME}).status_int == 201
+    workers, count, results = 3, 6, FORK.Queue()
+    start = time.time() + 1.0
+    processes = [FORK.Process(target=_add_entries, args=(path, w, count, start, results)) for w in range(workers)]
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(WAIT)
+    assert all(status == 201 for statuses, _ in outcomes for status in statuses)
+    document = call(setup, "GET", ALICE_DOC).body
+    assert all(f"sip:p{w}-{i}@example.com".encode() in document for w in range(workers) for i in range(count))
+    assert sum(puts for _, puts in outcomes) == workers * count
