@@ -29,6 +29,8 @@ KAMAILIO_CONFIG = HERE / "kamailio-xcap.cfg"
 KAMAILIO_SQL_DIR = Path("/usr/share/kamailio/mysql")
 KAMAILIO_MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
 WRK_SCRIPT = HERE / "xcap.lua"
+#: MariaDB's statement counters (SHOW GLOBAL STATUS) that Stack.statement_counts reads.
+COUNTERS = ("Com_select", "Com_update", "Com_insert", "Com_delete")
 RL_NS = "urn:ietf:params:xml:ns:resource-lists"
 XCAP_CAPS = "/xcap-root/xcap-caps/global/index"  # answers once a server is up
 
@@ -187,6 +189,14 @@ class Stack:
     def connect(self, **extra):
         return pymysql.connect(host="127.0.0.1", port=self.db_port, user="xcap", password="xcap",
                                database="kamailio", autocommit=True, **extra)
+
+    def statement_counts(self) -> dict[str, int]:
+        """MariaDB's global statement counters (Com_select/update/insert/delete): differences
+        taken around a load show how many statements a request cost, retries included."""
+        with contextlib.closing(self.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN (%s)" % ",".join(["%s"] * len(COUNTERS)),
+                        COUNTERS)
+            return {name: int(value) for name, value in cur.fetchall()}
 
     def _launch(self, name: str, argv: list[str], log_path: Path, port: int, ready_path: str,
                 cwd: Path = REPO, env: dict | None = None) -> subprocess.Popen:

@@ -2,7 +2,7 @@
 
     python benchmarks/run.py --quick          # 3 s per row (about 4 minutes per deployment)
     python benchmarks/run.py --full --deployments waitress:2x4,uwsgi:2x4,uwsgi11:4x8   # 10 s per row (~13 min)
-    python benchmarks/run.py --sweep waitress:2x4,uwsgi:2x4,uwsgi11:4x8 --duration 5   # deployments only
+    python benchmarks/run.py --sweep waitress:2x4,uwsgi11:4x8 --ops get_doc,put_el --duration 5   # deployments only
 
 One command starts everything on 127.0.0.1 and stops it again:
 
@@ -229,7 +229,7 @@ def main() -> int:
     parser.add_argument("--kamailio-children", type=int, default=8, help="Kamailio tcp_children")
     parser.add_argument("--kamailio-keepalive", action="store_true", help="drop set_reply_close from the sample")
     parser.add_argument("--sweep", help="xcap-wsgi only: compare deployments (same syntax as --deployments) "
-                                         "on GET/PUT/mix at 32 connections")
+                                         "on --ops at the largest of --connections")
     parser.add_argument("--no-ceiling", action="store_true")
     parser.add_argument("--json", help="also write all figures to this file")
     args = parser.parse_args()
@@ -255,7 +255,7 @@ def main() -> int:
         template.write_bytes(document("@N@"))
 
         if args.sweep:
-            return sweep(stack, args.sweep, duration, env, template)
+            return sweep(stack, args.sweep, ops, max(connections), duration, env, template)
 
         kport = stack.start_kamailio(args.kamailio_children, keepalive=args.kamailio_keepalive)
         kpid = stack.procs[-1].pid
@@ -330,22 +330,27 @@ def main() -> int:
     return 0
 
 
-def sweep(stack: Stack, spec: str, duration: float, env: dict, template: Path) -> int:
+def sweep(stack: Stack, spec: str, ops: list[str], conns: int, duration: float, env: dict, template: Path) -> int:
+    """xcap-wsgi deployments only, one after the other: ``ops`` at ``conns`` connections."""
     seeded = False
-    print("| deployment | GET document req/s | p99 ms | PUT document req/s | p99 ms | mix req/s | p99 ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| deployment | " + " | ".join(f"{OPS[op]} req/s | p99 ms | SELECT+UPDATE per request" for op in ops) + " |")
+    print("|---|" + "---:|---:|---:|" * len(ops))
     for item in spec.split(","):
         label, kind, workers, threads = parse_deployment(item)
         port, proc = start_deployment(stack, kind, workers, threads, env)
         if not seeded:
             stack.seed(port, DOCS)
             seeded = True
-        wrk(port, "mix", 32, 2.0, template=template)
+        wrk(port, "mix", conns, 2.0, template=template)
         cells = []
-        for op in ("get_doc", "put_doc", "mix"):
-            r = wrk(port, op, 32, duration, template=template)
+        for op in ops:
+            before = stack.statement_counts()
+            r = wrk(port, op, conns, duration, template=template)
+            after = stack.statement_counts()
             errors = r["errors"]
-            cells += [f"{r['rps']:,.0f}" + (f" ({errors} errors)" if errors else ""), f"{r['p99_ms']:.1f}"]
+            per = [(after[c] - before[c]) / max(r["requests"], 1) for c in ("Com_select", "Com_update")]
+            cells += [f"{r['rps']:,.0f}" + (f" ({errors} errors)" if errors else ""), f"{r['p99_ms']:.1f}",
+                      f"{per[0]:.2f} + {per[1]:.2f}"]
         print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
         stack.stop_proc(proc)
     return 0

@@ -12,13 +12,12 @@ per element PUT.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import Stack, doc_path, document, http  # noqa: E402
+from _common import COUNTERS, Stack, doc_path, document, http  # noqa: E402
 
 LIST = "/~~/resource-lists/list%5B@name=%22friends%22%5D"
 OPS = {
@@ -27,13 +26,6 @@ OPS = {
     "PUT document": ("PUT", "", "doc", "application/resource-lists+xml"),
     "PUT element": ("PUT", LIST + "/entry%5B@uri=%22sip:bench@example.com%22%5D", "el", "application/xcap-el+xml"),
 }
-COUNTERS = ("Com_select", "Com_update", "Com_insert", "Com_delete")
-
-
-def counters(stack: Stack) -> dict:
-    with contextlib.closing(stack.connect()) as conn, conn.cursor() as cur:
-        cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN (%s)" % ",".join(["%s"] * len(COUNTERS)), COUNTERS)
-        return {name: int(value) for name, value in cur.fetchall()}
 
 
 def main() -> int:
@@ -49,7 +41,7 @@ def main() -> int:
         print("| operation | server | SELECT | UPDATE | INSERT | DELETE |\n|---|---|---:|---:|---:|---:|")
         for label, (method, suffix, kind, ctype) in OPS.items():
             for name, port in (("xcap-wsgi", xport), ("Kamailio", kport)):
-                before = counters(stack)
+                before = stack.statement_counts()
                 for n in range(args.requests):
                     if kind == "doc":
                         body = document(n + 1)
@@ -61,7 +53,7 @@ def main() -> int:
                                            {"Content-Type": ctype} if ctype else {})
                     if status != 200:
                         raise RuntimeError(f"{name} {label}: {status} {data[:200]!r}")
-                after = counters(stack)
+                after = stack.statement_counts()
                 # the counter query itself is one SELECT (SHOW counts as Com_show_status, not select)
                 per = [(after[c] - before[c]) / args.requests for c in COUNTERS]
                 print(f"| {label} | {name} | " + " | ".join(f"{v:.2f}" for v in per) + " |", flush=True)
