@@ -171,3 +171,147 @@ def test_element_puts_from_several_processes_each_write_once(tmp_path):
     document = call(setup, "GET", ALICE_DOC).body
     assert all(f"sip:p{w}-{i}@example.com".encode() in document for w in range(workers) for i in range(count))
     assert sum(puts for _, puts in outcomes) == workers * count
+
+
+# -- recalling the last write of a document --------------------------------------------------
+
+from mysql_support import db_url, kamailio_database  # noqa: E402,F401  (fixtures)
+from xcap_wsgi.storage import DocumentKey  # noqa: E402
+from xcap_wsgi.storage.mysql import MySQLStore  # noqa: E402
+from xcap_wsgi.turns import RECALL_MAX_BYTES  # noqa: E402
+
+ENTRY = f"{ALICE_DOC}/~~/resource-lists/list/entry%5B@uri=%22sip:carol@example.com%22%5D"
+EL_MIME = {"Content-Type": "application/xcap-el+xml"}
+KEY = DocumentKey("alice", "example.com", ALICE_DOC, 4)
+
+
+class CountingStore:
+    """A real store that counts reads."""
+
+    def __init__(self, store):
+        self._store, self.gets = store, 0
+
+    def get(self, key):
+        self.gets += 1
+        return self._store.get(key)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def stores(request, tmp_path):
+    """(the app's counting store, another store on the same database: Kamailio or another host)."""
+    if request.param == "sqlite":
+        path = str(tmp_path / "xcap.sqlite3")
+        mine, other = SQLiteStore(path), SQLiteStore(path)
+    else:
+        url = request.getfixturevalue("db_url")
+        mine, other = MySQLStore.from_url(url), MySQLStore.from_url(url)
+    yield CountingStore(mine), other
+    mine.close()
+    other.close()
+
+
+def _entry(name: str, display: str = "") -> bytes:
+    return f'<entry uri="sip:{name}@example.com"><display-name>{display}</display-name></entry>'.encode()
+
+
+def test_an_edit_after_an_edit_on_this_host_skips_the_read(stores):
+    store, _ = stores
+    app = XCAPMiddleware(None, store=store, default_domain="example.com")
+    assert call(app, "PUT", ALICE_DOC, RL_DOC, **{"Content-Type": RL_MIME}).status_int == 201
+    store.gets = 0
+    assert call(app, "PUT", ENTRY, _entry("carol", "one"), **EL_MIME).status_int == 201
+    assert store.gets == 1
+    response = call(app, "PUT", ENTRY, _entry("carol", "two"), **EL_MIME)
+    assert response.status_int == 200 and store.gets == 1  # the document came from the turn
+    document = call(app, "GET", ALICE_DOC)
+    assert b"<display-name>two</display-name>" in document.body and b"Bob" in document.body
+    assert document.headers["ETag"] == response.headers["ETag"]
+
+
+def test_a_document_changed_elsewhere_is_read_again_and_nothing_is_lost(stores):
+    store, other = stores
+    app = XCAPMiddleware(None, store=store, default_domain="example.com")
+    assert call(app, "PUT", ALICE_DOC, RL_DOC, **{"Content-Type": RL_MIME}).status_int == 201
+    assert call(app, "PUT", ENTRY, _entry("carol", "one"), **EL_MIME).status_int == 201
+    changed = call(app, "GET", ALICE_DOC).body.replace(b"Bob", b"Robert")
+    other.put(KEY, changed, other.get(KEY).etag)  # not through this host's turns
+    store.gets = 0
+    assert call(app, "PUT", ENTRY, _entry("carol", "two"), **EL_MIME).status_int == 200
+    assert store.gets == 1
+    body = call(app, "GET", ALICE_DOC).body
+    assert b"Robert" in body and b"<display-name>two</display-name>" in body
+
+
+def test_a_change_that_only_the_stale_copy_already_has_is_made_again(stores):
+    """On the recalled copy the PUT changes nothing (200, old ETag); the stored document lacks
+    the entry, so the answer must be a 201 that creates it."""
+    store, other = stores
+    app = XCAPMiddleware(None, store=store, default_domain="example.com")
+    assert call(app, "PUT", ALICE_DOC, RL_DOC, **{"Content-Type": RL_MIME}).status_int == 201
+    first = call(app, "PUT", ENTRY, _entry("carol"), **EL_MIME)
+    assert first.status_int == 201
+    other.put(KEY, RL_DOC, other.get(KEY).etag)  # carol is gone again
+    again = call(app, "PUT", ENTRY, _entry("carol"), **EL_MIME)
+    assert again.status_int == 201 and again.headers["ETag"] != first.headers["ETag"]
+    assert b"sip:carol@example.com" in call(app, "GET", ALICE_DOC).body
+
+
+def test_conditions_are_judged_on_the_stored_document_not_the_recalled_one(stores):
+    store, other = stores
+    app = XCAPMiddleware(None, store=store, default_domain="example.com")
+    assert call(app, "PUT", ALICE_DOC, RL_DOC, **{"Content-Type": RL_MIME}).status_int == 201
+    recalled_etag = call(app, "PUT", ENTRY, _entry("carol", "one"), **EL_MIME).headers["ETag"]
+    other.put(KEY, call(app, "GET", ALICE_DOC).body.replace(b"Bob", b"Robert"), other.get(KEY).etag)
+    current_etag = call(app, "GET", ALICE_DOC).headers["ETag"]
+    stale = call(app, "PUT", ENTRY, _entry("carol", "two"), **EL_MIME, **{"If-Match": recalled_etag})
+    assert stale.status_int == 412
+    fresh = call(app, "PUT", ENTRY, _entry("carol", "two"), **EL_MIME, **{"If-Match": current_etag})
+    assert fresh.status_int == 200
+    assert b"Robert" in call(app, "GET", ALICE_DOC).body
+
+
+def test_an_error_on_the_recalled_copy_is_judged_again(stores):
+    """DELETE of an entry the recalled copy lacks would be 404 there; the stored one has it."""
+    store, other = stores
+    app = XCAPMiddleware(None, store=store, default_domain="example.com")
+    assert call(app, "PUT", ALICE_DOC, RL_DOC, **{"Content-Type": RL_MIME}).status_int == 201
+    assert call(app, "PUT", ENTRY, _entry("carol"), **EL_MIME).status_int == 201
+    assert call(app, "DELETE", ENTRY).status_int == 200  # the turn now recalls a document without carol
+    other.put(KEY, call(app, "GET", ALICE_DOC).body.replace(b"</list>", _entry("carol") + b"</list>"),
+              other.get(KEY).etag)
+    assert call(app, "DELETE", ENTRY).status_int == 200
+    assert b"carol" not in call(app, "GET", ALICE_DOC).body
+
+
+def test_a_recalled_slot_is_only_trusted_whole_and_for_its_own_document(tmp_path):
+    turns = WriteTurns(str(tmp_path / "turns.lock"))
+    name = "/xcap-root/resource-lists/users/sip:alice@example.com/index"
+    with turns.turn(name) as turn:
+        assert turn.recall() is None
+        turn.remember("etag-1", b"<resource-lists/>")
+        assert turn.recall() == ("etag-1", b"<resource-lists/>")
+    slot = f"{turns.path}.last/{turns.stripe(name)}"
+    data = bytearray(open(slot, "rb").read())
+    data[-3] ^= 0x20  # one flipped bit in the document
+    open(slot, "wb").write(bytes(data))
+    with turns.turn(name) as turn:
+        assert turn.recall() is None
+    twin = next(f"/xcap-root/x/users/sip:u{n}@x/index" for n in range(100000)
+                if turns.stripe(f"/xcap-root/x/users/sip:u{n}@x/index") == turns.stripe(name))
+    with turns.turn(twin) as turn:
+        turn.remember("etag-2", b"<x/>")
+    with turns.turn(name) as turn:
+        assert turn.recall() is None  # the stripe's slot holds the other document
+        turn.remember("etag-3", b"x" * (RECALL_MAX_BYTES + 1))
+        assert turn.recall() is None  # too large to keep
+    assert stat.S_IMODE(os.stat(slot).st_mode if os.path.exists(slot) else 0o600) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.dirname(slot)).st_mode) == 0o700
+
+
+def test_without_a_lock_file_nothing_is_recalled(tmp_path):
+    with WriteTurns(None).turn("doc") as turn:
+        turn.remember("etag", b"<a/>")
+        assert turn.recall() is None

@@ -21,7 +21,7 @@ from .conditions import NEEDS_STORED_STATE, check_preconditions, quote_etag, wri
 from .editor import NodeNotFound, delete_node, get_node, parsed_tree, put_node
 from .errors import NoParent
 from .events import ChangeEvent, EventDispatcher, node_patch
-from .storage import ABSENT, ANY, ConcurrentModification, DocumentKey, Store
+from .storage import ABSENT, ANY, ConcurrentModification, DocumentKey, Store, StoredDocument
 from .turns import WriteTurns
 from .uri import XCAPURI
 from .usages import ApplicationUsage, ValidationContext
@@ -133,34 +133,62 @@ def put(request: Request, store: Store, target: Target, body: bytes, events: Eve
     _check_content_type(request, target)
     if target.selector is None:
         return _put_document(request, store, target, body, events, previous_etag_wanted)
-    with _node_write_turn(store, target):
-        return _put_node(request, store, target, body, events)
+    with _node_write_turn(store, target) as turn:
+        return _put_node(request, store, target, body, events, turn)
 
 
-def _put_node(request: Request, store: Store, target: Target, body: bytes, events: EventDispatcher | None):
+class _Unconfirmed(Exception):
+    """An edit of a recalled document ended in anything but a successful write: decide it again
+    on the stored document (turns.Turn: a recalled document is a guess, never an answer)."""
+
+
+def _documents(store: Store, target: Target, turn):
+    """The documents a node write works on, one per attempt: first the one this host's last
+    write of it left (if the turn recalls it), then fresh reads. Yields (stored, recalled)."""
+    recalled = turn.recall() if turn is not None else None
+    if recalled is not None:
+        yield StoredDocument(content=recalled[1], etag=recalled[0]), True
     for _ in range(CAS_ATTEMPTS):
-        stored = store.get(target.key)
-        current_etag = stored.etag if stored else ABSENT
-        request.environ["xcap.etag_before"] = current_etag
-        check_preconditions(request, current_etag, safe_method=False)
-        if stored is None:
-            raise NoParent(phrase="the document does not exist", ancestor=target.root_url)
-        new_content, created = put_node(stored.content, target.selector, body, target.document_url)
-        new_tree = parsed_tree(new_content)  # the editor's own parse of its result, not a second one
-        check_limits(new_tree.getroot())
-        if new_content == stored.content:
-            return xcap_response(200, etag=stored.etag)  # nothing changes: keep the ETag, skip the write
+        yield store.get(target.key), False
+
+
+def _put_node(request: Request, store: Store, target: Target, body: bytes, events: EventDispatcher | None, turn):
+    for stored, recalled in _documents(store, target, turn):
         try:
-            with _write_lock(store, target):
-                _validate(store, target, new_tree, new_content)
-                etag = store.put(target.key, new_content, current_etag)
-        except ConcurrentModification:
+            return _put_node_on(request, store, target, body, events, turn, stored, recalled)
+        except (ConcurrentModification, _Unconfirmed):
             continue
-        if events:
-            patch = node_patch(target.selector, "put", None, new_tree.getroot(), created)
-            events.emit(change_event(target, "put", current_etag, etag, patch))
-        return xcap_response(201 if created else 200, etag=etag)
+        except Exception:
+            if recalled:
+                continue
+            raise
     raise _contention()
+
+
+def _put_node_on(request: Request, store: Store, target: Target, body: bytes, events: EventDispatcher | None,
+                 turn, stored: StoredDocument | None, recalled: bool) -> Response:
+    """One attempt of a node PUT on ``stored``; ConcurrentModification if it lost the race."""
+    current_etag = stored.etag if stored else ABSENT
+    request.environ["xcap.etag_before"] = current_etag
+    check_preconditions(request, current_etag, safe_method=False)
+    if stored is None:
+        raise NoParent(phrase="the document does not exist", ancestor=target.root_url)
+    new_content, created = put_node(stored.content, target.selector, body, target.document_url)
+    new_tree = parsed_tree(new_content)  # the editor's own parse of its result, not a second one
+    check_limits(new_tree.getroot())
+    if new_content == stored.content:
+        if recalled:
+            raise _Unconfirmed()
+        return xcap_response(200, etag=stored.etag)  # nothing changes: keep the ETag, skip the write
+    with _write_lock(store, target):
+        _validate(store, target, new_tree, new_content)
+        etag = store.put(target.key, new_content, current_etag)
+    if turn is not None:
+        turn.remember(etag, new_content)
+    if events:
+        patch = node_patch(target.selector, "put", None, new_tree.getroot(), created)
+        events.emit(change_event(target, "put", current_etag, etag, patch))
+    return xcap_response(201 if created else 200, etag=etag)
 
 
 def _put_document(request: Request, store: Store, target: Target, body: bytes, events: EventDispatcher | None,
@@ -212,38 +240,51 @@ def _put_document(request: Request, store: Store, target: Target, body: bytes, e
 
 def delete(request: Request, store: Store, target: Target, events: EventDispatcher | None = None) -> Response:
     """Delete a document (200, no ETag) or a node (200 with the document's new ETag)."""
-    with _node_write_turn(store, target) if target.selector is not None else nullcontext():
-        return _delete(request, store, target, events)
+    if target.selector is None:
+        return _delete(request, store, target, events, None)
+    with _node_write_turn(store, target) as turn:
+        return _delete(request, store, target, events, turn)
 
 
-def _delete(request: Request, store: Store, target: Target, events: EventDispatcher | None) -> Response:
-    for _ in range(CAS_ATTEMPTS):
-        stored = store.get(target.key)
-        if stored is None:
-            raise HTTPNotFound(detail=f"no document {target.uri.document_selector}")
-        request.environ["xcap.etag_before"] = stored.etag
-        check_preconditions(request, stored.etag, safe_method=False)
+def _delete(request: Request, store: Store, target: Target, events: EventDispatcher | None, turn) -> Response:
+    for stored, recalled in _documents(store, target, turn):
         try:
-            if target.selector is None:
-                store.delete(target.key, stored.etag)
-                if events:
-                    events.emit(change_event(target, "delete", stored.etag, None))
-                return xcap_response(200)
-            try:
-                new_content = delete_node(stored.content, target.selector)
-            except NodeNotFound as exc:
-                raise HTTPNotFound(detail=f"no node {target.uri.node_selector!r} in the document: {exc}") from None
-            with _write_lock(store, target):
-                _validate(store, target, parsed_tree(new_content), new_content)
-                etag = store.put(target.key, new_content, stored.etag)
+            return _delete_on(request, store, target, events, turn, stored)
         except ConcurrentModification:
             continue
-        if events:
-            old_root = parse_document(stored.content).getroot()
-            events.emit(change_event(target, "delete", stored.etag, etag,
-                                     node_patch(target.selector, "delete", old_root, None, False)))
-        return xcap_response(200, etag=etag)
+        except Exception:
+            if recalled:
+                continue
+            raise
     raise _contention()
+
+
+def _delete_on(request: Request, store: Store, target: Target, events: EventDispatcher | None, turn,
+               stored: StoredDocument | None) -> Response:
+    """One attempt of a DELETE on ``stored``; ConcurrentModification if it lost the race."""
+    if stored is None:
+        raise HTTPNotFound(detail=f"no document {target.uri.document_selector}")
+    request.environ["xcap.etag_before"] = stored.etag
+    check_preconditions(request, stored.etag, safe_method=False)
+    if target.selector is None:
+        store.delete(target.key, stored.etag)
+        if events:
+            events.emit(change_event(target, "delete", stored.etag, None))
+        return xcap_response(200)
+    try:
+        new_content = delete_node(stored.content, target.selector)
+    except NodeNotFound as exc:
+        raise HTTPNotFound(detail=f"no node {target.uri.node_selector!r} in the document: {exc}") from None
+    with _write_lock(store, target):
+        _validate(store, target, parsed_tree(new_content), new_content)
+        etag = store.put(target.key, new_content, stored.etag)
+    if turn is not None:
+        turn.remember(etag, new_content)
+    if events:
+        old_root = parse_document(stored.content).getroot()
+        events.emit(change_event(target, "delete", stored.etag, etag,
+                                 node_patch(target.selector, "delete", old_root, None, False)))
+    return xcap_response(200, etag=etag)
 
 
 # -- helpers ----------------------------------------------------------------------------------

@@ -130,8 +130,10 @@ class Store(Protocol):
 
     A store may also offer ``write_turn(key)``, a context manager the engine holds around each
     read-modify-write of one document (element and attribute PUT/DELETE), so that writers on
-    this host wait for each other instead of losing the compare-and-swap (see turns.py). Both
-    shipped stores have it; without it, threads of one process take turns.
+    this host wait for each other instead of losing the compare-and-swap. It may yield a
+    ``turns.Turn``, which recalls the document this host's last write of it stored, so that the
+    next edit can skip the read. Both shipped stores have it; without it, threads of one process
+    take turns.
     """
 
     def get(self, key: DocumentKey) -> StoredDocument | None:
