@@ -101,15 +101,18 @@ def test_without_a_lock_file_turns_are_per_process(tmp_path):
         pass  # still usable: the compare-and-swap decides
 
 
-def test_the_host_lock_directory_is_private(tmp_path, monkeypatch):
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
-    path = host_turns_path("mysql://kamailio@127.0.0.1:3306/kamailio/xcap")
-    assert path is not None and path != host_turns_path("mysql://kamailio@127.0.0.1:3306/other/xcap")
+def test_the_host_lock_directory_is_private(tmp_path):
+    bases = (str(tmp_path),)
+    path = host_turns_path("mysql://kamailio@127.0.0.1:3306/kamailio/xcap", bases)
+    assert path is not None and path != host_turns_path("mysql://kamailio@127.0.0.1:3306/other/xcap", bases)
     info = os.lstat(os.path.dirname(path))
     assert info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) == 0o700
     assert "kamailio" not in os.path.basename(path)  # names a hash, not the database
     os.chmod(os.path.dirname(path), 0o777)  # somebody else could plant or hold the lock file
-    assert host_turns_path("mysql://kamailio@127.0.0.1:3306/kamailio/xcap") is None
+    assert host_turns_path("mysql://kamailio@127.0.0.1:3306/kamailio/xcap", bases) is None
+    fallback = tmp_path / "fallback"
+    fallback.mkdir()
+    assert host_turns_path("x", (str(tmp_path), str(fallback))).startswith(str(fallback))
 
 
 # -- through the middleware --------------------------------------------------------------------
@@ -293,10 +296,16 @@ def test_a_recalled_slot_is_only_trusted_whole_and_for_its_own_document(tmp_path
         assert turn.recall() is None
         turn.remember("etag-1", b"<resource-lists/>")
         assert turn.recall() == ("etag-1", b"<resource-lists/>")
-    slot = f"{turns.path}.last/{turns.stripe(name)}"
-    data = bytearray(open(slot, "rb").read())
-    data[-3] ^= 0x20  # one flipped bit in the document
-    open(slot, "wb").write(bytes(data))
+    with WriteTurns(turns.path).turn(name) as turn:  # another process's view of the same files
+        assert turn.recall() == ("etag-1", b"<resource-lists/>")
+    recall_file = turns.path + ".last"
+    assert stat.S_IMODE(os.stat(recall_file).st_mode) == 0o600
+    with open(recall_file, "r+b") as handle:
+        data = bytearray(handle.read())
+        end = len(data.rstrip(b"\0"))
+        data[end - 3] ^= 0x20  # one flipped bit in the document
+        handle.seek(0)
+        handle.write(data)
     with turns.turn(name) as turn:
         assert turn.recall() is None
     twin = next(f"/xcap-root/x/users/sip:u{n}@x/index" for n in range(100000)
@@ -305,10 +314,10 @@ def test_a_recalled_slot_is_only_trusted_whole_and_for_its_own_document(tmp_path
         turn.remember("etag-2", b"<x/>")
     with turns.turn(name) as turn:
         assert turn.recall() is None  # the stripe's slot holds the other document
-        turn.remember("etag-3", b"x" * (RECALL_MAX_BYTES + 1))
-        assert turn.recall() is None  # too large to keep
-    assert stat.S_IMODE(os.stat(slot).st_mode if os.path.exists(slot) else 0o600) == 0o600
-    assert stat.S_IMODE(os.stat(os.path.dirname(slot)).st_mode) == 0o700
+        turn.remember("etag-3", b"<resource-lists/>")
+        assert turn.recall() == ("etag-3", b"<resource-lists/>")
+        turn.remember("etag-4", b"x" * (RECALL_MAX_BYTES + 1))
+        assert turn.recall() is None  # too large to keep, and the older version is forgotten
 
 
 def test_without_a_lock_file_nothing_is_recalled(tmp_path):
