@@ -1,7 +1,7 @@
 """xcap-wsgi and Kamailio's xcap_server side by side on one private MariaDB (issue 9).
 
     python benchmarks/run.py --quick          # 3 s per row (about 4 minutes per deployment)
-    python benchmarks/run.py --full --deployments waitress:2x4,uwsgi:2x4,uwsgi11:4x8   # 10 s per row (~13 min)
+    python benchmarks/run.py --full --deployments waitress:2x4,uwsgi:2x4,uwsgi11:4x8,uwsgi11:8x4   # 10 s per row (~17 min)
     python benchmarks/run.py --sweep waitress:2x4,uwsgi11:4x8 --ops get_doc,put_el --duration 5   # deployments only
 
 One command starts everything on 127.0.0.1 and stops it again:

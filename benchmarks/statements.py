@@ -5,8 +5,9 @@
 Starts a private MariaDB, Kamailio's xcap_server (sample config) and ``xcap-wsgi serve``, seeds
 10 documents, then for each operation sends the same requests to each server and prints the
 statements MariaDB counted per request (SELECT / UPDATE / INSERT). xcap-wsgi should issue exactly
-one SELECT per GET, one UPDATE per document PUT that replaces a document, and SELECT + UPDATE
-per element PUT.
+one SELECT per GET, one UPDATE per document PUT that replaces a document, and one UPDATE per
+element PUT, plus a SELECT for the first edit of each document (the seed wrote it with a document
+PUT; later edits start from the copy the write turn recalls): 10 of 200, 0.05 per request.
 """
 
 from __future__ import annotations
