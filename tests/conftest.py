@@ -46,3 +46,26 @@ def call(app, method: str, path: str, body: bytes | None = None, user: str | Non
 
 def put_doc(app, path: str = ALICE_DOC, body: bytes = RL_DOC, content_type: str = RL_MIME, **headers):
     return call(app, "PUT", path, body, **{"Content-Type": content_type}, **headers)
+
+
+class CountingStore:
+    """A real store that counts reads and compare-and-swap writes; ``read_delay`` seconds per
+    read widen the read -> write window, as a loaded server does."""
+
+    def __init__(self, store, read_delay: float = 0.0):
+        self._store, self.read_delay, self.gets, self.puts = store, read_delay, 0, 0
+
+    def get(self, key):
+        import time
+
+        self.gets += 1
+        if self.read_delay:
+            time.sleep(self.read_delay)
+        return self._store.get(key)
+
+    def put(self, key, content, expected_etag):
+        self.puts += 1
+        return self._store.put(key, content, expected_etag)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from conftest import ALICE_DOC, RL_DOC, call, put_doc
+from conftest import ALICE_DOC, RL_DOC, CountingStore, call, put_doc
 from test_documents import assert_xcap_error
 from xcap_wsgi import SQLiteStore, XCAPMiddleware
 
@@ -235,32 +235,12 @@ class TestLargeDocuments:
         assert failures == []
 
 
-class SlowReadStore:
-    """A real SQLite store whose reads take 5 ms, and which counts compare-and-swap writes."""
-
-    def __init__(self, store):
-        self._store, self.puts = store, 0
-
-    def get(self, key):
-        import time
-
-        time.sleep(0.005)  # widen the read -> write window, as a loaded server does
-        return self._store.get(key)
-
-    def put(self, key, content, expected_etag):
-        self.puts += 1
-        return self._store.put(key, content, expected_etag)
-
-    def __getattr__(self, name):
-        return getattr(self._store, name)
-
-
 def test_node_writes_to_one_document_from_threads_of_one_process_take_turns(tmp_path):
     """No thread redoes its edit because another thread of the process changed the document in
     between: each element PUT writes once, and every entry is there."""
     import threading
 
-    store = SlowReadStore(SQLiteStore(str(tmp_path / "xcap.sqlite3")))
+    store = CountingStore(SQLiteStore(str(tmp_path / "xcap.sqlite3")), read_delay=0.005)
     app = XCAPMiddleware(None, store=store, default_domain="example.com")
     assert put_doc(app).status_int == 201
     writes_before, statuses = store.puts, []

@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from conftest import ALICE_DOC, RL_DOC, RL_MIME, call
+from conftest import ALICE_DOC, RL_DOC, RL_MIME, CountingStore, call
 from xcap_wsgi import XCAPMiddleware
 from xcap_wsgi.storage import SQLiteStore
 from xcap_wsgi.turns import WriteTurns, host_turns_path
@@ -118,30 +118,10 @@ def test_the_host_lock_directory_is_private(tmp_path):
 # -- through the middleware --------------------------------------------------------------------
 
 
-class CountingSlowStore:
-    """A real SQLite store whose reads take 20 ms, and which counts compare-and-swap writes."""
-
-    def __init__(self, store):
-        self._store, self.puts = store, 0
-
-    def get(self, key):
-        import time
-
-        time.sleep(0.02)  # widen the read -> write window, as a loaded server does
-        return self._store.get(key)
-
-    def put(self, key, content, expected_etag):
-        self.puts += 1
-        return self._store.put(key, content, expected_etag)
-
-    def __getattr__(self, name):
-        return getattr(self._store, name)
-
-
 def _add_entries(path, worker, count, start, results):
     import time
 
-    store = CountingSlowStore(SQLiteStore(path))
+    store = CountingStore(SQLiteStore(path), read_delay=0.02)
     app = XCAPMiddleware(None, store=store, default_domain="example.com")
     while time.time() < start:
         time.sleep(0.001)
@@ -186,20 +166,6 @@ from xcap_wsgi.turns import RECALL_MAX_BYTES  # noqa: E402
 ENTRY = f"{ALICE_DOC}/~~/resource-lists/list/entry%5B@uri=%22sip:carol@example.com%22%5D"
 EL_MIME = {"Content-Type": "application/xcap-el+xml"}
 KEY = DocumentKey("alice", "example.com", ALICE_DOC, 4)
-
-
-class CountingStore:
-    """A real store that counts reads."""
-
-    def __init__(self, store):
-        self._store, self.gets = store, 0
-
-    def get(self, key):
-        self.gets += 1
-        return self._store.get(key)
-
-    def __getattr__(self, name):
-        return getattr(self._store, name)
 
 
 @pytest.fixture(params=["sqlite", "mysql"])
