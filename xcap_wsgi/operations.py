@@ -142,27 +142,30 @@ class _Unconfirmed(Exception):
     on the stored document (turns.Turn: a recalled document is a guess, never an answer)."""
 
 
-def _documents(store: Store, target: Target, turn):
-    """The documents a node write works on, one per attempt: first the one this host's last
-    write of it left (if the turn recalls it), then fresh reads. Yields (stored, recalled)."""
+def _attempts(store: Store, target: Target, turn, attempt) -> Response:
+    """Run ``attempt(stored, recalled)`` until it answers: first on the document this host's last
+    write of it left (if the turn recalls it), then on fresh reads, again after each lost race.
+
+    An attempt on a recalled document is a guess: whatever it raises (412, 409, 404, a lost race,
+    ``_Unconfirmed``) is decided again on the stored document; only its successful write stands.
+    """
     recalled = turn.recall() if turn is not None else None
     if recalled is not None:
-        yield StoredDocument(content=recalled[1], etag=recalled[0]), True
+        try:
+            return attempt(StoredDocument(content=recalled[1], etag=recalled[0]), True)
+        except Exception:  # noqa: BLE001 - re-decided on a fresh read below
+            pass
     for _ in range(CAS_ATTEMPTS):
-        yield store.get(target.key), False
+        try:
+            return attempt(store.get(target.key), False)
+        except ConcurrentModification:
+            continue
+    raise _contention()
 
 
 def _put_node(request: Request, store: Store, target: Target, body: bytes, events: EventDispatcher | None, turn):
-    for stored, recalled in _documents(store, target, turn):
-        try:
-            return _put_node_on(request, store, target, body, events, turn, stored, recalled)
-        except (ConcurrentModification, _Unconfirmed):
-            continue
-        except Exception:
-            if recalled:
-                continue
-            raise
-    raise _contention()
+    return _attempts(store, target, turn, lambda stored, recalled: _put_node_on(
+        request, store, target, body, events, turn, stored, recalled))
 
 
 def _put_node_on(request: Request, store: Store, target: Target, body: bytes, events: EventDispatcher | None,
@@ -247,16 +250,8 @@ def delete(request: Request, store: Store, target: Target, events: EventDispatch
 
 
 def _delete(request: Request, store: Store, target: Target, events: EventDispatcher | None, turn) -> Response:
-    for stored, recalled in _documents(store, target, turn):
-        try:
-            return _delete_on(request, store, target, events, turn, stored)
-        except ConcurrentModification:
-            continue
-        except Exception:
-            if recalled:
-                continue
-            raise
-    raise _contention()
+    return _attempts(store, target, turn, lambda stored, recalled: _delete_on(
+        request, store, target, events, turn, stored))
 
 
 def _delete_on(request: Request, store: Store, target: Target, events: EventDispatcher | None, turn,
