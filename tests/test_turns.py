@@ -290,3 +290,21 @@ def test_without_a_lock_file_nothing_is_recalled(tmp_path):
     with WriteTurns(None).turn("doc") as turn:
         turn.remember("etag", b"<a/>")
         assert turn.recall() is None
+
+
+def test_a_failure_after_the_write_of_a_recalled_copy_is_not_judged_again(tmp_path, monkeypatch):
+    """Once the write of an attempt on a recalled copy is stored, that attempt is the answer:
+    re-running the DELETE on a fresh read would answer 404 for a node this request removed."""
+    from xcap_wsgi import operations
+
+    store = SQLiteStore(str(tmp_path / "xcap.sqlite3"))
+    app = XCAPMiddleware(None, store=store, default_domain="example.com", on_change=lambda event: None)
+    assert call(app, "PUT", ALICE_DOC, RL_DOC, **{"Content-Type": RL_MIME}).status_int == 201
+    assert call(app, "PUT", ENTRY, _entry("carol"), **EL_MIME).status_int == 201  # recalled from now on
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug after the write")
+
+    monkeypatch.setattr(operations, "node_patch", broken)
+    assert call(app, "DELETE", ENTRY).status_int == 500  # the bug, as without a recalled copy
+    assert b"carol" not in call(app, "GET", ALICE_DOC).body

@@ -146,15 +146,17 @@ def _attempts(store: Store, target: Target, turn, attempt) -> Response:
     """Run ``attempt(stored, recalled)`` until it answers: first on the document this host's last
     write of it left (if the turn recalls it), then on fresh reads, again after each lost race.
 
-    An attempt on a recalled document is a guess: whatever it raises (412, 409, 404, a lost race,
-    ``_Unconfirmed``) is decided again on the stored document; only its successful write stands.
+    An attempt on a recalled document is a guess: whatever it raises before its write is stored
+    (412, 409, 404, a lost race, ``_Unconfirmed``) is decided again on the stored document; only
+    its successful write stands (the attempt ``remember``s it on the turn).
     """
     recalled = turn.recall() if turn is not None else None
     if recalled is not None:
         try:
             return attempt(StoredDocument(content=recalled[1], etag=recalled[0]), True)
-        except Exception:  # noqa: BLE001 - re-decided on a fresh read below
-            pass
+        except Exception:  # noqa: BLE001 - re-decided on a fresh read below, unless it was stored
+            if turn.wrote:
+                raise
     for _ in range(CAS_ATTEMPTS):
         try:
             return attempt(store.get(target.key), False)

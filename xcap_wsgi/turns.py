@@ -123,10 +123,11 @@ class Turn:
     (a crash in the middle of one is caught by the checksum).
     """
 
-    __slots__ = ("_fd", "_offset", "_name")
+    __slots__ = ("_fd", "_offset", "_name", "wrote")
 
     def __init__(self, fd: int | None, offset: int, name: str):
         self._fd, self._offset, self._name = fd, offset, name
+        self.wrote = False  #: set by ``remember``: a write of this turn is stored
 
     def recall(self) -> tuple[str, bytes] | None:
         """(etag, content) of the last write of this document on this host, or None."""
@@ -150,6 +151,7 @@ class Turn:
 
     def remember(self, etag: str, content: bytes) -> None:
         """Record the document a write of this turn has just stored (forget it if too large)."""
+        self.wrote = True
         if self._fd is None:
             return
         name, tag = self._name.encode("utf-8", "surrogatepass"), etag.encode("utf-8")
