@@ -37,8 +37,8 @@ import tempfile
 import threading
 import zlib
 
-#: Stripes per lock file: few enough that unrelated documents rarely share one (they would wait
-#: for each other), one lock file whatever the number.
+#: Stripes per lock file: enough that unrelated busy documents rarely share one (they would wait
+#: for each other; 100 busy documents on 64 stripes did), and one lock file whatever the number.
 STRIPES = 1024
 
 _OFD_SETLKW = getattr(fcntl, "F_OFD_SETLKW", None)
