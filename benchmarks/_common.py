@@ -264,16 +264,19 @@ class Stack:
         """The same app under uWSGI (pyuwsgi wheel) from a PasteDeploy ini, lazy apps (one pool per process).
 
         ``router``: uWSGI's asynchronous HTTP router process (``--http``) holds the keep-alive client
-        connections and passes each request on to a worker over a socket; otherwise the workers
-        speak HTTP/1.1 themselves (``--http11-socket``, keep-alive included) and each worker thread
-        serves one client connection at a time, so processes x threads must cover the connections.
+        connections and passes each request on to a worker over a Unix socket (~60 us of CPU per
+        request less than uWSGI's default, a TCP socket on loopback: it connects anew for every
+        request); otherwise the workers speak HTTP/1.1 themselves (``--http11-socket``, keep-alive
+        included) and each worker thread serves one client connection at a time, so processes x
+        threads must cover the connections.
         """
         port = port or free_port()
         ini = self.dir / f"uwsgi-{port}.ini"  # the PasteDeploy app xcap-wsgi ships (egg:xcap-wsgi)
         ini.write_text(f"[app:main]\nuse = egg:xcap-wsgi\ndb = {self.db_url}\nanonymous = true\n"
                        "log_requests = false\n")
-        listen = (["--http", f"127.0.0.1:{port}", "--http-keepalive"] if router
-                  else ["--http11-socket", f"127.0.0.1:{port}"])
+        backend = str(self.dir / f"uwsgi-{port}.sock")
+        listen = (["--http", f"127.0.0.1:{port}", "--http-keepalive", "--socket", backend, "--http-to", backend]
+                  if router else ["--http11-socket", f"127.0.0.1:{port}"])
         proc = self._launch(
             "uwsgi",
             [shutil.which("uwsgi") or os.path.join(os.path.dirname(sys.executable), "uwsgi"), *listen,

@@ -11,7 +11,8 @@ One command starts everything on 127.0.0.1 and stops it again:
 * Kamailio 5.6 with xcap_server's sample config (benchmarks/kamailio-xcap.cfg, 8 TCP workers);
 * each xcap-wsgi deployment of ``--deployments``: ``waitress:WxT`` is ``python -m xcap_wsgi serve
   --db mysql://... --anonymous --workers W --threads T``; ``uwsgi:WxT`` is uWSGI's HTTP router
-  in front of W processes x T threads running the PasteDeploy app (needs ``pip install pyuwsgi``);
+  in front of W processes x T threads running the PasteDeploy app, reached over a Unix socket
+  (needs ``pip install pyuwsgi``);
   ``uwsgi11:WxT`` is the same app with uWSGI's workers speaking HTTP/1.1 themselves
   (``--http11-socket``, keep-alive; each thread serves one client connection at a time, so W x T
   must be at least the number of connections);
