@@ -311,6 +311,40 @@ class Stack:
 # -- wrk --------------------------------------------------------------------------------------
 
 
+def merge_runs(runs: list[dict]) -> dict:
+    """One wrk summary from several runs against the same server (slices of one row): counts
+    add up, and each percentile is that of the runs' latencies pooled, from their quantile grids
+    weighted by request count (exact to the grid: 1 % steps up to 90, 0.1 % up to 99.9)."""
+    if len(runs) == 1:
+        return runs[0]
+    merged = {k: sum(r[k] for r in runs) for k in ("requests", "duration_us", "connect", "read", "write",
+                                                  "status", "timeout", "errors")}
+    for k in ("server_cpu_us", "db_cpu_us"):
+        if all(k in r for r in runs):
+            merged[k] = sum(r[k] * r["requests"] for r in runs) / max(merged["requests"], 1)
+    total = max(merged["requests"], 1)
+    merged["max_us"] = max(r["max_us"] for r in runs)
+    merged["mean_us"] = sum(r["mean_us"] * r["requests"] for r in runs) / total
+    candidates = sorted({value for r in runs for _, value in r["quantiles"]})
+
+    def share_at_most(value: float) -> float:  # fraction of all requests with latency <= value
+        below = 0.0
+        for r in runs:
+            percent = max((p for p, v in r["quantiles"] if v <= value), default=0.0)
+            below += r["requests"] * percent / 100
+        return below / total
+
+    for percent in (50, 90, 99):
+        merged[f"p{percent}_us"] = next((v for v in candidates if share_at_most(v) >= percent / 100 - 1e-9),
+                                        candidates[-1])
+    seconds = merged["duration_us"] / 1e6
+    merged["rps"] = merged["requests"] / seconds if seconds else 0.0
+    merged["p50_ms"] = merged["p50_us"] / 1000
+    merged["p99_ms"] = merged["p99_us"] / 1000
+    merged["slices"] = len(runs)
+    return merged
+
+
 def wrk(port: int, op: str, connections: int, duration: float, *, docs: int = 100, template: Path,
         user: str = "user", threads: int | None = None) -> dict:
     """One bounded wrk run (keep-alive, loopback); returns the XCAPJSON summary plus rps and ms."""

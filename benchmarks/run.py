@@ -20,9 +20,11 @@ One command starts everything on 127.0.0.1 and stops it again:
   same rows).
 
 Then wrk (keep-alive, random document per request, fixed duration, bounded connections) runs
-every row against both servers, one right after the other: GET document, GET element, GET
-attribute, PUT document, PUT element, and a 90/10 mix of document GET/PUT, at 1, 8 and 32
-connections. Last, the ceiling: a raw pymysql loop of the primary-key SELECT on the same table,
+every row against both servers: GET document, GET element, GET attribute, PUT document, PUT
+element, and a 90/10 mix of document GET/PUT, at 1, 8 and 32 connections. A row's time is cut
+into slices of ``--slice`` seconds (default 2); in each slice every server gets one wrk run, in
+an order that turns round from slice to slice, and a server's runs of the row are merged (counts
+summed, percentiles of the pooled latencies). Last, the ceiling: a raw pymysql loop of the primary-key SELECT on the same table,
 in one and in two processes. The table gives requests/s, p50 and p99 and the ratio
 xcap-wsgi / Kamailio per row, then the CPU time per request of each server's processes and of
 MariaDB. Client, servers and database share the machine's cores, so
@@ -48,7 +50,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import Stack, cpu_seconds, doc_path, document, http, process_tree, wrk  # noqa: E402
+from _common import Stack, cpu_seconds, doc_path, document, http, merge_runs, process_tree, wrk  # noqa: E402
 
 OPS = {
     "get_doc": "GET document",
@@ -226,6 +228,9 @@ def main() -> int:
                              "`xcap-wsgi serve --workers W --threads T`; uwsgi:WxT is uWSGI's HTTP router with "
                              "W processes x T threads, uwsgi11:WxT uWSGI workers on --http11-socket "
                              "(both need pyuwsgi)")
+    parser.add_argument("--slice", type=float, default=2.0,
+                        help="seconds per slice: each row is cut into slices of about this length, and "
+                             "the servers take turns within every slice (default 2; 0: one run per row)")
     parser.add_argument("--log-requests", action="store_true", help="keep serve's per-request access log on")
     parser.add_argument("--kamailio-children", type=int, default=8, help="Kamailio tcp_children")
     parser.add_argument("--kamailio-keepalive", action="store_true", help="drop set_reply_close from the sample")
@@ -235,6 +240,7 @@ def main() -> int:
     parser.add_argument("--json", help="also write all figures to this file")
     args = parser.parse_args()
     duration = args.duration or (10.0 if args.full else 3.0)
+    slices = max(1, round(duration / args.slice)) if args.slice > 0 else 1
     connections = [int(c) for c in args.connections.split(",")]
     if max(connections) > 64 or duration > 60:
         parser.error("bounded load: at most 64 connections and 60 s per row")
@@ -271,21 +277,28 @@ def main() -> int:
         print(f"xcap-wsgi: {args.deployments} (waitress = xcap-wsgi serve --workers W --threads T"
               f"{'' if args.log_requests else ', XCAP_LOG_REQUESTS=0'}); Kamailio: tcp_children="
               f"{args.kamailio_children}{', keep-alive' if args.kamailio_keepalive else ', sample set_reply_close'}; "
-              f"{DOCS} documents of {len(document(0))} bytes; wrk {duration:g} s per row", flush=True)
+              f"{DOCS} documents of {len(document(0))} bytes; wrk {duration:g} s per row and server"
+              f"{f', in {slices} slices of {duration / slices:g} s taking turns' if slices > 1 else ''}", flush=True)
         for port in (*ports.values(), kport):  # warm up every worker thread's connections, caches, InnoDB pages
             wrk(port, "mix", max(connections), 2.0, template=template)
         lines = [header(list(ports))]
         print(lines[0], flush=True)
+        servers = {**{label: (port, pids[label]) for label, port in ports.items()}, "Kamailio": (kport, kpid)}
         for conns in connections:
             for op in ops:
-                # alternate who goes first, so a drift in background load favours nobody
-                kamailio_first = len(results["rows"]) % 2 == 1
-                if kamailio_first:
-                    k = measured(kport, kpid, db_pid, op, conns, duration, template)
-                xs = {label: measured(port, pids[label], db_pid, op, conns, duration, template)
-                      for label, port in ports.items()}
-                if not kamailio_first:
-                    k = measured(kport, kpid, db_pid, op, conns, duration, template)
+                # The row's time is cut into slices, and every server runs once per slice, in an
+                # order that turns round from slice to slice: a drift in background load (this
+                # machine moves by 15-25 % within minutes) then reaches every server alike.
+                runs: dict[str, list[dict]] = {name: [] for name in servers}
+                for n in range(slices):
+                    order = list(servers)
+                    shift = (n + len(results["rows"])) % len(order)
+                    for name in order[shift:] + order[:shift]:
+                        port, pid = servers[name]
+                        runs[name].append(measured(port, pid, db_pid, op, conns, duration / slices, template))
+                merged = {name: merge_runs(r) for name, r in runs.items()}
+                k = merged.pop("Kamailio")
+                xs = merged
                 row = fmt_row(OPS[op], conns, xs, k)
                 lines.append(row)
                 print(row, flush=True)
