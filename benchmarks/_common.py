@@ -334,9 +334,15 @@ def merge_runs(runs: list[dict]) -> dict:
             below += r["requests"] * percent / 100
         return below / total
 
-    for percent in (50, 90, 99):
-        merged[f"p{percent}_us"] = next((v for v in candidates if share_at_most(v) >= percent / 100 - 1e-9),
-                                        candidates[-1])
+    for percent in (50, 90, 99):  # the smallest latency with that share at or below it (the share only grows)
+        low, high = 0, len(candidates) - 1
+        while low < high:
+            middle = (low + high) // 2
+            if share_at_most(candidates[middle]) >= percent / 100 - 1e-9:
+                high = middle
+            else:
+                low = middle + 1
+        merged[f"p{percent}_us"] = candidates[low]
     seconds = merged["duration_us"] / 1e6
     merged["rps"] = merged["requests"] / seconds if seconds else 0.0
     merged["p50_ms"] = merged["p50_us"] / 1000
