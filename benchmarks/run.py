@@ -24,10 +24,10 @@ every row against both servers: GET document, GET element, GET attribute, PUT do
 element, and a 90/10 mix of document GET/PUT, at 1, 8 and 32 connections. A row's time is cut
 into slices of ``--slice`` seconds (default 2); in each slice every server gets one wrk run, in
 an order that turns round from slice to slice, and a server's runs of the row are merged (counts
-summed, percentiles of the pooled latencies). Last, the ceiling: a raw pymysql loop of the primary-key SELECT on the same table,
-in one and in two processes. The table gives requests/s, p50 and p99 and the ratio
-xcap-wsgi / Kamailio per row, then the CPU time per request of each server's processes and of
-MariaDB. Client, servers and database share the machine's cores, so
+summed, percentiles of the pooled latencies). Last, the ceiling: a raw pymysql loop of the
+primary-key SELECT on the same table, in one and in two processes. The table gives requests/s,
+p50 and p99 and the ratio xcap-wsgi / Kamailio per row, then the CPU time per request of each
+server's processes and of MariaDB. Client, servers and database share the machine's cores, so
 compare figures of one run only.
 
 Kamailio's sample config closes the connection after every reply (set_reply_close); wrk
