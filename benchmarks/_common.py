@@ -193,9 +193,12 @@ class Stack:
     def statement_counts(self) -> dict[str, int]:
         """MariaDB's global statement counters (Com_select/update/insert/delete): differences
         taken around a load show how many statements a request cost, retries included."""
+        return self.global_status(COUNTERS)
+
+    def global_status(self, names) -> dict[str, int]:
+        """These numeric variables of MariaDB's SHOW GLOBAL STATUS."""
         with contextlib.closing(self.connect()) as conn, conn.cursor() as cur:
-            cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN (%s)" % ",".join(["%s"] * len(COUNTERS)),
-                        COUNTERS)
+            cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN (%s)" % ",".join(["%s"] * len(names)), names)
             return {name: int(value) for name, value in cur.fetchall()}
 
     def _launch(self, name: str, argv: list[str], log_path: Path, port: int, ready_path: str,

@@ -70,10 +70,8 @@ def count_rows(stack: Stack) -> int:
 
 
 def innodb_status(stack: Stack) -> dict[str, int]:
-    names = ("Innodb_buffer_pool_reads", "Innodb_buffer_pool_pages_dirty", "Innodb_buffer_pool_pages_total")
-    with contextlib.closing(stack.connect()) as conn, conn.cursor() as cur:
-        cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN (%s, %s, %s)", names)
-        return {name: int(value) for name, value in cur.fetchall()}
+    return stack.global_status(("Innodb_buffer_pool_reads", "Innodb_buffer_pool_pages_dirty",
+                                "Innodb_buffer_pool_pages_total"))
 
 
 def settle(stack: Stack, limit: float = 180.0) -> float:
