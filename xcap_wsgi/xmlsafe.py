@@ -48,6 +48,12 @@ def check_utf8(data: bytes, error=NotUTF8) -> str:
     """Return ``data`` decoded, or raise ``error`` when it is not UTF-8 (or declares otherwise)."""
     if data.startswith(_UTF16_32_BOMS):
         raise error("the body is UTF-16/UTF-32 encoded; XCAP requires UTF-8")
+    if b"\x00" in data[:4]:
+        # UTF-16/UTF-32 without a byte-order mark (XML 1.0 Appendix F): an XML document starts
+        # with "<", whitespace or a BOM, so one of its first four bytes is NUL in those encodings;
+        # in UTF-8 a NUL is never allowed. Such bytes are valid UTF-8 when every character is
+        # ASCII, and libxml2 would detect and parse them as UTF-16/32: refuse them here.
+        raise error("the body is UTF-16/UTF-32 encoded (no byte-order mark); XCAP requires UTF-8")
     declared = _ENCODING_DECL.match(data)
     if declared and declared.group(1).decode("ascii", "replace").strip().lower() not in ("utf-8", "utf8"):
         raise error(f"the XML declaration names encoding {declared.group(1).decode('ascii', 'replace')!r}; "
