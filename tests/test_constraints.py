@@ -179,3 +179,97 @@ class TestLocalReferencesOnly:
                     f'</cr:conditions><cr:actions/><cr:transformations/></cr:rule></cr:ruleset>').encode()
             response = put_doc(strict, path=path, body=body, content_type="application/auth-policy+xml")
             assert response.status_int in (status, 200), response.body
+
+
+# -- percent-encoded URIs, as python3-sipsimple (Blink) writes every one of them -------------------
+
+BLINK_LISTS = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">\n'
+    b'  <list name="friends">\n'
+    b'    <entry uri="sip%3Abob%40example.com"><display-name>Bob</display-name></entry>\n'
+    b'    <entry-ref ref="resource-lists/users/sip%3Aalice%40example.com/index/~~/resource-lists/'
+    b'list%5B%40name%3D%22work%22%5D"/>\n'
+    b'    <external anchor="http%3A//xcap.example.com/xcap-root/resource-lists/users/sip%3Abob%40example.com/'
+    b'index/~~/resource-lists/list%5B%40name%3D%22friends%22%5D"/>\n'
+    b'  </list>\n'
+    b'  <list name="work"/>\n'
+    b'</resource-lists>\n'
+)
+
+
+class TestPercentEncodedReferences:
+    """References are checked percent-decoded (once); the stored bytes stay as the client wrote them."""
+
+    def test_blinks_address_book_is_stored_byte_for_byte(self, app):
+        assert put_doc(app, body=BLINK_LISTS).status_int == 201
+        assert call(app, "GET", ALICE_DOC).body == BLINK_LISTS
+
+    @pytest.mark.parametrize("inner, field", [
+        pytest.param('<list><entry uri="sip%3Abob%40x"/><entry uri="sip:bob@x"/></list>',
+                     "resource-lists/list[1]/entry[2]/@uri", id="entry-uri"),
+        pytest.param('<list><entry uri="sip:bob@x"/><entry uri="sip%3abob%40x"/></list>',
+                     "resource-lists/list[1]/entry[2]/@uri", id="entry-uri-lowercase-hex"),
+        pytest.param('<list><external anchor="http%3A//x/a"/><external anchor="http://x/a"/></list>',
+                     "resource-lists/list[1]/external[2]/@anchor", id="external-anchor"),
+        pytest.param('<list><entry-ref ref="resource-lists/users/sip%3Aa%40b/index"/>'
+                     '<entry-ref ref="resource-lists/users/sip:a@b/index"/></list>',
+                     "resource-lists/list[1]/entry-ref[2]/@ref", id="entry-ref"),
+    ])
+    def test_encoded_and_plain_forms_of_one_uri_clash(self, app, inner, field):
+        condition = assert_xcap_error(put_doc(app, body=rl(inner)), "uniqueness-failure")
+        assert [e.get("field") for e in condition.findall(f"{{{NS}}}exists")] == [field]
+
+    def test_list_names_are_names_not_uris(self, app):
+        assert put_doc(app, body=rl('<list name="a%20b"/><list name="a b"/>')).status_int == 201
+
+    @pytest.mark.parametrize("inner", [
+        pytest.param('<list><entry-ref ref="http%3A//x/resource-lists/users/sip:a@b/index"/></list>', id="entry-ref-absolute"),
+        pytest.param('<list><entry-ref ref="%2Fxcap-root/resource-lists"/></list>', id="entry-ref-absolute-path"),
+        pytest.param('<list><external anchor="ftp%3A//x/index"/></list>', id="external-not-http"),
+        pytest.param('<list><external anchor="http%3Aresource-lists"/></list>', id="external-no-host"),
+    ])
+    def test_decoded_forms_still_obey_the_reference_rules(self, app, inner):
+        assert_xcap_error(put_doc(app, body=rl(inner)), "constraint-failure")
+
+    def rls_put(self, app, inner, path=RLS_DOC, user="sip:alice@example.com"):
+        return call(app, "PUT", path, rls(inner), user=user, **{"Content-Type": "application/rls-services+xml"})
+
+    def test_rls_resource_list_of_the_owner(self, app):
+        inner = ('<service uri="sip%3Afriends%40example.com"><resource-list>http%3A//xcap.example.com/xcap-root/'
+                 'resource-lists/users/sip%3Aalice%40example.com/index/~~/resource-lists/list%5B%40name%3D%22f%22%5D'
+                 '</resource-list><packages><package>presence</package></packages></service>')
+        assert self.rls_put(app, inner).status_int == 201
+        assert call(app, "GET", RLS_DOC).body == rls(inner)
+
+    def test_rls_resource_list_of_another_user_is_refused(self, app):
+        inner = ('<service uri="sip:friends@example.com"><resource-list>http%3A//xcap.example.com/xcap-root/'
+                 'resource-lists/users/sip%3Abob%40example.com/index</resource-list>'
+                 '<packages><package>presence</package></packages></service>')
+        assert_xcap_error(self.rls_put(app, inner), "constraint-failure")
+
+    def test_rls_service_uris_are_unique_across_users_decoded(self, app):
+        plain = '<service uri="sip:buddies@example.com"><list/><packages><package>presence</package></packages></service>'
+        assert self.rls_put(app, plain).status_int == 201
+        encoded = plain.replace("sip:buddies@example.com", "sip%3Abuddies%40example.com")
+        bob = "/xcap-root/rls-services/users/sip:bob@example.com/index"
+        condition = assert_xcap_error(self.rls_put(app, encoded, path=bob, user="sip:bob@example.com"),
+                                      "uniqueness-failure")
+        exists = condition.find(f"{{{NS}}}exists")
+        assert exists.get("field") == "rls-services/service[1]/@uri"
+        assert [a.text for a in exists.iter(f"{{{NS}}}alt-value")][0] == "sip:buddies-2@example.com"
+        # and within one document
+        twice = encoded + plain
+        assert_xcap_error(self.rls_put(app, twice, path=bob, user="sip:bob@example.com"), "uniqueness-failure")
+
+    def test_local_references_only_decodes_too(self):
+        from xcap_wsgi import SQLiteStore
+        from xcap_wsgi.settings import build_middleware, resolve
+
+        values = resolve({"external_references": "false", "anonymous": "true"}, environ={})
+        strict = build_middleware(None, values, store=SQLiteStore(":memory:"))
+        own = ('<list><external anchor="http%3A//localhost/xcap-root/resource-lists/users/sip%3Aalice%40example.com/'
+               'index/~~/resource-lists/list%5B1%5D"/></list>')
+        assert put_doc(strict, body=rl(own)).status_int == 201, put_doc(strict, body=rl(own)).body
+        other = own.replace("alice", "bob")
+        assert_xcap_error(put_doc(strict, body=rl(other)), "constraint-failure")

@@ -8,6 +8,13 @@ and a ``<resource-list>`` holds an absolute HTTP(S) URI whose AUID segment is ``
 and, in the users tree, whose XUI is the document's own. Uniqueness failures name each clash
 with a node selector relative to the document (``field``) and, for list names, suggest names
 that no sibling uses.
+
+Percent-encoded references are decoded (once) before these checks, and the stored bytes are
+left as the client wrote them. python3-sipsimple (Blink) percent-encodes every URI it writes
+(``anchor="http%3A//xcap.example.com/..."``, ``uri="sip%3Abob%40example.com"``), which is a
+harmless deviation (it decodes them again on reading); OpenXCAP decodes before checking too,
+and so does Kamailio's rls for ``<resource-list>`` (contract §7). Decoding once means a literal
+``%25`` is compared as ``%``.
 """
 
 from __future__ import annotations
@@ -24,6 +31,20 @@ RLS = "urn:ietf:params:xml:ns:rls-services"
 #: (child element, attribute that must be unique among such siblings, suggest alternatives?)
 UNIQUE_AMONG_SIBLINGS = (("list", "name", True), ("entry", "uri", False),
                          ("entry-ref", "ref", False), ("external", "anchor", False))
+#: The attributes above that hold URIs, compared percent-decoded: ``entry uri="sip%3Abob%40x"``
+#: and ``entry uri="sip:bob@x"`` in one list clash. Strictly (RFC 3986 §6.2.2.2) an encoded
+#: reserved character is not equivalent to the character, but for these attributes the encoded
+#: form only ever comes from a client that encodes everything (Blink), which means the same
+#: contact; one list holding it twice is what RFC 4826 §3.4.5 forbids. ``list/@name`` is a name,
+#: not a URI, and is compared as written.
+DECODED_ATTRIBUTES = frozenset({"uri", "ref", "anchor"})
+
+
+def decoded(reference: str) -> str:
+    """``reference`` percent-decoded once (what the checks compare; the document keeps the bytes)."""
+    return unquote(reference) if "%" in reference else reference
+
+
 _CONTAINERS = {f"{{{RL}}}resource-lists", f"{{{RL}}}list", f"{{{RLS}}}service", f"{{{RLS}}}list"}
 
 
@@ -37,13 +58,13 @@ def resource_lists_constraints(tree: etree._ElementTree, context) -> None:
         raise UniquenessFailure(clashes, phrase="duplicate values among sibling elements (RFC 4826 §3.4.5)")
     for element in tree.getroot().iter(f"{{{RL}}}entry-ref"):
         ref = element.get("ref", "")
-        parts = urlsplit(ref)
-        if parts.scheme or parts.netloc or ref.startswith("/") or not ref:
+        parts = urlsplit(decoded(ref))
+        if parts.scheme or parts.netloc or decoded(ref).startswith("/") or not ref:
             raise ConstraintFailure(f"entry-ref ref={ref!r} must be a relative path reference "
                                     "(relative to the XCAP root)")
     for element in tree.getroot().iter(f"{{{RL}}}external"):
         anchor = element.get("anchor", "")
-        parts = urlsplit(anchor)
+        parts = urlsplit(decoded(anchor))
         if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
             raise ConstraintFailure(f"external anchor={anchor!r} must be an absolute HTTP or HTTPS URI")
 
@@ -55,10 +76,11 @@ def rls_services_constraints(tree: etree._ElementTree, context) -> None:
     uri = context.uri
     for element in tree.getroot().iter(f"{{{RLS}}}resource-list"):
         value = (element.text or "").strip()
-        parts = urlsplit(value)
+        # Decoded once, then split (as Kamailio's rls does): sipsimple writes "http%3A//host/...".
+        parts = urlsplit(decoded(value))
         if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
             raise ConstraintFailure(f"resource-list {value!r} must be an absolute HTTP or HTTPS URI")
-        segments = [unquote(s) for s in parts.path.split("/")]
+        segments = parts.path.split("/")
         if "resource-lists" not in segments:
             raise ConstraintFailure(f"resource-list {value!r} must point into the resource-lists application usage")
         at = segments.index("resource-lists")
@@ -76,14 +98,17 @@ def _same_xui(candidate: str, xui: str) -> bool:
 #: Per unique kind, the values among one parent's children, gathered in C (plain strings).
 _UNIQUE_VALUES = tuple(etree.XPath(f"rl:{local}/@{attribute}", namespaces={"rl": RL}, smart_strings=False)
                        for local, attribute, _ in UNIQUE_AMONG_SIBLINGS)
+_DECODE = tuple(attribute in DECODED_ATTRIBUTES for _, attribute, _ in UNIQUE_AMONG_SIBLINGS)
 
 
 def _sibling_clashes(parent: etree._Element, default_namespace: str) -> list[Exists]:
     """The clashes among ``parent``'s children. Whether there are any (the usual answer is no,
     on every PUT) is decided on the values lxml collects in C; only then are they named."""
-    for values_of in _UNIQUE_VALUES:
+    for values_of, decode in zip(_UNIQUE_VALUES, _DECODE):
         values = values_of(parent)
-        if len(values) != len(set(values)):
+        if len(values) < 2:
+            continue
+        if len(values) != len(set(map(decoded, values) if decode else values)):
             return _name_clashes(parent, default_namespace)
     return []
 
@@ -97,6 +122,8 @@ def _name_clashes(parent: etree._Element, default_namespace: str) -> list[Exists
             value = element.get(attribute)
             if value is None:
                 continue
+            if attribute in DECODED_ATTRIBUTES:
+                value = decoded(value)
             if value in seen:
                 taken = {s.get(attribute) for s in siblings}
                 alternatives = _free_names(value, taken) if suggest else []
@@ -158,7 +185,7 @@ def perm_presence_entity(tree: etree._ElementTree, context) -> None:
     if uri.tree != "users" or uri.document_name != "perm-presence":
         return
     entity = tree.getroot().get("entity", "")
-    if _presentity(entity) != _presentity(uri.xui):
+    if _presentity(decoded(entity)) != _presentity(uri.xui):
         from webob.exc import HTTPForbidden
 
         raise HTTPForbidden(detail=f"presence entity {entity!r} is not the document owner {uri.xui!r}")
@@ -218,14 +245,16 @@ def rls_service_uris_unique(tree: etree._ElementTree, context) -> None:
         if key.doc_uri == own_doc_uri or "/global/" in key.doc_uri:
             continue
         for uri in _service_uris(content):
-            taken.setdefault(_normal(uri), key.doc_uri)
+            taken.setdefault(_normal(decoded(uri)), key.doc_uri)
     clashes, seen = [], set()
-    all_names = set(taken) | {_normal(s.get("uri", "")) for s in services}
+    # Compared decoded (sipsimple writes uri="sip%3Abuddies%40example.com"), like Kamailio's rls
+    # normalises them to sip:user@host.
+    all_names = set(taken) | {_normal(decoded(s.get("uri", ""))) for s in services}
     for position, service in enumerate(services, start=1):
-        normal = _normal(service.get("uri", ""))
+        normal = _normal(decoded(service.get("uri", "")))
         if normal in taken or normal in seen:
             clashes.append(Exists(field=f"rls-services/service[{position}]/@uri",
-                                  alt_values=_free_service_uris(service.get("uri", ""), all_names)))
+                                  alt_values=_free_service_uris(decoded(service.get("uri", "")), all_names)))
         seen.add(normal)
     if clashes:
         raise UniquenessFailure(clashes, phrase="service URI already in use (unique across all users, RFC 4826 §4.4.3)")
@@ -295,15 +324,16 @@ def local_references_only(tree: etree._ElementTree, context) -> None:
 def _require_own(reference: str, context, relative: bool = False) -> None:
     from .uri import canonical_xui
 
-    root_url = (getattr(context, "root_url", "") or "").rstrip("/")
+    root_url = unquote((getattr(context, "root_url", "") or "").rstrip("/"))
+    target = decoded(reference)  # compared decoded once, like the other reference checks
     if relative:
-        path = reference
-    elif root_url and reference.startswith(root_url + "/"):
-        path = reference[len(root_url) + 1 :]
+        path = target
+    elif root_url and target.startswith(root_url + "/"):
+        path = target[len(root_url) + 1 :]
     else:
         raise ConstraintFailure(f"reference {reference!r} points outside this XCAP server ({root_url or 'unknown'}); "
                                 "external references are switched off")
-    segments = [unquote(s) for s in path.split("/")]
+    segments = path.split("/")
     if (len(segments) < 4 or segments[:2] != ["resource-lists", "users"]
             or canonical_xui(segments[2]) != canonical_xui(context.uri.xui)):
         raise ConstraintFailure(f"reference {reference!r} does not point to {context.uri.xui}'s own resource lists; "
