@@ -118,9 +118,14 @@ class TestOmaRules:
         assert put_doc(app, path=path, body=body, content_type="application/auth-policy+xml").status_int == 201
         response = call(app, "GET", path + "/~~/ruleset/rule%5B@id=%22a%22%5D")  # unprefixed, as OMA clients send
         assert response.status_int == 200 and response.body.startswith(b'<cr:rule id="a">')
-        assert put_doc(app, path=path.replace("/pres-rules", "/index").replace(
-            "org.openmobilealliance.index", "org.openmobilealliance.pres-rules"), body=body,
-            content_type="application/auth-policy+xml").status_int == 404
+        # Issue 15: "index" (what Blink writes) is a document of the usage too, but a user has one
+        # pres-rules document (Kamailio applies only one): alice's second one is refused.
+        index = f"/xcap-root/org.openmobilealliance.pres-rules/users/{ALICE}/index"
+        assert_xcap_error(put_doc(app, path=index, body=body, content_type="application/auth-policy+xml"),
+                          "constraint-failure")
+        assert call(app, "GET", path + "/~~/ruleset/rule%5B@id=%22a%22%5D").status_int == 200
+        assert put_doc(app, path=path.replace("/pres-rules", "/other"), body=body,
+                       content_type="application/auth-policy+xml").status_int == 404
 
 
 class TestServiceUriUniqueness:

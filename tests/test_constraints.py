@@ -273,3 +273,76 @@ class TestPercentEncodedReferences:
         assert put_doc(strict, body=rl(own)).status_int == 201, put_doc(strict, body=rl(own)).body
         other = own.replace("alice", "bob")
         assert_xcap_error(put_doc(strict, body=rl(other)), "constraint-failure")
+
+
+# -- pres-rules: OMA "index" accepted, one pres-rules document per user -----------------------------
+
+OMA_INDEX = "/xcap-root/org.openmobilealliance.pres-rules/users/sip:alice@example.com/index"
+OMA_NAMED = "/xcap-root/org.openmobilealliance.pres-rules/users/sip:alice@example.com/pres-rules"
+IETF_INDEX = "/xcap-root/pres-rules/users/sip:alice@example.com/index"
+POLICY = "application/auth-policy+xml"
+#: Shaped as python3-sipsimple writes OMA presence rules (common-policy prefixed, OMA extensions).
+BLINK_RULES = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<cr:ruleset xmlns:pr="urn:ietf:params:xml:ns:pres-rules" xmlns:cr="urn:ietf:params:xml:ns:common-policy">'
+    b'<cr:rule id="wp_prs_allow_own"><cr:conditions><cr:identity><cr:one id="sip:alice@example.com"/>'
+    b'</cr:identity></cr:conditions><cr:actions><pr:sub-handling>allow</pr:sub-handling></cr:actions>'
+    b'<cr:transformations/></cr:rule></cr:ruleset>'
+)
+
+
+class TestOnePresRulesDocument:
+    def test_blink_puts_oma_pres_rules_at_index(self, app):
+        assert put_doc(app, path=OMA_INDEX, body=BLINK_RULES, content_type=POLICY).status_int == 201
+        response = call(app, "GET", OMA_INDEX)
+        assert (response.body, response.content_type) == (BLINK_RULES, POLICY)
+        node = OMA_INDEX + "/~~/ruleset/rule%5B@id=%22wp_prs_allow_own%22%5D/actions"
+        assert call(app, "GET", node).status_int == 200
+        listing = call(app, "GET", "/xcap-root/org.openmobilealliance.xcap-directory/users/sip:alice@example.com/"
+                       "directory.xml").body
+        folder = etree.fromstring(listing).find("{urn:oma:xml:xdm:xcap-directory}folder"
+                                                "[@auid='org.openmobilealliance.pres-rules']")
+        assert [e.get("uri").endswith("/org.openmobilealliance.pres-rules/users/sip:alice@example.com/index")
+                for e in folder] == [True]
+
+    @pytest.mark.parametrize("first, second", [(OMA_INDEX, IETF_INDEX), (IETF_INDEX, OMA_INDEX),
+                                               (OMA_NAMED, OMA_INDEX), (OMA_INDEX, OMA_NAMED)])
+    def test_a_second_document_is_refused_naming_the_first(self, app, first, second):
+        assert put_doc(app, path=first, body=BLINK_RULES, content_type=POLICY).status_int == 201
+        condition = assert_xcap_error(put_doc(app, path=second, body=BLINK_RULES, content_type=POLICY),
+                                      "constraint-failure")
+        assert first in condition.get("phrase")
+        assert call(app, "GET", second).status_int == 404
+        # the existing one is still written as usual, whole or node by node
+        assert put_doc(app, path=first, body=BLINK_RULES + b"\n", content_type=POLICY).status_int == 200
+        node = (first + "/~~/cr:ruleset/cr:rule%5B@id=%22wp_prs_allow_own%22%5D/cr:transformations"
+                "?xmlns(cr=urn:ietf:params:xml:ns:common-policy)")
+        assert call(app, "DELETE", node).status_int == 200
+        # other users are not concerned; after a DELETE the user may choose another AUID or name
+        bob = second.replace("alice", "bob")
+        assert call(app, "PUT", bob, BLINK_RULES, user="sip:bob@example.com",
+                    **{"Content-Type": POLICY}).status_int == 201
+        assert call(app, "DELETE", first).status_int == 200
+        assert put_doc(app, path=second, body=BLINK_RULES, content_type=POLICY).status_int == 201
+
+    def test_documents_that_already_coexist_can_still_be_edited(self, app, store):
+        """Rows written by another program (Kamailio's own xcap_server) are not locked."""
+        from xcap_wsgi.storage import DocumentKey
+
+        for path in (IETF_INDEX, OMA_INDEX):
+            store.put(DocumentKey("alice", "example.com", path, 2), BLINK_RULES, None)
+        for path in (IETF_INDEX, OMA_INDEX):
+            assert put_doc(app, path=path, body=BLINK_RULES + b"\n", content_type=POLICY).status_int == 200
+
+    def test_check_reports_a_users_second_pres_rules_document(self, store):
+        from xcap_wsgi.admin import check_documents
+        from xcap_wsgi.storage import DocumentKey
+
+        store.put(DocumentKey("alice", "example.com", OMA_INDEX, 2), BLINK_RULES, None)
+        store.put(DocumentKey("alice", "example.com", IETF_INDEX, 2), BLINK_RULES, None)
+        bob = IETF_INDEX.replace("alice", "bob")
+        store.put(DocumentKey("bob", "example.com", bob, 2), BLINK_RULES.replace(b"alice", b"bob"), None)
+        problems = {p.doc_uri: p.message for p in check_documents(store, default_domain="example.com")}
+        assert set(problems) == {OMA_INDEX, IETF_INDEX}
+        assert "applies this one" in problems[OMA_INDEX] and IETF_INDEX in problems[OMA_INDEX]
+        assert problems[IETF_INDEX].startswith("ignored") and OMA_INDEX in problems[IETF_INDEX]

@@ -17,7 +17,8 @@ functions here, which also work from Python:
 * ``check_documents(store, registry, default_domain)`` validates every stored document against
   its application usage (UTF-8, well-formed, the usage's validators: XML Schema) and the row
   against its ``doc_uri`` (``doc_type`` of the usage, ``username``/``domain`` of the XUI, ETag
-  within Kamailio's limit), and returns the problems found.
+  within Kamailio's limit), reports a user's second pres-rules document (Kamailio applies only
+  the first), and returns the problems found.
 
 Two things the Store protocol (``get/put/delete/list_documents``) cannot do are implemented here
 per store type, with bound parameters, on the store's own connection:
@@ -442,6 +443,9 @@ def purge_documents(store: Store, username: str, domain: str, *, progress: Progr
 
 # -- check ---------------------------------------------------------------------------------------
 
+#: Kamailio's doc_type of pres-rules rows (IETF and OMA): presence_xml applies one per user.
+PRES_RULES_DOC_TYPE = 2
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -511,6 +515,22 @@ def check_row(row: Row, registry, default_domain: str) -> list[str]:
     return problems
 
 
+def _several_pres_rules(store: Store, row: Row, first: dict[tuple[str, str], str]) -> str | None:
+    """Whether the user of a pres-rules row has another one (Kamailio's presence_xml applies only
+    the row with the lowest id). Rows come in id order, so the first seen of an account is it;
+    ``first`` remembers it for accounts that have several only (memory stays small)."""
+    others = [info.doc_uri for info in store.list_documents(row.username, row.domain)
+              if info.doc_type == PRES_RULES_DOC_TYPE and info.doc_uri != row.doc_uri]
+    if not others:
+        return None
+    account = (row.username.lower(), row.domain.lower())
+    applied = first.setdefault(account, row.doc_uri)
+    if applied == row.doc_uri:
+        return (f"the user has {len(others) + 1} pres-rules documents; Kamailio's presence applies this one "
+                f"(the oldest row) and ignores {', '.join(others)}")
+    return f"ignored: Kamailio's presence applies only the user's oldest pres-rules document, {applied}"
+
+
 def check_documents(store: Store, registry=None, default_domain: str = "localhost", *,
                     username: str | None = None, domain: str | None = None,
                     progress: Progress | None = None) -> list[Problem]:
@@ -520,9 +540,14 @@ def check_documents(store: Store, registry=None, default_domain: str = "localhos
     registry = registry if registry is not None else default_registry()
     progress = progress or _no_progress("check")
     problems: list[Problem] = []
+    first_pres_rules: dict[tuple[str, str], str] = {}  # accounts with several: the lowest id's doc_uri
     for row in iter_rows(store, username, domain):
         problems.extend(Problem(row.doc_uri, row.username, row.domain, m)
                         for m in check_row(row, registry, default_domain))
+        if row.doc_type == PRES_RULES_DOC_TYPE:
+            message = _several_pres_rules(store, row, first_pres_rules)
+            if message:
+                problems.append(Problem(row.doc_uri, row.username, row.domain, message))
         progress.step()
     progress.done(f"checked, {len(problems)} problem(s)")
     return problems

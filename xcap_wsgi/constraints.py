@@ -295,6 +295,39 @@ def _free_service_uris(uri: str, taken: set, count: int = 3) -> list[str]:
     return suggestions
 
 
+# -- pres-rules: one document per user ---------------------------------------------------------
+
+#: The lock name under which a pres-rules write checks for and commits its document.
+PRES_RULES_LOCK = "pres-rules-document"
+
+
+def one_pres_rules_document(tree: etree._ElementTree, context) -> None:
+    """Refuse to create a second pres-rules document for a user (409 constraint-failure naming
+    the one that exists); writes to an existing document always pass.
+
+    Kamailio's presence_xml reads ``select doc from xcap where doc_type=2 AND username=? AND
+    domain=?`` and applies the first row, whatever its AUID (IETF ``pres-rules`` and OMA
+    ``org.openmobilealliance.pres-rules`` share doc_type 2) or document name: on a real Kamailio
+    the row with the lowest id wins and a second document is silently ignored
+    (tests/test_kamailio_pres_rules.py). One document per user keeps what the user edits and
+    what presence applies the same. Runs under ``PRES_RULES_LOCK`` with the write.
+    """
+    store, key = context.store, context.key
+    if store is None or key is None or context.uri.tree != "users":
+        return
+    own = key.doc_uri.lower()  # Kamailio's latin1 collation: case-insensitive doc_uri
+    others = []
+    for info in store.list_documents(key.username, key.domain):
+        if info.doc_type != key.doc_type:
+            continue
+        if info.doc_uri.lower() == own:
+            return  # replacing or editing the user's document: always allowed
+        others.append(info.doc_uri)
+    if others:
+        raise ConstraintFailure(f"{context.uri.xui} already has a presence rules document, {others[0]}; "
+                                "presence applies only one per user: change that one, or delete it first")
+
+
 # -- policy switch: no cross-user or foreign references ----------------------------------------
 
 OMA_COMMON_POLICY = "urn:oma:xml:xdm:common-policy"

@@ -15,7 +15,9 @@ from lxml import etree
 
 from ..computed import rls_services_index, xcap_caps, xcap_directory
 from ..constraints import (
+    PRES_RULES_LOCK,
     RLS_SERVICE_LOCK,
+    one_pres_rules_document,
     rls_service_uris_unique,
     perm_presence_entity,
     pres_content_rules,
@@ -149,7 +151,9 @@ PRES_RULES = ApplicationUsage(
     default_namespace="urn:ietf:params:xml:ns:pres-rules",
     doc_type=2,
     namespaces=schema_namespaces("pres-rules"),  # common-policy + pres-rules
-    validators=(schema_validator("pres-rules"),),
+    # One pres-rules document per user, IETF or OMA (Kamailio applies only the first row).
+    validators=(schema_validator("pres-rules"), one_pres_rules_document),
+    write_lock=PRES_RULES_LOCK,
 )
 
 OMA_PRES_RULES = ApplicationUsage(
@@ -158,10 +162,13 @@ OMA_PRES_RULES = ApplicationUsage(
     # OMA clients write unprefixed ruleset/rule[...] selectors: the common-policy namespace.
     default_namespace="urn:ietf:params:xml:ns:common-policy",
     doc_type=2,
-    document_names=("pres-rules",),
+    # OMA Presence XDM names the document "pres-rules"; python3-sipsimple (Blink) writes "index".
+    # Both are accepted; presence reads either (any doc_type 2 row), one per user.
+    document_names=("pres-rules", "index"),
     # common-policy, pres-rules, OMA common-policy and OMA pres-rules extensions
     namespaces=schema_namespaces("oma-pres-rules"),
-    validators=(schema_validator("oma-pres-rules"),),
+    validators=(schema_validator("oma-pres-rules"), one_pres_rules_document),
+    write_lock=PRES_RULES_LOCK,
 )
 
 PIDF_MANIPULATION = ApplicationUsage(
