@@ -637,6 +637,8 @@ def add_commands(commands) -> None:
                                 description="Check each row: UTF-8, well-formed, the usage's validators (XML Schema), "
                                 "doc_type and account matching doc_uri, ETag length. Exit 1 if any problem is found.")
     common(check, user="optional")
+    check.add_argument("--usage", action="append", metavar="AUID=NAMESPACE;MIME-TYPE",
+                       help="a generic application usage whose documents are stored (repeatable; default: setting)")
     check.set_defaults(handler=_cmd_check)
 
 
@@ -652,6 +654,8 @@ def _values(args) -> dict:
         given["db"] = args.db
     if args.default_domain:
         given["default_domain"] = args.default_domain
+    if getattr(args, "usage", None):
+        given["usage"] = args.usage
     return resolve(given)
 
 
@@ -730,7 +734,11 @@ def _cmd_check(args) -> int:
     def body(values, store):
         account = _account(args.user, values["default_domain"]) if args.user else (None, None)
         progress = Progress("check", every=args.progress_every)
-        problems = check_documents(store, usage_registry(values), values["default_domain"], username=account[0],
+        try:
+            registry = usage_registry(values)
+        except ValueError as exc:
+            raise AdminError(str(exc)) from None
+        problems = check_documents(store, registry, values["default_domain"], username=account[0],
                                    domain=account[1], progress=progress)
         for problem in problems:
             print(problem)

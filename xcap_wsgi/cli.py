@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
                                help=setting.help + env_help)
         else:
             serve.add_argument(setting.flag, dest=setting.name, default=None, metavar=setting.name.upper(),
-                               help=setting.help + env_help)
+                               action="append" if setting.repeatable else "store", help=setting.help + env_help)
 
     initdb = commands.add_parser("initdb", help="create Kamailio's xcap table (and version row) if absent")
     initdb.add_argument("--db", default=None, help="database URL (default: $XCAP_DB or the embedded SQLite file)")

@@ -8,6 +8,7 @@ is never defined twice.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -31,6 +32,48 @@ def parse_list(value: Any) -> tuple[str, ...]:
     return tuple(part.strip() for part in str(value).replace("\n", ",").split(",") if part.strip())
 
 
+_AUID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]*$")
+_MIME = re.compile(r"^[A-Za-z0-9][\w!#$&^.+\-]*/[A-Za-z0-9][\w!#$&^.+\-]*$")
+
+
+def parse_usages(value: Any) -> tuple[str, ...]:
+    """Generic application usages, ``AUID=NAMESPACE;MIME-TYPE`` each: a list (repeated
+    ``--usage``), or one string with entries separated by commas or newlines (ini, environment).
+    Returns the entries normalised; a malformed one is a ``ValueError`` naming it."""
+    items = value if isinstance(value, (list, tuple)) else (value,)
+    entries = [part.strip() for item in items for part in str(item).replace("\n", ",").split(",") if part.strip()]
+    parsed = [parse_usage(entry) for entry in entries]
+    if parsed:
+        from .usages import DEFAULT_USAGES
+
+        shipped = {usage.auid for usage in DEFAULT_USAGES}
+        auids = [auid for auid, _, _ in parsed]
+        for auid in auids:
+            if auid in shipped:
+                raise ValueError(f"usage {auid}: already an application usage of xcap-wsgi (it has its own rules)")
+            if auids.count(auid) > 1:
+                raise ValueError(f"usage {auid}: given more than once")
+    return tuple(f"{auid}={namespace};{mime_type}" for auid, namespace, mime_type in parsed)
+
+
+def parse_usage(entry: str) -> tuple[str, str, str]:
+    """``AUID=NAMESPACE;MIME-TYPE`` -> ``(auid, namespace, mime_type)``. The namespace may hold
+    ``=`` (split at the first) but not ``;`` or ``,`` (the MIME type follows the last ``;``)."""
+    auid, equals, rest = entry.strip().partition("=")
+    namespace, semicolon, mime_type = rest.rpartition(";")
+    auid, namespace, mime_type = auid.strip(), namespace.strip(), mime_type.strip().lower()
+    if not (equals and semicolon and auid and namespace and mime_type):
+        raise ValueError(f"usage {entry!r}: expected AUID=NAMESPACE;MIME-TYPE, e.g. "
+                         "org.example.notes=urn:example:notes;application/vnd.example.notes+xml")
+    if not _AUID.match(auid):
+        raise ValueError(f"usage {entry!r}: AUID {auid!r} must be letters, digits, '.', '-' or '_'")
+    if not _MIME.match(mime_type):
+        raise ValueError(f"usage {entry!r}: {mime_type!r} is not a MIME type (type/subtype)")
+    if any(c.isspace() for c in namespace) or ";" in namespace:
+        raise ValueError(f"usage {entry!r}: namespace {namespace!r} must be a URI without spaces or ';'")
+    return auid, namespace, mime_type
+
+
 def parse_size(value: Any) -> int:
     """An integer byte count; accepts ``k``/``m`` suffixes (``4m`` = 4 MiB)."""
     text = str(value).strip().lower()
@@ -46,6 +89,8 @@ class Setting:
     help: str
     #: "middleware" settings go to XCAPMiddleware; "server" ones to the standalone server only.
     scope: str = "middleware"
+    #: The command-line option may be given several times (its values are collected in a list).
+    repeatable: bool = False
 
     @property
     def env(self) -> str:
@@ -84,6 +129,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("no_schema_validation", parse_list, (),
             "AUIDs whose resulting documents are not checked against their XML schema (RFC 4826/OMA "
             "constraints still apply)", "usages"),
+    Setting("usage", parse_usages, (),
+            "generic application usage without a schema, AUID=NAMESPACE;MIME-TYPE (repeat the option, or separate "
+            "entries with commas or newlines): documents of any name, checked for well-formed UTF-8 only, stored "
+            "with doc_type 64", "usages", repeatable=True),
     Setting("external_references", parse_bool, True,
             "allow references (entry-ref, external, resource-list, OMA external-list) to other users' lists "
             "and other servers, as the RFCs do; false keeps every reference inside the owner's own lists", "usages"),
@@ -160,12 +209,18 @@ def authorization_arguments(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def usage_registry(values: dict[str, Any]):
-    """The application usages as configured: the shipped ones, schema validation off for the AUIDs
-    in ``no_schema_validation``, references kept local when ``external_references`` is false."""
-    from .usages import default_registry
+    """The application usages as configured: the shipped ones plus the generic ``usage`` entries,
+    schema validation off for the AUIDs in ``no_schema_validation``, references kept local when
+    ``external_references`` is false."""
+    from .usages import default_registry, generic_usage
     from .validation import without_schema_validation
 
     registry = default_registry()
+    for entry in values.get("usage") or ():
+        auid, namespace, mime_type = parse_usage(entry)
+        if auid in registry:
+            raise ValueError(f"usage {entry!r}: {auid} is already an application usage of xcap-wsgi")
+        registry.register(generic_usage(auid, namespace, mime_type))
     if values.get("no_schema_validation"):
         registry = without_schema_validation(registry, values["no_schema_validation"])
     if not values.get("external_references", True):
