@@ -346,3 +346,33 @@ class TestOnePresRulesDocument:
         assert set(problems) == {OMA_INDEX, IETF_INDEX}
         assert "applies this one" in problems[OMA_INDEX] and IETF_INDEX in problems[OMA_INDEX]
         assert problems[IETF_INDEX].startswith("ignored") and OMA_INDEX in problems[IETF_INDEX]
+
+    def test_concurrent_creations_of_two_documents_leave_one(self, store):
+        """Two first PUTs racing (the check reads the user's documents, slowed down here so both
+        read before either commits without the lock): exactly one is created."""
+        import threading
+        import time
+
+        from conftest import CountingStore
+        from xcap_wsgi import XCAPMiddleware
+
+        class SlowListing(CountingStore):
+            def list_documents(self, username, domain):
+                listed = self._store.list_documents(username, domain)
+                time.sleep(0.3)  # widens the read -> commit window; no assertion depends on timing
+                return listed
+
+        app = XCAPMiddleware(None, store=SlowListing(store), default_domain="example.com")
+        statuses, start = {}, threading.Barrier(2)
+
+        def put(path):
+            start.wait()
+            statuses[path] = put_doc(app, path=path, body=BLINK_RULES, content_type=POLICY).status_int
+
+        threads = [threading.Thread(target=put, args=(path,)) for path in (OMA_INDEX, IETF_INDEX)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(statuses.values()) == [201, 409], statuses
+        assert len([i for i in store.list_documents("alice", "example.com") if i.doc_type == 2]) == 1
