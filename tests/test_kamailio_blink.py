@@ -1,4 +1,6 @@
-"""Which pres-rules document a real Kamailio 5.6 applies when a user has several, and the rule
+"""Blink's (python3-sipsimple's) documents on a real Kamailio 5.6.
+
+**pres-rules.** Which pres-rules document Kamailio applies when a user has several, and the rule
 xcap-wsgi keeps because of it: one pres-rules document per user.
 
 presence_xml reads ``select doc from xcap where doc_type=2 AND username=? AND domain=?`` and
@@ -7,6 +9,9 @@ documents share doc_type 2, and the document name is not looked at. These tests 
 Kamailio that the row with the lowest ``id`` wins whatever was written later, so a second
 pres-rules document of a user is silently ignored; xcap-wsgi refuses to create one (409
 constraint-failure naming the existing document).
+
+**rls.** Blink's percent-encoded rls-services and resource-lists, accepted by xcap-wsgi, are
+expanded by Kamailio's rls, which decodes ``<resource-list>`` and the service URI itself.
 """
 
 from __future__ import annotations
@@ -15,12 +20,15 @@ import uuid
 
 import pytest
 
+from conftest import call
 from mysql_support import (  # noqa: F401  (fixtures)
+    SipWatcher,
     db_url,
     http_request,
     kamailio,
     kamailio_database,
     mysql_store,
+    rls_kamailio,
     rows,
     run_xcap_wsgi,
     sip_subscribe,
@@ -105,3 +113,54 @@ def test_xcap_wsgi_keeps_one_pres_rules_document_per_user(kamailio, db_url):
         assert http_request("DELETE", server.port, OMA_INDEX)[0] == 200
         assert http_request("PUT", server.port, IETF_INDEX, rules("allow"), MIME)[0] == 201
         assert state_for_new_watcher(kamailio) == "active"
+
+
+# -- rls: Blink's percent-encoded documents -----------------------------------------------------------
+
+
+BLINK_FRIENDS = (b'<?xml version="1.0" encoding="UTF-8"?>\n'
+                 b'<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists"><list name="friends">'
+                 b'<entry uri="sip:alice@example.com"/><entry uri="sip%3Acarol%40example.com"/></list>'
+                 b'</resource-lists>\n')
+
+
+@pytest.mark.parametrize("encoded_service", [False, True], ids=["plain-service-uri", "encoded-service-uri"])
+def test_rls_expands_blinks_encoded_rls_services(rls_kamailio, encoded_service):
+    """Written through xcap-wsgi (which checks them decoded and stores the bytes as sent), Blink's
+    ``<resource-list>http%3A//...`` and ``service uri="sip%3A..."`` are found by Kamailio's rls."""
+    kam, url = rls_kamailio
+    from xcap_wsgi.settings import build_middleware, resolve
+    from xcap_wsgi.storage.mysql import MySQLStore
+
+    store = MySQLStore.from_url(url)
+    try:
+        app = build_middleware(None, resolve({"anonymous": "true"}, environ={}), store=store)
+        user = f"blink{uuid.uuid4().hex[:6]}"
+        service = f"sip:friends-{user}@example.com"
+        attribute = service.replace(":", "%3A").replace("@", "%40") if encoded_service else service
+        resource_list = (f"http%3A//127.0.0.1:{kam.http_port}/xcap-root/resource-lists/users/sip%3A{user}%40example.com"
+                         f"/index/~~/resource-lists/list%5B%40name%3D%22friends%22%5D")
+        services = (f'<?xml version="1.0" encoding="UTF-8"?>\n<rls-services xmlns="urn:ietf:params:xml:ns:rls-services">'
+                    f'<service uri="{attribute}"><resource-list>{resource_list}</resource-list>'
+                    f'<packages><package>presence</package></packages></service></rls-services>\n').encode()
+        lists_path = f"/xcap-root/resource-lists/users/sip:{user}@example.com/index"
+        services_path = f"/xcap-root/rls-services/users/sip:{user}@example.com/index"
+        assert call(app, "PUT", lists_path, BLINK_FRIENDS, user=None,
+                    **{"Content-Type": "application/resource-lists+xml"}).status_int == 201
+        response = call(app, "PUT", services_path, services, user=None,
+                        **{"Content-Type": "application/rls-services+xml"})
+        assert response.status_int == 201, response.body
+        assert call(app, "GET", services_path).body == services  # stored as Blink wrote it
+
+        watcher = SipWatcher(kam.sip_port, service, f"sip:{user}@example.com", eventlist=True)
+        try:
+            status, state = watcher.subscribe()
+            assert status == 200 and state == "active", (status, state, kam.log()[-3000:])
+            rlmi = watcher.notifies[0]
+            assert '<resource uri="sip:alice@example.com"' in rlmi
+            # Kamailio's rls does not decode entry/@uri: Blink's encoded entry is listed as written
+            assert '<resource uri="sip%3Acarol%40example.com"' in rlmi
+        finally:
+            watcher.close()
+    finally:
+        store.close()
