@@ -142,6 +142,17 @@ def test_check_knows_the_usage_from_the_setting(generic, tmp_path, capsys):
     assert "today.xml" in capsys.readouterr().out
 
 
+def test_paste_deploy_section(tmp_path):
+    """PasteDeploy: the same ``usage`` key, one entry per line, in the filter's section."""
+    from xcap_wsgi.paste import app_factory
+
+    app = app_factory({}, db=f"sqlite:///{tmp_path / 'paste.sqlite3'}", anonymous="true",
+                      usage=f"\n{NOTES}\n{TODO}")
+    assert call(app, "PUT", DOC, BODY, **{"Content-Type": NOTES_MIME}).status_int == 201
+    assert call(app, "GET", DOC).body == BODY
+    app.store.close()
+
+
 # -- xcap-wsgi serve, over HTTP -------------------------------------------------------------------
 
 
