@@ -10,7 +10,7 @@ Validation is plain XML Schema validation (libxml2), nothing more:
   ``processContents="lax"`` wildcards (lax validation validates what the schema knows);
 * an element a lax wildcard admits but no loaded schema declares is skipped, whatever its
   namespace: an unknown ``rpid:`` element inside a lax ``##other`` slot is valid, exactly as with
-  the official RFC schemas (XML Schema 1.0 §3.10.1 and §3.4.4: lax = validate if declared);
+  the official RFC schemas (XML Schema 1.0 Part 1, §3.10 Wildcards: lax = validate if declared);
 * where a schema has no wildcard, anything not declared there is refused.
 
 The document root must be one of the set's root elements (a PIDF document is a ``<presence>``,
