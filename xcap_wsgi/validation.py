@@ -3,14 +3,15 @@
 ``schema_validator(name)`` returns a usage ``Validator`` (``(tree, context) -> None``) that raises
 ``SchemaValidationError`` with a short phrase (what is wrong, where) when the document does not
 match the usage's schema set. A schema set (``SCHEMA_SETS``) is the main schema of a usage plus
-the schemas of every extension namespace the usage advertises in xcap-caps, compiled together:
+the schemas of every extension namespace the usage advertises in xcap-caps, compiled together.
+Validation is plain XML Schema validation (libxml2), nothing more:
 
-* elements of an **advertised** namespace are validated wherever they appear, including inside
-  ``processContents="lax"`` wildcards (lax validation validates what the compiled schema knows);
-  for the IETF namespaces (``STRICT_NAMESPACES``) an element name that its schema does not
-  declare at all is refused too, because lax wildcards would otherwise let a typo through;
-* elements of namespaces the server does **not** advertise are accepted wherever the RFC schemas
-  have a wildcard (lax), and refused where they do not.
+* an element the compiled schemas declare is validated wherever it appears, including inside
+  ``processContents="lax"`` wildcards (lax validation validates what the schema knows);
+* an element a lax wildcard admits but no loaded schema declares is skipped, whatever its
+  namespace: an unknown ``rpid:`` element inside a lax ``##other`` slot is valid, exactly as with
+  the official RFC schemas (XML Schema 1.0 Part 1, §3.10 Wildcards: lax = validate if declared);
+* where a schema has no wildcard, anything not declared there is refused.
 
 The document root must be one of the set's root elements (a PIDF document is a ``<presence>``,
 not an ``<rpid:activities>`` that the combined schema happens to declare globally).
@@ -42,7 +43,7 @@ from typing import TYPE_CHECKING, Iterable
 from lxml import etree
 
 from .errors import SchemaValidationError
-from .schemas import declared_elements, load_schemas
+from .schemas import load_schemas
 
 if TYPE_CHECKING:  # pragma: no cover
     from .usages import UsageRegistry, ValidationContext
@@ -62,11 +63,6 @@ XERR = "urn:ietf:params:xml:ns:xcap-error"
 DIR = "urn:oma:xml:xdm:xcap-directory"
 PRC = "urn:oma:xml:prs:pres-content"
 XDIFF = "urn:ietf:params:xml:ns:xcap-diff"
-
-#: Namespaces whose (RFC) schemas are reproduced confidently enough that an element name they do
-#: not declare is refused even where a lax wildcard would skip it. The OMA schemas were written
-#: from memory with less certainty about their full vocabulary, so they only get lax semantics.
-STRICT_NAMESPACES = frozenset({RL, RLS, CP, PR, PIDF, DM, RPID, CIPID, CAPS, XERR})
 
 #: Longest phrase put in a schema-validation-error report.
 MAX_PHRASE = 300
@@ -118,8 +114,6 @@ AUID_SCHEMA_SETS: dict[str, str] = {
 }
 
 _locks: dict[str, threading.Lock] = {name: threading.Lock() for name in SCHEMA_SETS}
-_vocabularies: dict[str, dict[str, frozenset[str]]] = {}
-_vocabulary_lock = threading.Lock()
 
 
 def schema_namespaces(name: str) -> tuple[str, ...]:
@@ -138,12 +132,10 @@ class SchemaValidator:
         self.name = name
 
     def __call__(self, tree: etree._ElementTree, context: "ValidationContext | None" = None) -> None:
-        advertised = getattr(getattr(context, "usage", None), "namespaces", None)
-        validate(tree, self.name, advertised=advertised, content=getattr(context, "content", None))
+        validate(tree, self.name)
 
     def preload(self) -> etree.XMLSchema:
         """Compile the schema set now (at start-up), so the first request does not pay for it."""
-        _vocabulary(self.name)
         return load_schemas(self.schema_set.schemas)
 
     def __repr__(self) -> str:
@@ -161,16 +153,8 @@ def schema_validator(schema_name: str) -> SchemaValidator:
     return SchemaValidator(schema_name)
 
 
-def validate(tree: etree._ElementTree | etree._Element, schema_name: str,
-             advertised: Iterable[str] | None = None, content: bytes | None = None) -> None:
-    """Validate a document against a schema set; raise ``SchemaValidationError`` with a phrase.
-
-    ``advertised``: the namespaces the usage lists in xcap-caps (default: the set's namespaces).
-    Only those get the strict "declared element names only" check; every loaded schema is still
-    applied by lax wildcards, as XML Schema prescribes.
-    ``content``: the document's serialized bytes, when at hand; a document that declares no
-    namespace but its root's cannot hold extension elements, which saves a scan of the tree.
-    """
+def validate(tree: etree._ElementTree | etree._Element, schema_name: str) -> None:
+    """Validate a document against a schema set; raise ``SchemaValidationError`` with a phrase."""
     schema_set = _schema_set(schema_name)
     root = tree.getroot() if isinstance(tree, etree._ElementTree) else tree
     document = root.getroottree()
@@ -185,12 +169,6 @@ def validate(tree: etree._ElementTree | etree._Element, schema_name: str,
         if not schema.validate(document):
             error = schema.error_log[0] if len(schema.error_log) else None
             raise SchemaValidationError(_phrase(error, document))
-
-    strict = STRICT_NAMESPACES.intersection(schema_set.namespaces)
-    if advertised is not None:
-        strict = strict.intersection(advertised)
-    if strict and not (content is not None and _single_namespace(content, qname.namespace)):
-        _check_vocabulary(root, schema_name, strict)
 
 
 def with_schema_validation(registry: "UsageRegistry", enabled_auids: Iterable[str] | None = None) -> "UsageRegistry":
@@ -261,69 +239,6 @@ def _schema_set(name: str) -> SchemaSet:
         raise ValueError(f"unknown schema set {name!r}; known: {', '.join(sorted(SCHEMA_SETS))}") from None
 
 
-def _vocabulary(name: str) -> dict[str, frozenset[str]]:
-    """Namespace -> element names declared for it, for the schemas of a set (cached)."""
-    vocabulary = _vocabularies.get(name)
-    if vocabulary is None:
-        with _vocabulary_lock:
-            vocabulary = _vocabularies.get(name)
-            if vocabulary is None:
-                schema_set = SCHEMA_SETS[name]
-                vocabulary = {ns: declared_elements(file) for ns, file in zip(schema_set.namespaces, schema_set.schemas)}
-                _vocabularies[name] = vocabulary
-    return vocabulary
-
-
-_NS_DECLARATION = re.compile(rb"""xmlns(?::[^\s=]+)?\s*=\s*(?:"([^"]*)"|'([^']*)')""")
-
-
-def _single_namespace(content: bytes, namespace: str | None) -> bool:
-    """Whether every namespace declaration in ``content`` declares ``namespace`` (so every element
-    is in it). Text that merely looks like a declaration only makes this answer False."""
-    expected = (namespace or "").encode("utf-8")
-    for match in _NS_DECLARATION.finditer(content):
-        declared = match.group(1) if match.group(1) is not None else match.group(2)
-        if declared != expected:
-            return False
-    return True
-
-
-def _foreign_elements(namespace: str) -> etree.XPath:
-    """Compiled XPath selecting every element outside ``namespace`` (cached per namespace)."""
-    xpath = _foreign_xpaths.get(namespace)
-    if xpath is None:
-        xpath = _foreign_xpaths[namespace] = etree.XPath("descendant::*[not(self::d:*)]", namespaces={"d": namespace})
-    return xpath
-
-
-_foreign_xpaths: dict[str, etree.XPath] = {}
-
-
-def _check_vocabulary(root: etree._Element, name: str, strict: frozenset[str]) -> None:
-    """Refuse an element of an advertised (strict) namespace whose name its schema never declares.
-
-    Such an element can only have passed through a lax ``##other`` wildcard (which skips names it
-    has no declaration for), so it is either outside the root namespace, or in the root namespace
-    with a parent outside it. One C-level scan finds the elements outside the root namespace; the
-    common single-namespace document costs a single pass and no Python work per element.
-    """
-    vocabulary = _vocabulary(name)
-    allowed = {f"{{{ns}}}{local}" for ns in strict for local in vocabulary[ns]}
-    root_namespace = etree.QName(root).namespace or ""
-    for element in _foreign_elements(root_namespace)(root):
-        candidates = [element]
-        if root_namespace in strict:
-            candidates.extend(element.iterchildren(f"{{{root_namespace}}}*"))
-        for candidate in candidates:
-            namespace = etree.QName(candidate).namespace
-            if namespace in strict and candidate.tag not in allowed:
-                line = f", line {candidate.sourceline}" if candidate.sourceline else ""
-                raise SchemaValidationError(_limit(
-                    f"{_describe(candidate)} is not an element of {namespace}, whose schema this server "
-                    f"validates (at {_path(candidate)}{line})"
-                ))
-
-
 _CLARK = re.compile(r"\{([^}]*)\}([\w.\-]+)")
 
 
@@ -360,7 +275,7 @@ def _phrase(error, document: etree._ElementTree) -> str:
 
 def _prefixes(element: etree._Element) -> dict[str, str]:
     """Namespace -> prefix in scope at ``element`` ("" for the default namespace)."""
-    prefixes = {}
+    prefixes = {"http://www.w3.org/XML/1998/namespace": "xml"}  # always bound, never declared
     for prefix, namespace in element.nsmap.items():
         if prefix is None or namespace not in prefixes or prefixes[namespace] != "":
             prefixes[namespace] = prefix or ""

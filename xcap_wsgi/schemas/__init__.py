@@ -174,28 +174,6 @@ def target_namespace(name: str) -> str | None:
     return _schema_root(schema_path(name)).get("targetNamespace")
 
 
-def declared_elements(name: str) -> frozenset[str]:
-    """Local names of every element declared (globally or locally) in ``<name>.xsd`` and in the
-    no-namespace schemas it includes: the vocabulary of its target namespace."""
-    names: set[str] = set()
-    pending, seen = [schema_path(name)], set()
-    while pending:
-        path = pending.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        root = _schema_root(path)
-        names.update(e.get("name") for e in root.iter(f"{{{XSD_NS}}}element") if e.get("name"))
-        for include in root.iter(f"{{{XSD_NS}}}include"):
-            included = _local_path(include.get("schemaLocation"))
-            if included:
-                pending.append(included)
-    return frozenset(names)
-
-
-XSD_NS = "http://www.w3.org/2001/XMLSchema"
-
-
 def _schema_root(path: str) -> etree._Element:
     return etree.parse(path, schema_parser()).getroot()
 
