@@ -15,9 +15,8 @@ client's code (no client source at hand), see tests/corpus/README.md:
 * counterpath/: Bria's contact list, fields as ``cp:prop`` name/value elements.
 * rfc/: the RFC 4826, RFC 5025 and RFC 4827 example documents.
 
-Rows whose only failure is fixed on the ``blink-docs`` branch (percent-decoding of URIs before
-the reference checks; OMA pres-rules at ``index``) are ``xfail(strict=True)``: remove the mark
-after merging that branch.
+Blink's rows need the percent-decoding of URIs before the RFC 4826 reference checks and OMA
+pres-rules at ``index``: both failed (409, 404) before issue 15.
 """
 
 from __future__ import annotations
@@ -40,10 +39,6 @@ ROOT = "/xcap-root"
 ALICE = "sip:alice@example.com"
 RCS_USER = "sip:+15550000000@ims.example.net"
 
-NEEDS_DECODING = "needs blink-docs: percent-encoded URIs are decoded before the reference checks"
-NEEDS_INDEX = "needs blink-docs: OMA pres-rules accepted at the document name index"
-
-
 @dataclass(frozen=True)
 class Sample:
     """One corpus document and the request its client sends for it."""
@@ -53,7 +48,6 @@ class Sample:
     user: str  #: the authenticated identity (and the XUI of the document)
     name: str = "index"  #: document name (with folders), as the client writes it
     xui_in_path: str | None = None  #: the XUI as it appears in the client's request path
-    needs: str | None = None  #: reason for xfail until the blink-docs branch is merged
 
     @property
     def path(self) -> str:
@@ -61,9 +55,9 @@ class Sample:
 
 
 SAMPLES = [
-    Sample("blink/resource-lists.xml", "resource-lists", ALICE, needs=NEEDS_DECODING),
-    Sample("blink/rls-services.xml", "rls-services", ALICE, needs=NEEDS_DECODING),
-    Sample("blink/oma-pres-rules.xml", "org.openmobilealliance.pres-rules", ALICE, needs=NEEDS_INDEX),
+    Sample("blink/resource-lists.xml", "resource-lists", ALICE),
+    Sample("blink/rls-services.xml", "rls-services", ALICE),
+    Sample("blink/oma-pres-rules.xml", "org.openmobilealliance.pres-rules", ALICE),
     # The same bytes at the OMA document name every server accepts: schema and constraints pass.
     Sample("blink/oma-pres-rules.xml", "org.openmobilealliance.pres-rules", ALICE, name="pres-rules"),
     Sample("blink/pidf-manipulation.xml", "pidf-manipulation", ALICE),
@@ -89,17 +83,16 @@ def _id(sample: Sample) -> str:
     return f"{sample.file}@{sample.name}"
 
 
-def _params(samples, with_marks: bool):
+def _params(samples):
     for sample in samples:
-        marks = [pytest.mark.xfail(strict=True, reason=sample.needs)] if with_marks and sample.needs else []
-        yield pytest.param(sample, id=_id(sample), marks=marks)
+        yield pytest.param(sample, id=_id(sample))
 
 
 def _body(sample: Sample) -> bytes:
     return (CORPUS / sample.file).read_bytes()
 
 
-@pytest.mark.parametrize("sample", _params(SAMPLES, with_marks=True))
+@pytest.mark.parametrize("sample", _params(SAMPLES))
 def test_client_document_is_stored_and_read_back_byte_for_byte(app, sample):
     body = _body(sample)
     mime_type = default_registry().get(sample.auid).mime_type
@@ -112,7 +105,7 @@ def test_client_document_is_stored_and_read_back_byte_for_byte(app, sample):
     assert got.headers["ETag"] == put.headers["ETag"]
 
 
-@pytest.mark.parametrize("sample", _params(SAMPLES, with_marks=False))
+@pytest.mark.parametrize("sample", _params(SAMPLES))
 def test_client_document_is_valid_against_its_usage_schema(sample):
     """Independent of the reference constraints: the schema set alone accepts every corpus file."""
     validate(etree.fromstring(_body(sample)).getroottree(), AUID_SCHEMA_SETS[sample.auid])
