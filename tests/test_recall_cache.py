@@ -138,6 +138,9 @@ def test_a_conditional_whole_document_put_forgets_the_old_text(cached, runtime):
 
 
 def test_an_element_delete_leaves_no_tail_of_the_longer_version(cached, runtime):
+    """The shorter version written over the longer one must not leave the longer one's tail."""
+    assert call(cached, "DELETE", _node("dave")).status_int == 200  # carol (MARKER) is last now
+    assert _holding(MARKER, runtime)  # still in the document: remembered
     assert call(cached, "DELETE", _node("carol")).status_int == 200
     assert b"carol" not in call(cached, "GET", ALICE_DOC).body
     assert _holding(MARKER, runtime) == []
