@@ -197,7 +197,7 @@ class HostNonceTable:
         (floor,) = _FLOOR.unpack_from(mapped, offset)
         first = offset + _FLOOR.size
         free = oldest = None
-        oldest_issued = 0
+        free_issued = oldest_issued = 0
         for way in range(self.ways):
             at = first + way * _SLOT.size
             key, slot_issued, highest, seen = _SLOT.unpack_from(mapped, at)
@@ -214,14 +214,16 @@ class HostNonceTable:
                 _SLOT.pack_into(mapped, at, digest, issued, highest, seen)
                 return "ok"
             if slot_issued == 0 or slot_issued < self._expired_before:
-                free = at if free is None else free
+                if free is None:
+                    free, free_issued = at, slot_issued
             elif oldest is None or slot_issued < oldest_issued:
                 oldest, oldest_issued = at, slot_issued
         if issued <= floor:
             return "stale"  # evicted from this bucket at some point, or older than anything it forgot
         if free is None:  # full: forget the oldest; everything issued up to it is stale from now on
-            free = oldest
-            _FLOOR.pack_into(mapped, offset, max(floor, oldest_issued))
+            free, free_issued = oldest, oldest_issued
+        if free_issued > floor:  # an expired slot too: safe even if processes disagree on the lifetime
+            _FLOOR.pack_into(mapped, offset, free_issued)
         _SLOT.pack_into(mapped, free, digest, issued, nc, 1)
         return "ok"
 
