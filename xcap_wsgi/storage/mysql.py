@@ -756,8 +756,11 @@ class MySQLStore:
         self._turns.forget(key.doc_uri)  # DELETE and purge: no copy of it stays on this host
 
     def forget_recalled(self, key: DocumentKey) -> None:
-        """The document was replaced whole: wipe this host's recalled copy of it (turns.py)."""
-        self._turns.forget(key.doc_uri)
+        """The document was replaced whole: wipe this host's recalled copy of it (turns.py). Only
+        with the cache on: the processes of one server share the setting (``delete`` always
+        forgets, for ``purge`` from the command line)."""
+        if self._turns.recall:
+            self._turns.forget(key.doc_uri)
 
     def list_documents(self, username: str, domain: str) -> list[DocumentInfo]:
         if len(username) > COLUMN_LIMITS["username"] or len(domain) > COLUMN_LIMITS["domain"]:
