@@ -232,6 +232,8 @@ def main() -> int:
                         help="seconds per slice: each row is cut into slices of about this length, and "
                              "the servers take turns within every slice (default 2; 0: one run per row)")
     parser.add_argument("--log-requests", action="store_true", help="keep serve's per-request access log on")
+    parser.add_argument("--recall-cache", action="store_true",
+                        help="turn the recall cache on (setting recall_cache, off by default; stated in the output)")
     parser.add_argument("--kamailio-children", type=int, default=8, help="Kamailio tcp_children")
     parser.add_argument("--kamailio-keepalive", action="store_true", help="drop set_reply_close from the sample")
     parser.add_argument("--sweep", help="xcap-wsgi only: compare deployments (same syntax as --deployments) "
@@ -254,14 +256,19 @@ def main() -> int:
           f"waitress {info['waitress']}, uWSGI (pyuwsgi) {info['uwsgi']}, PyMySQL {info['pymysql']}; {info['mariadb']}; {info['kamailio']}; "
           f"{info['wrk']}", flush=True)
     stack = Stack()
-    results: dict = {"machine": info, "duration": duration, "rows": [], "command": " ".join(sys.argv)}
+    results: dict = {"machine": info, "duration": duration, "rows": [], "command": " ".join(sys.argv),
+                     "recall_cache": args.recall_cache}
     env = {} if args.log_requests else {"XCAP_LOG_REQUESTS": "0"}
+    # Every server started below (waitress, uWSGI) inherits the setting; the figures depend on it.
+    os.environ["XCAP_RECALL_CACHE"] = "true" if args.recall_cache else "false"
+    recall = f"recall_cache={'on' if args.recall_cache else 'off'}"
     try:
         stack.start_mariadb()
         template = stack.dir / "template.xml"
         template.write_bytes(document("@N@"))
 
         if args.sweep:
+            print(f"xcap-wsgi: {recall}", flush=True)
             return sweep(stack, args.sweep, ops, max(connections), duration, env, template)
 
         kport = stack.start_kamailio(args.kamailio_children, keepalive=args.kamailio_keepalive)
@@ -275,7 +282,7 @@ def main() -> int:
         stack.seed(next(iter(ports.values())), DOCS)
         check_servers({**ports, "Kamailio": kport})
         print(f"xcap-wsgi: {args.deployments} (waitress = xcap-wsgi serve --workers W --threads T"
-              f"{'' if args.log_requests else ', XCAP_LOG_REQUESTS=0'}); Kamailio: tcp_children="
+              f"{'' if args.log_requests else ', XCAP_LOG_REQUESTS=0'}; {recall}); Kamailio: tcp_children="
               f"{args.kamailio_children}{', keep-alive' if args.kamailio_keepalive else ', sample set_reply_close'}; "
               f"{DOCS} documents of {len(document(0))} bytes; wrk {duration:g} s per row and server"
               f"{f', in {slices} slices of {duration / slices:g} s taking turns' if slices > 1 else ''}", flush=True)

@@ -168,15 +168,11 @@ EL_MIME = {"Content-Type": "application/xcap-el+xml"}
 KEY = DocumentKey("alice", "example.com", ALICE_DOC, 4)
 
 
-@pytest.fixture(params=["sqlite", "mysql"])
-def stores(request, tmp_path):
-    """(the app's counting store, another store on the same database: Kamailio or another host)."""
-    if request.param == "sqlite":
-        path = str(tmp_path / "xcap.sqlite3")
-        mine, other = SQLiteStore(path), SQLiteStore(path)
-    else:
-        url = request.getfixturevalue("db_url")
-        mine, other = MySQLStore.from_url(url), MySQLStore.from_url(url)
+@pytest.fixture
+def stores(db_url):
+    """(the app's counting store with the recall cache on, another store on the same database:
+    Kamailio or another host). The recall cache is MySQL only (never for SQLite)."""
+    mine, other = MySQLStore.from_url(db_url, recall_cache=True), MySQLStore.from_url(db_url)
     yield CountingStore(mine), other
     mine.close()
     other.close()
@@ -256,13 +252,13 @@ def test_an_error_on_the_recalled_copy_is_judged_again(stores):
 
 
 def test_a_recalled_slot_is_only_trusted_whole_and_for_its_own_document(tmp_path):
-    turns = WriteTurns(str(tmp_path / "turns.lock"))
+    turns = WriteTurns(str(tmp_path / "turns.lock"), recall=True)
     name = "/xcap-root/resource-lists/users/sip:alice@example.com/index"
     with turns.turn(name) as turn:
         assert turn.recall() is None
         turn.remember("etag-1", b"<resource-lists/>")
         assert turn.recall() == ("etag-1", b"<resource-lists/>")
-    with WriteTurns(turns.path).turn(name) as turn:  # another process's view of the same files
+    with WriteTurns(turns.path, recall=True).turn(name) as turn:  # another process's view of the same files
         assert turn.recall() == ("etag-1", b"<resource-lists/>")
     recall_file = turns.path + ".last"
     assert stat.S_IMODE(os.stat(recall_file).st_mode) == 0o600
@@ -287,17 +283,17 @@ def test_a_recalled_slot_is_only_trusted_whole_and_for_its_own_document(tmp_path
 
 
 def test_without_a_lock_file_nothing_is_recalled(tmp_path):
-    with WriteTurns(None).turn("doc") as turn:
+    with WriteTurns(None, recall=True).turn("doc") as turn:
         turn.remember("etag", b"<a/>")
         assert turn.recall() is None
 
 
-def test_a_failure_after_the_write_of_a_recalled_copy_is_not_judged_again(tmp_path, monkeypatch):
+def test_a_failure_after_the_write_of_a_recalled_copy_is_not_judged_again(stores, monkeypatch):
     """Once the write of an attempt on a recalled copy is stored, that attempt is the answer:
     re-running the DELETE on a fresh read would answer 404 for a node this request removed."""
     from xcap_wsgi import operations
 
-    store = SQLiteStore(str(tmp_path / "xcap.sqlite3"))
+    store, _ = stores
     app = XCAPMiddleware(None, store=store, default_domain="example.com", on_change=lambda event: None)
     assert call(app, "PUT", ALICE_DOC, RL_DOC, **{"Content-Type": RL_MIME}).status_int == 201
     assert call(app, "PUT", ENTRY, _entry("carol"), **EL_MIME).status_int == 201  # recalled from now on

@@ -9,7 +9,8 @@ client's answer against the account in Kamailio's ``subscriber`` table and, on s
   older than ``nonce_lifetime`` is refused; when the response to it was nevertheless correct, the
   new challenge says ``stale=true`` so the client retries without asking for the password.
 * **Replay protection**: each nonce's nonce-counts are tracked (sliding 64-value window) in a
-  bounded, thread-safe table. When the table is full, the oldest nonces are forgotten and every
+  bounded, thread-safe table: this process's own for a random secret, the host's (shared by all
+  processes with the same ``secret``, see nonces.py) for a configured one. When the table is full, the oldest nonces are forgotten and every
   nonce issued up to the newest forgotten one counts as stale from then on: replays are never
   accepted, at worst a client re-authenticates.
 * **Credentials**: the ``password`` column (cleartext) gives HA1 for any algorithm; ``ha1``
@@ -44,6 +45,7 @@ import time
 from typing import Callable, Iterable
 from urllib.parse import unquote, urlsplit
 
+from .nonces import open_host_table
 from .subscribers import Subscriber, open_subscribers
 
 log = logging.getLogger("xcap_wsgi.digest")
@@ -202,6 +204,7 @@ class DigestAuthMiddleware:
             self.algorithms = tuple(a for a in self.algorithms if a != "SHA-256") or ("MD5",)
         self.password_column = password_column
         self.nonce_lifetime = float(nonce_lifetime)
+        shared_secret = secret is not None  # other processes may hold it: count nonces host-wide
         if secret is None:
             secret = os.urandom(32)
         self._secret = secret.encode() if isinstance(secret, str) else bytes(secret)
@@ -209,7 +212,11 @@ class DigestAuthMiddleware:
             hmac.new(self._secret, b"opaque:" + realm.encode(), hashlib.sha256).digest()[:18]).decode()
         self.basic = basic
         self.required = required
-        self.tracker = NonceTracker(max_tracked_nonces)
+        # Nonces of a random secret are valid in this process only; a configured secret's are valid
+        # in every process that has it, so their counts go to the host's table (nonces.py).
+        shared = open_host_table(self._secret, realm, max_tracked_nonces,
+                                 lifetime=self.nonce_lifetime) if shared_secret else None
+        self.tracker = NonceTracker(max_tracked_nonces) if shared is None else shared
         self.clock = clock
         self._last_purge = 0.0
 

@@ -219,6 +219,7 @@ def _put_document(request: Request, store: Store, target: Target, body: bytes, e
         except ConcurrentModification:
             pass  # not in the state the conditions name (or a race): read it and judge below
         else:
+            _forget_recalled(store, target)
             if expected is not ANY:
                 request.environ["xcap.etag_before"] = expected
             return xcap_response(201 if written.created else 200, etag=written.etag)
@@ -237,6 +238,7 @@ def _put_document(request: Request, store: Store, target: Target, body: bytes, e
                 etag = store.put(target.key, body, current_etag)
         except ConcurrentModification:
             continue
+        _forget_recalled(store, target)
         if events:
             events.emit(change_event(target, "put", current_etag, etag))
         return xcap_response(201 if stored is None else 200, etag=etag)
@@ -308,6 +310,14 @@ def _node_write_turn(store: Store, target: Target):
     processes of the host) or else this process's (see turns.py)."""
     turn = getattr(store, "write_turn", None)
     return turn(target.key) if turn is not None else _PROCESS_TURNS.turn(target.key.doc_uri)
+
+
+def _forget_recalled(store: Store, target: Target) -> None:
+    """A whole-document PUT replaced the document: the store's recall cache (turns.py, if it has
+    one) must keep no copy of the old text. (DELETE forgets in the store's ``delete``.)"""
+    forget = getattr(store, "forget_recalled", None)
+    if forget is not None:
+        forget(target.key)
 
 
 def _write_lock(store: Store, target: Target):

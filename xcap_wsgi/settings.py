@@ -104,6 +104,10 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("db", str, DEFAULT_DATABASE_URL,
             "database URL: sqlite:///path (embedded default) or mysql://user:pass@host[:port]/db", "server"),
+    Setting("recall_cache", parse_bool, False,
+            "MySQL only: keep each document's last write in a private file on this host (/dev/shm) so the "
+            "next element edit skips its read; a copy of users' documents outside the database, hence off",
+            "store"),
     Setting("host", str, "127.0.0.1", "address the standalone server listens on", "server"),
     Setting("port", int, 8080, "TCP port the standalone server listens on", "server"),
     Setting("threads", int, 8, "worker threads of the standalone (waitress) server", "server"),
@@ -193,6 +197,16 @@ def middleware_arguments(values: dict[str, Any]) -> dict[str, Any]:
     return {s.name: values[s.name] for s in SETTINGS if s.scope == "middleware"}
 
 
+def store_arguments(values: dict[str, Any]) -> dict[str, Any]:
+    """``open_store`` keyword arguments for ``db`` from the "store" settings. The recall cache is
+    never used with SQLite (the database is a file of its own beside the documents' users)."""
+    from urllib.parse import urlsplit
+
+    if values.get("recall_cache") and urlsplit(values["db"]).scheme.lower() != "sqlite":
+        return {"recall_cache": True}
+    return {}
+
+
 def authorization_arguments(values: dict[str, Any]) -> dict[str, Any]:
     """``policy`` and ``identity`` for ``XCAPMiddleware`` from the "auth" settings."""
     from .auth import DefaultPolicy, TrustedProxyIdentity, remote_user
@@ -243,5 +257,5 @@ def build_middleware(app, values: dict[str, Any], **overrides):
 
         arguments["on_change"] = [KamailioNotifier(values["kamailio_rpc"])]
     arguments.update(overrides)
-    store = arguments.pop("store", None) or open_store(values["db"])
+    store = arguments.pop("store", None) or open_store(values["db"], **store_arguments(values))
     return XCAPMiddleware(app, store=store, **arguments)

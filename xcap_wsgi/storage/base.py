@@ -132,8 +132,10 @@ class Store(Protocol):
     read-modify-write of one document (element and attribute PUT/DELETE), so that writers on
     this host wait for each other instead of losing the compare-and-swap. It may yield a
     ``turns.Turn``, which recalls the document this host's last write of it stored, so that the
-    next edit can skip the read. Both shipped stores have it; without it, threads of one process
-    take turns.
+    next edit can skip the read (MySQL with ``recall_cache`` only). Both shipped stores have it;
+    without it, threads of one process take turns. A store with a recall cache also offers
+    ``forget_recalled(key)``, which the engine calls after a whole-document PUT (its ``delete``
+    forgets by itself), so no copy of replaced or deleted text stays outside the database.
     """
 
     def get(self, key: DocumentKey) -> StoredDocument | None:

@@ -354,6 +354,7 @@ class MySQLStore:
         check_schema: bool = True,
         ssl: dict | None = None,  # PyMySQL's TLS settings (URL option ssl=required / ssl_ca)
         ssl_disabled: bool | None = True,  # None: PyMySQL's default (URL option ssl=preferred)
+        recall_cache: bool = False,  # keep each document's last write on this host (turns.py; opt-in)
     ):
         if not _IDENTIFIER.match(table):
             raise ValueError(f"invalid table name {table!r}")
@@ -391,7 +392,7 @@ class MySQLStore:
             self.url = f"mysql://{user}@{where}/{database}"
         self._pool = _Pool(self._connect, pool_size, pool_timeout)
         self._named_locks: dict[str, threading.Lock] = {}
-        self._turns = WriteTurns(host_turns_path(f"{self.url}/{table}"))
+        self._turns = WriteTurns(host_turns_path(f"{self.url}/{table}"), recall=recall_cache)
         self._schema_checked = not check_schema
         self.max_allowed_packet: int | None = None  # the server's, read with the schema check
         self._schema_lock = threading.Lock()
@@ -752,6 +753,14 @@ class MySQLStore:
 
         if self._run(work, write=True) != 1:
             raise ConcurrentModification(f"{key.doc_uri} changed concurrently")
+        self._turns.forget(key.doc_uri)  # DELETE and purge: no copy of it stays on this host
+
+    def forget_recalled(self, key: DocumentKey) -> None:
+        """The document was replaced whole: wipe this host's recalled copy of it (turns.py). Only
+        with the cache on: the processes of one server share the setting (``delete`` always
+        forgets, for ``purge`` from the command line)."""
+        if self._turns.recall:
+            self._turns.forget(key.doc_uri)
 
     def list_documents(self, username: str, domain: str) -> list[DocumentInfo]:
         if len(username) > COLUMN_LIMITS["username"] or len(domain) > COLUMN_LIMITS["domain"]:
@@ -826,6 +835,7 @@ class MySQLStore:
 
     def close(self) -> None:
         self._pool.close()
+        self._turns.close()
 
     def __repr__(self) -> str:
         return f"MySQLStore({self.url!r}, table={self.table!r})"

@@ -72,6 +72,7 @@ class SQLiteStore:
             self._target, self._uri = path, False
         self._local = threading.local()
         self._locks: dict[str, threading.Lock] = {}
+        # Turns without the recall cache: never a copy of a document outside the database file.
         self._turns = WriteTurns(None if self._uri else f"{path}.write-turns.lock")
         self._keeper = self._connect()
         self._create_schema(self._keeper)
@@ -249,6 +250,7 @@ class SQLiteStore:
             connection.close()
             self._local.connection = None
         self._keeper.close()
+        self._turns.close()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
