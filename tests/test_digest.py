@@ -142,11 +142,13 @@ def send(app, header, path="/xcap-root/x", method="GET"):
 # -- challenges --------------------------------------------------------------------------------
 
 
-def test_challenge_offers_sha256_then_md5_with_qop_auth_and_opaque(digest):
+def test_challenge_offers_md5_then_sha256_with_qop_auth_and_opaque(digest):
+    # MD5 first: urllib's HTTPDigestAuthHandler (xcaplib, Blink) reads only the first challenge (issue 15)
     response = Request.blank("/anything").get_response(digest)
     assert response.status_int == 401
     found = challenges(response)
-    assert [(s, p["algorithm"]) for s, p in found] == [("Digest", "SHA-256"), ("Digest", "MD5")]
+    assert [(s, p["algorithm"]) for s, p in found] == [("Digest", "MD5"), ("Digest", "SHA-256")]
+    assert len({p["nonce"] for _, p in found}) == 1  # one nonce: requests and httpx merge the headers
     for _, params in found:
         assert params["realm"] == REALM and params["qop"] == "auth" and params["opaque"] and params["nonce"]
         assert "stale" not in params
@@ -574,11 +576,12 @@ def test_serve_uses_digest_by_default(tmp_path):
         port = s.getsockname()[1]
     process = subprocess.Popen(
         [sys.executable, "-m", "xcap_wsgi", "serve", "--port", str(port), "--db", url,
-         "--default-domain", "example.com", "--digest-algorithms", "MD5"],
+         "--default-domain", "example.com"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     try:
         banner = process.stdout.readline()
-        assert "Digest (MD5) realm=example.com" in banner, banner
+        # the defaults, with no --digest-algorithms (issue 15): MD5 first, realm from the XUI
+        assert "Digest (MD5/SHA-256) realm=<domain of the XUI>, else example.com" in banner, banner
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
