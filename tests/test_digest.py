@@ -719,6 +719,17 @@ def test_realm_is_the_domain_of_the_xui(per_xui, path, realm):
     assert {p["realm"] for _, p in challenges(response)} == {realm}
 
 
+def test_realm_of_an_over_long_uri_is_not_parsed(db_url, clock):
+    from xcap_wsgi import uri
+
+    app = DigestAuthMiddleware(whoami, subscribers=db_url, max_uri_length=100, clock=clock)
+    long_doc = "/xcap-root/resource-lists/users/sip:alice@example.com/" + "d" * 100
+    uri._PARSED.clear()
+    assert challenge(app, long_doc)["realm"] == "localhost"  # XCAPMiddleware answers 414 after login
+    assert not uri._PARSED  # nothing an unauthenticated client sent was parsed and remembered
+    assert challenge(app, ALICE_DOC)["realm"] == "example.com"
+
+
 def test_realm_follows_the_configured_roots(db_url, clock):
     app = DigestAuthMiddleware(whoami, subscribers=db_url, default_domain="localhost", roots=("/xcap", "/x2"),
                                clock=clock)

@@ -206,6 +206,7 @@ class DigestAuthMiddleware:
         realm: str | None = None,
         default_domain: str = "localhost",
         roots: Iterable[str] = ("/xcap-root",),
+        max_uri_length: int = 4096,
         algorithms: Iterable[str] = ("MD5", "SHA-256"),
         password_column: str = "auto",
         nonce_lifetime: float = 300.0,
@@ -223,6 +224,7 @@ class DigestAuthMiddleware:
         self.realm = realm  # None: the domain of the XUI in each request's URI (see realm_for)
         self.default_domain = default_domain
         self.roots = tuple(roots)
+        self.max_uri_length = max_uri_length
         self.algorithms = tuple(a.strip().upper() for a in algorithms if a.strip())
         unknown = [a for a in self.algorithms if a not in ALGORITHMS]
         if unknown or not self.algorithms:
@@ -250,6 +252,8 @@ class DigestAuthMiddleware:
         if self.realm is not None:
             return self.realm
         raw_path, raw_query = raw_request_target(environ)
+        if len(raw_path) + len(raw_query) > self.max_uri_length:
+            return self.default_domain  # XCAPMiddleware refuses it (414); do not parse or cache it here
         matched = match_root(raw_path, self.roots)
         if matched is not None:
             try:
@@ -493,6 +497,7 @@ def from_settings(app, values: dict, *, required: bool | None = None) -> DigestA
         realm=values.get("realm") or None,
         default_domain=values["default_domain"],
         roots=values.get("root") or ("/xcap-root",),
+        max_uri_length=values.get("max_uri_length") or 4096,
         algorithms=values.get("digest_algorithms") or ("MD5", "SHA-256"),
         password_column=values.get("password_column") or "auto",
         nonce_lifetime=values.get("nonce_lifetime") or 300,
