@@ -720,13 +720,15 @@ def test_realm_is_the_domain_of_the_xui(per_xui, path, realm):
 
 
 def test_realm_of_an_over_long_uri_is_not_parsed(db_url, clock):
-    from xcap_wsgi import uri
+    from xcap_wsgi import middleware, uri
 
     app = DigestAuthMiddleware(whoami, subscribers=db_url, max_uri_length=100, clock=clock)
     long_doc = "/xcap-root/resource-lists/users/sip:alice@example.com/" + "d" * 100
-    uri._PARSED.clear()
+    for cache in (uri._PARSED, uri._ROOT_MATCHES, middleware._RAW_TARGETS):
+        cache.clear()
     assert challenge(app, long_doc)["realm"] == "localhost"  # XCAPMiddleware answers 414 after login
-    assert not uri._PARSED  # nothing an unauthenticated client sent was parsed and remembered
+    # nothing an unauthenticated client sent was parsed and remembered
+    assert not uri._PARSED and not uri._ROOT_MATCHES and not middleware._RAW_TARGETS
     assert challenge(app, ALICE_DOC)["realm"] == "example.com"
 
 

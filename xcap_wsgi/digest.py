@@ -251,9 +251,14 @@ class DigestAuthMiddleware:
         """The fixed realm, else the domain of the request URI's XUI, else ``default_domain``."""
         if self.realm is not None:
             return self.realm
+        # Over-long URIs get XCAPMiddleware's 414 after login; before it, nothing of them is parsed
+        # or remembered (the URI functions cache their results). The decoded length is checked first.
+        decoded = len(environ.get("SCRIPT_NAME", "")) + len(environ.get("PATH_INFO", ""))
+        if decoded + len(environ.get("QUERY_STRING", "")) > self.max_uri_length:
+            return self.default_domain
         raw_path, raw_query = raw_request_target(environ)
         if len(raw_path) + len(raw_query) > self.max_uri_length:
-            return self.default_domain  # XCAPMiddleware refuses it (414); do not parse or cache it here
+            return self.default_domain
         matched = match_root(raw_path, self.roots)
         if matched is not None:
             try:
