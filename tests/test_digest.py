@@ -142,11 +142,13 @@ def send(app, header, path="/xcap-root/x", method="GET"):
 # -- challenges --------------------------------------------------------------------------------
 
 
-def test_challenge_offers_sha256_then_md5_with_qop_auth_and_opaque(digest):
+def test_challenge_offers_md5_then_sha256_with_qop_auth_and_opaque(digest):
+    # MD5 first: urllib's HTTPDigestAuthHandler (xcaplib, Blink) reads only the first challenge (issue 15)
     response = Request.blank("/anything").get_response(digest)
     assert response.status_int == 401
     found = challenges(response)
-    assert [(s, p["algorithm"]) for s, p in found] == [("Digest", "SHA-256"), ("Digest", "MD5")]
+    assert [(s, p["algorithm"]) for s, p in found] == [("Digest", "MD5"), ("Digest", "SHA-256")]
+    assert len({p["nonce"] for _, p in found}) == 1  # one nonce: requests and httpx merge the headers
     for _, params in found:
         assert params["realm"] == REALM and params["qop"] == "auth" and params["opaque"] and params["nonce"]
         assert "stale" not in params
@@ -574,11 +576,12 @@ def test_serve_uses_digest_by_default(tmp_path):
         port = s.getsockname()[1]
     process = subprocess.Popen(
         [sys.executable, "-m", "xcap_wsgi", "serve", "--port", str(port), "--db", url,
-         "--default-domain", "example.com", "--digest-algorithms", "MD5"],
+         "--default-domain", "example.com"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     try:
         banner = process.stdout.readline()
-        assert "Digest (MD5) realm=example.com" in banner, banner
+        # the defaults, with no --digest-algorithms (issue 15): MD5 first, realm from the XUI
+        assert "Digest (MD5/SHA-256) realm=<domain of the XUI>, else example.com" in banner, banner
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -682,3 +685,156 @@ def test_adduser_password_from_environment(tmp_path, monkeypatch):
     subscriber = open_subscribers(url).lookup("frank", "example.com")
     assert subscriber.password == "from env"
     assert subscriber.ha1 == hashlib.md5(b"frank:example.com:from env").hexdigest()
+
+
+# -- realm from the XUI, usernames, raw quotes (issue 15) -------------------------------------------
+
+ALICE_DOC = "/xcap-root/resource-lists/users/sip:alice@example.com/index"
+DAVE_DOC = "/xcap-root/resource-lists/users/sip:dave@other.org/index"
+
+
+@pytest.fixture
+def per_xui(db_url, clock):
+    """No realm given: each request's realm is the domain of its XUI (what serve does by default)."""
+    return DigestAuthMiddleware(whoami, subscribers=db_url, default_domain="localhost", clock=clock)
+
+
+@pytest.mark.parametrize("path, realm", [
+    (ALICE_DOC, "example.com"),
+    (DAVE_DOC, "other.org"),
+    ("/xcap-root/resource-lists/users/sip:alice@Example.COM:5060;transport=tcp/index", "example.com"),
+    ("/xcap-root/resource-lists/users/alice@example.com/index/~~/resource-lists/list", "example.com"),
+    ("/xcap-root/resource-lists/users/sip:alice%40example.com/index", "example.com"),
+    ("/xcap-root/resource-lists/users/alice/index", "localhost"),  # no domain in the XUI
+    ("/xcap-root/xcap-caps/global/index", "localhost"),  # global tree
+    ("/xcap-root/resource-lists/users/sip:a@ex%22ample.com/index", "localhost"),  # unusable as a realm
+    ("/xcap-root/resource-lists/users/sip:a@ex%20ample.com/index", "localhost"),
+    ("/xcap-root/resource-lists/users/sip:a@%C3%A9xample.com/index", "localhost"),  # not latin-1-safe ASCII
+    ("/xcap-root/resource-lists/users/sip:a@example.com", "localhost"),  # not an XCAP URI: 404 later
+    ("/elsewhere", "localhost"),
+])
+def test_realm_is_the_domain_of_the_xui(per_xui, path, realm):
+    response = Request.blank(path).get_response(per_xui)
+    assert response.status_int == 401
+    assert {p["realm"] for _, p in challenges(response)} == {realm}
+
+
+def test_realm_of_an_over_long_uri_is_not_parsed(db_url, clock):
+    from xcap_wsgi import middleware, uri
+
+    app = DigestAuthMiddleware(whoami, subscribers=db_url, max_uri_length=100, clock=clock)
+    long_doc = "/xcap-root/resource-lists/users/sip:alice@example.com/" + "d" * 100
+    for cache in (uri._PARSED, uri._ROOT_MATCHES, middleware._RAW_TARGETS):
+        cache.clear()
+    assert challenge(app, long_doc)["realm"] == "localhost"  # XCAPMiddleware answers 414 after login
+    # nothing an unauthenticated client sent was parsed and remembered
+    assert not uri._PARSED and not uri._ROOT_MATCHES and not middleware._RAW_TARGETS
+    assert challenge(app, ALICE_DOC)["realm"] == "example.com"
+
+
+def test_realm_follows_the_configured_roots(db_url, clock):
+    app = DigestAuthMiddleware(whoami, subscribers=db_url, default_domain="localhost", roots=("/xcap", "/x2"),
+                               clock=clock)
+    assert challenge(app, "/x2/resource-lists/users/sip:a@example.org/index")["realm"] == "example.org"
+    assert challenge(app, ALICE_DOC)["realm"] == "localhost"  # /xcap-root is not a root here
+
+
+@pytest.mark.parametrize("algorithm", ["MD5", "SHA-256"])
+@pytest.mark.parametrize("path, username, identity", [
+    (ALICE_DOC, "alice", "alice@example.com"),
+    (ALICE_DOC, "alice@example.com", "alice@example.com"),
+    (DAVE_DOC, "dave", "dave@other.org"),
+    (DAVE_DOC, "dave@other.org", "dave@other.org"),
+    (ALICE_DOC, "dave@other.org", "dave@other.org"),  # user@domain is taken as is, whatever the realm
+    ("/xcap-root/xcap-caps/global/index", "alice@example.com", "alice@example.com"),
+])
+def test_users_of_several_domains_log_in_without_settings(per_xui, algorithm, path, username, identity):
+    password = {"alice": "wonder land", "dave": "elsewhere"}[username.split("@")[0]]
+    chal = challenge(per_xui, path, algorithm=algorithm)
+    response = send(per_xui, authorization(chal, username, password, uri=path), path=path)
+    assert response.status_int == 200 and response.text == f"{identity}|Digest"
+
+
+def test_bare_username_belongs_to_the_realm_of_the_request(per_xui):
+    # dave exists only in other.org: on example.com's document (and the global tree) "dave" is someone else
+    for path in (ALICE_DOC, "/xcap-root/xcap-caps/global/index"):
+        chal = challenge(per_xui, path)
+        assert send(per_xui, authorization(chal, "dave", "elsewhere", uri=path), path=path).status_int == 401
+
+
+def test_kamailio_hashes_work_where_the_realm_is_the_accounts_domain(per_xui):
+    # carol (example.com) has only ha1/ha1b: they were computed with realm = example.com
+    for username in ("carol", "carol@example.com"):
+        chal = challenge(per_xui, ALICE_DOC, algorithm="MD5")
+        assert send(per_xui, authorization(chal, username, "hashed only", uri=ALICE_DOC), path=ALICE_DOC).status_int == 200
+    path = "/xcap-root/xcap-caps/global/index"  # realm localhost: the stored hashes cannot answer it
+    chal = challenge(per_xui, path, algorithm="MD5")
+    assert send(per_xui, authorization(chal, "carol@example.com", "hashed only", uri=path), path=path).status_int == 401
+
+
+def test_challenge_and_nonce_of_one_realm_do_not_serve_another(per_xui):
+    chal = challenge(per_xui, ALICE_DOC)
+    # answered for DAVE_DOC with the realm of ALICE_DOC: not this request's realm
+    assert send(per_xui, authorization(chal, "dave@other.org", "elsewhere", uri=DAVE_DOC), path=DAVE_DOC).status_int == 401
+    # realm rewritten to other.org: the nonce (and opaque) were issued for example.com
+    forged = dict(chal, realm="other.org")
+    assert send(per_xui, authorization(forged, "dave", "elsewhere", uri=DAVE_DOC), path=DAVE_DOC).status_int == 401
+    forged = dict(forged, opaque=challenge(per_xui, DAVE_DOC)["opaque"])
+    assert send(per_xui, authorization(forged, "dave", "elsewhere", uri=DAVE_DOC), path=DAVE_DOC).status_int == 401
+
+
+def test_explicit_realm_is_one_realm_for_every_request(db_url, clock):
+    app = DigestAuthMiddleware(whoami, subscribers=db_url, realm="xcap", clock=clock)
+    assert challenge(app, DAVE_DOC)["realm"] == "xcap"
+    chal = challenge(app, DAVE_DOC)
+    assert send(app, authorization(chal, "dave@other.org", "elsewhere", uri=DAVE_DOC), path=DAVE_DOC).status_int == 200
+    chal = challenge(app, DAVE_DOC)
+    assert send(app, authorization(chal, "dave", "elsewhere", uri=DAVE_DOC), path=DAVE_DOC).status_int == 401  # dave@xcap
+
+
+def test_basic_uses_the_realm_of_the_request(db_url, clock):
+    app = DigestAuthMiddleware(whoami, subscribers=db_url, basic=True, clock=clock)
+    request = Request.blank(DAVE_DOC, headers={"Authorization": basic("dave", "elsewhere")})
+    assert request.get_response(app).text == "dave@other.org|Basic"
+    assert ("Basic", {"realm": "other.org", "charset": "UTF-8"}) in challenges(Request.blank(DAVE_DOC).get_response(app))
+
+
+def test_parse_auth_params_accepts_raw_quotes_in_uri():
+    # what urllib (xcaplib) and curl -g send: the request target copied verbatim into uri="..."
+    header = ('username="alice", realm="example.com", nonce="n", '
+              'uri="/x/~~/resource-lists/list[@name="friends"]/entry[@uri="sip:b@x"]", '
+              'response="r", opaque="o", algorithm=MD5, qop=auth, nc=00000001, cnonce="c"')
+    params = parse_auth_params(header)
+    assert params["uri"] == '/x/~~/resource-lists/list[@name="friends"]/entry[@uri="sip:b@x"]'
+    assert params["response"] == "r" and params["cnonce"] == "c" and len(params) == 10
+    assert parse_auth_params('uri="/a["b"]"') == {"uri": '/a["b"]'}  # last parameter
+    with pytest.raises(ValueError):
+        parse_auth_params('uri="/a["b"]", uri="/c"')
+    with pytest.raises(ValueError):
+        parse_auth_params('realm="a"b", uri="/x"')  # only uri gets this tolerance
+    with pytest.raises(ValueError):
+        parse_auth_params('uri="/a["b"] junk')
+
+
+SELECTED = ALICE_DOC + '/~~/resource-lists/list[@name="friends"]'
+
+
+@pytest.mark.parametrize("algorithm", ["MD5", "SHA-256"])
+def test_raw_quotes_in_the_digest_uri_authenticate(per_xui, algorithm):
+    chal = challenge(per_xui, SELECTED, algorithm=algorithm)
+    header = authorization(chal, "alice", "wonder land", uri=SELECTED)
+    assert f'uri="{SELECTED}"' in header  # unescaped, as the clients send it
+    response = send(per_xui, header, path=SELECTED)
+    assert response.status_int == 200 and response.text == "alice@example.com|Digest"
+
+
+def test_raw_quoted_uri_is_still_hashed_and_compared(per_xui):
+    other = ALICE_DOC + '/~~/resource-lists/list[@name="enemies"]'
+    chal = challenge(per_xui, SELECTED)
+    header = authorization(chal, "alice", "wonder land", uri=other)  # a valid answer for another target
+    assert send(per_xui, header, path=SELECTED).status_int == 400
+    chal = challenge(per_xui, SELECTED)
+    response = client_response(chal["algorithm"], "alice", "example.com", "wonder land", "GET", other, chal["nonce"],
+                               "00000001", "0a4f113b")  # hash over another uri than the one sent
+    header = authorization(chal, "alice", "wonder land", uri=SELECTED, response=response)
+    assert send(per_xui, header, path=SELECTED).status_int == 401

@@ -143,7 +143,8 @@ def _build_app(values: dict):
         except (SubscriberError, StoreError, ValueError, OSError) as exc:
             print(f"xcap-wsgi: cannot set up Digest authentication: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
-        mode = (f"Digest ({'/'.join(app.algorithms)}{', Basic' if app.basic else ''}) realm={app.realm} "
+        realm = app.realm or f"<domain of the XUI>, else {app.default_domain}"
+        mode = (f"Digest ({'/'.join(app.algorithms)}{', Basic' if app.basic else ''}) realm={realm} "
                 f"against {_redact(values['auth_db'] or values['db'])}")
         if values["identity_header"]:
             mode += f"; {values['identity_header']} from {','.join(values['trusted_proxies'])}"

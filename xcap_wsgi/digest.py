@@ -1,9 +1,18 @@
 """HTTP Digest authentication (RFC 7616) as plain WSGI middleware, against Kamailio's subscriber table.
 
-``DigestAuthMiddleware(app, subscribers=..., realm=...)`` sits in front of ``XCAPMiddleware`` (or
-any WSGI app). It offers a SHA-256 and an MD5 challenge (qop=auth, an ``opaque``), checks the
-client's answer against the account in Kamailio's ``subscriber`` table and, on success, sets
+``DigestAuthMiddleware(app, subscribers=...)`` sits in front of ``XCAPMiddleware`` (or any WSGI
+app). It offers an MD5 and a SHA-256 challenge (qop=auth, an ``opaque``), checks the client's
+answer against the account in Kamailio's ``subscriber`` table and, on success, sets
 ``REMOTE_USER=user@domain`` and ``AUTH_TYPE=Digest`` before calling the app.
+
+* **MD5 first**: CPython's ``urllib.request.HTTPDigestAuthHandler`` (python3-xcaplib, Blink) reads
+  only the first ``WWW-Authenticate`` header and knows only MD5 and SHA; the others (requests,
+  httpx, curl) answer either. ``algorithms=("SHA-256",)`` offers SHA-256 alone.
+* **Realm**: a fixed ``realm`` when one is given. Otherwise the realm of each request is the domain
+  of the XUI in its URI (``users/sip:alice@example.com/...`` -> ``example.com``), found with the
+  same parser XCAPMiddleware uses (``roots``); the global tree and URIs without a domain get
+  ``default_domain``. So every SIP domain in one subscriber table logs in with no setting, and
+  Kamailio's ha1/ha1b hashes (computed with realm = the account's domain) work.
 
 * **Nonces** are stateless: ``base64url(issue time, random, HMAC-SHA256(secret, ...))``. A nonce
   older than ``nonce_lifetime`` is refused; when the response to it was nevertheless correct, the
@@ -18,8 +27,8 @@ client's answer against the account in Kamailio's ``subscriber`` table and, on s
   and only when the challenge realm is the account's domain (that is how Kamailio computes them).
   ``password_column``: ``auto`` (password when non-empty, else ha1/ha1b by the username form),
   ``password``, ``ha1`` or ``ha1b``. SHA-256 needs cleartext passwords.
-* The username in the Authorization header may be ``user`` (then the domain is the realm) or
-  ``user@domain``.
+* The username in the Authorization header may be ``user`` (then the domain is the realm's) or
+  ``user@domain`` (taken as is).
 * **Basic** (RFC 7617) only when ``basic=True``, checked against the same row; use it over TLS only.
 * Comparisons of secrets are constant-time (``hmac.compare_digest``).
 
@@ -45,8 +54,10 @@ import time
 from typing import Callable, Iterable
 from urllib.parse import unquote, urlsplit
 
+from .middleware import raw_request_target
 from .nonces import open_host_table
 from .subscribers import Subscriber, open_subscribers
+from .uri import URIError, match_root, parse_xcap_path, xui_account
 
 log = logging.getLogger("xcap_wsgi.digest")
 
@@ -54,6 +65,8 @@ ALGORITHMS = {"SHA-256": hashlib.sha256, "MD5": hashlib.md5}
 PASSWORD_COLUMNS = ("auto", "password", "ha1", "ha1b")
 _NONCE_RAW = 8 + 8 + 16  # issue time (µs), random, MAC
 _WINDOW = 64
+#: A realm taken from an XUI must fit in a quoted-string as is (RFC 7616 §3.3) and in a latin-1 header.
+_SAFE_REALM = re.compile(r"[!#-\[\]-~]+")
 
 
 def H(algorithm: str, text: str) -> str:
@@ -76,6 +89,9 @@ def compute_response(algorithm: str, ha1: str, nonce: str, nc: str, cnonce: str,
 
 _TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _PARAM = re.compile(rf'\s*({_TOKEN})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|({_TOKEN}))\s*(?:,|$)', re.S)
+#: ``uri="..."`` whose value holds raw ``"``: the value ends at the first ``"`` followed by the next
+#: parameter (``, token=``) or by the end of the header.
+_RAW_URI = re.compile(rf'\s*(uri)\s*=\s*"(.*?)"\s*(?:,(?=\s*{_TOKEN}\s*=)|$)', re.S | re.I)
 
 
 class MalformedCredentials(ValueError):
@@ -90,7 +106,18 @@ def parse_auth_params(text: str) -> dict[str, str]:
     while position < len(text):
         match = _PARAM.match(text, position)
         if not match or match.end() == position:
-            raise MalformedCredentials(f"malformed parameter at {text[position:position + 40]!r}")
+            # A harmless client deviation we accept: xcaplib (urllib), curl -g and others copy the
+            # request target verbatim into uri="...", unescaped quotes included, e.g.
+            # uri="/xcap-root/.../~~/resource-lists/list[@name="friends"]". The value is kept exactly
+            # as sent: the response hash covers it and _uri_matches still compares it with the request.
+            raw = _RAW_URI.match(text, position)
+            if raw is None or raw.end() == position:
+                raise MalformedCredentials(f"malformed parameter at {text[position:position + 40]!r}")
+            if "uri" in params:
+                raise MalformedCredentials("duplicate parameter uri")
+            params["uri"] = raw.group(2)
+            position = raw.end()
+            continue
         name = match.group(1).lower()
         value = match.group(3) if match.group(2) is None else re.sub(r"\\(.)", r"\1", match.group(2))
         if name in params:
@@ -171,15 +198,18 @@ class Credentials:
 
 
 class DigestAuthMiddleware:
-    """RFC 7616 Digest (SHA-256 and MD5, qop=auth) in front of ``app``; see the module docstring."""
+    """RFC 7616 Digest (MD5 and SHA-256, qop=auth) in front of ``app``; see the module docstring."""
 
     def __init__(
         self,
         app: Callable,
         *,
         subscribers,  # an object with lookup(user, domain) -> Subscriber | None, or a database URL
-        realm: str,
-        algorithms: Iterable[str] = ("SHA-256", "MD5"),
+        realm: str | None = None,
+        default_domain: str = "localhost",
+        roots: Iterable[str] = ("/xcap-root",),
+        max_uri_length: int = 4096,
+        algorithms: Iterable[str] = ("MD5", "SHA-256"),
         password_column: str = "auto",
         nonce_lifetime: float = 300.0,
         secret: bytes | str | None = None,
@@ -190,9 +220,13 @@ class DigestAuthMiddleware:
     ):
         self.app = app
         self.subscribers = open_subscribers(subscribers) if isinstance(subscribers, str) else subscribers
-        if not realm or '"' in realm or "\\" in realm:
-            raise ValueError(f"invalid realm {realm!r}")
-        self.realm = realm
+        for name, value in (("realm", realm), ("default_domain", default_domain)):
+            if (value is not None or name != "realm") and (not value or '"' in value or "\\" in value):
+                raise ValueError(f"invalid {name} {value!r}: it is used as the Digest realm")
+        self.realm = realm  # None: the domain of the XUI in each request's URI (see realm_for)
+        self.default_domain = default_domain
+        self.roots = tuple(roots)
+        self.max_uri_length = max_uri_length
         self.algorithms = tuple(a.strip().upper() for a in algorithms if a.strip())
         unknown = [a for a in self.algorithms if a not in ALGORITHMS]
         if unknown or not self.algorithms:
@@ -208,29 +242,60 @@ class DigestAuthMiddleware:
         if secret is None:
             secret = os.urandom(32)
         self._secret = secret.encode() if isinstance(secret, str) else bytes(secret)
-        self.opaque = base64.urlsafe_b64encode(
-            hmac.new(self._secret, b"opaque:" + realm.encode(), hashlib.sha256).digest()[:18]).decode()
         self.basic = basic
         self.required = required
         # Nonces of a random secret are valid in this process only; a configured secret's are valid
         # in every process that has it, so their counts go to the host's table (nonces.py).
-        shared = open_host_table(self._secret, realm, max_tracked_nonces,
+        # One table for every realm: nonces are unique strings, whichever realm they were issued for.
+        shared = open_host_table(self._secret, realm or "", max_tracked_nonces,
                                  lifetime=self.nonce_lifetime) if shared_secret else None
         self.tracker = NonceTracker(max_tracked_nonces) if shared is None else shared
         self.clock = clock
         self._last_purge = 0.0
+
+    # -- realm -----------------------------------------------------------------------------------
+
+    def realm_for(self, environ: dict) -> str:
+        """The fixed realm, else the domain of the request URI's XUI, else ``default_domain``."""
+        if self.realm is not None:
+            return self.realm
+        # Over-long URIs get XCAPMiddleware's 414 after login; before it, nothing of them is parsed
+        # or remembered (the URI functions cache their results). The decoded length is checked first.
+        decoded = len(environ.get("SCRIPT_NAME", "")) + len(environ.get("PATH_INFO", ""))
+        if decoded + len(environ.get("QUERY_STRING", "")) > self.max_uri_length:
+            return self.default_domain
+        raw_path, raw_query = raw_request_target(environ)
+        if len(raw_path) + len(raw_query) > self.max_uri_length:
+            return self.default_domain
+        matched = match_root(raw_path, self.roots)
+        if matched is not None:
+            try:
+                xui = parse_xcap_path(*matched, raw_query).xui
+            except URIError:
+                xui = None  # XCAPMiddleware answers it (400/404) once the client has authenticated
+            if xui is not None:
+                domain = xui_account(xui, self.default_domain)[1]
+                if _SAFE_REALM.fullmatch(domain):
+                    return domain
+        return self.default_domain
+
+    def opaque(self, realm: str) -> str:
+        return base64.urlsafe_b64encode(
+            hmac.new(self._secret, b"opaque:" + realm.encode(), hashlib.sha256).digest()[:18]).decode()
 
     # -- nonces --------------------------------------------------------------------------------
 
     def _now_us(self) -> int:
         return int(self.clock() * 1_000_000)
 
-    def make_nonce(self) -> str:
+    def make_nonce(self, realm: str | None = None) -> str:
+        """A nonce bound to ``realm`` (default: the fixed realm or ``default_domain``)."""
+        realm = realm or self.realm or self.default_domain
         head = struct.pack(">Q", self._now_us()) + os.urandom(8)
-        mac = hmac.new(self._secret, head + self.realm.encode(), hashlib.sha256).digest()[:16]
+        mac = hmac.new(self._secret, head + realm.encode(), hashlib.sha256).digest()[:16]
         return base64.urlsafe_b64encode(head + mac).decode()
 
-    def _check_nonce(self, nonce: str) -> tuple[bool, int, bool]:
+    def _check_nonce(self, nonce: str, realm: str) -> tuple[bool, int, bool]:
         """``(authentic, issued_us, expired)``."""
         try:
             raw = base64.urlsafe_b64decode(nonce.encode("ascii"))
@@ -239,7 +304,7 @@ class DigestAuthMiddleware:
         if len(raw) != _NONCE_RAW or base64.urlsafe_b64encode(raw).decode() != nonce:
             return False, 0, False  # one spelling per nonce: the replay tracker is keyed by the string
         head, mac = raw[:16], raw[16:]
-        expected = hmac.new(self._secret, head + self.realm.encode(), hashlib.sha256).digest()[:16]
+        expected = hmac.new(self._secret, head + realm.encode(), hashlib.sha256).digest()[:16]
         if not hmac.compare_digest(mac, expected):
             return False, 0, False
         issued = struct.unpack(">Q", head[:8])[0]
@@ -248,21 +313,25 @@ class DigestAuthMiddleware:
 
     # -- challenge -----------------------------------------------------------------------------
 
-    def challenges(self, stale: bool = False) -> list[tuple[str, str]]:
-        nonce = self.make_nonce()
+    def challenges(self, stale: bool = False, realm: str | None = None) -> list[tuple[str, str]]:
+        """One ``WWW-Authenticate`` per algorithm, all with the same nonce (requests and httpx
+        merge the headers into one dict), then Basic when enabled."""
+        realm = realm or self.realm or self.default_domain
+        nonce = self.make_nonce(realm)
         headers = []
         for algorithm in self.algorithms:
             headers.append(("WWW-Authenticate",
-                            f'Digest realm="{self.realm}", qop="auth", algorithm={algorithm}, '
-                            f'nonce="{nonce}", opaque="{self.opaque}"' + (", stale=true" if stale else "")))
+                            f'Digest realm="{realm}", qop="auth", algorithm={algorithm}, '
+                            f'nonce="{nonce}", opaque="{self.opaque(realm)}"' + (", stale=true" if stale else "")))
         if self.basic:
-            headers.append(("WWW-Authenticate", f'Basic realm="{self.realm}", charset="UTF-8"'))
+            headers.append(("WWW-Authenticate", f'Basic realm="{realm}", charset="UTF-8"'))
         return headers
 
-    def _challenge(self, environ, start_response, stale: bool = False, detail: str = "authentication required"):
+    def _challenge(self, environ, start_response, realm: str, stale: bool = False,
+                   detail: str = "authentication required"):
         body = f"401 Unauthorized\n\n{detail}\n".encode()
         headers = [("Content-Type", "text/plain; charset=UTF-8"), ("Content-Length", str(len(body))),
-                   ("Cache-Control", "no-cache")] + self.challenges(stale)
+                   ("Cache-Control", "no-cache")] + self.challenges(stale, realm)
         start_response("401 Unauthorized", headers)
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
@@ -278,25 +347,26 @@ class DigestAuthMiddleware:
     def __call__(self, environ, start_response):
         header = environ.get("HTTP_AUTHORIZATION", "")
         self._purge()
+        realm = self.realm_for(environ)
         if header.strip():
-            result = self.authenticate(environ, header)
+            result = self.authenticate(environ, header, realm)
             if result.bad_request:
                 return self._bad_request(environ, start_response, result.error)
             if result.identity is None:
                 if result.error:
                     log.info("authentication failed from %s: %s", environ.get("REMOTE_ADDR", "?"), result.error)
-                return self._challenge(environ, start_response, stale=result.stale)
+                return self._challenge(environ, start_response, realm, stale=result.stale)
             environ["REMOTE_USER"] = result.identity
             environ["AUTH_TYPE"] = result.scheme
             return self.app(environ, start_response)
         if self.required:
-            return self._challenge(environ, start_response)
-        return self.app(environ, self._add_challenges(start_response))
+            return self._challenge(environ, start_response, realm)
+        return self.app(environ, self._add_challenges(start_response, realm))
 
-    def _add_challenges(self, start_response):
+    def _add_challenges(self, start_response, realm: str):
         def wrapped(status, headers, exc_info=None):
             if status.startswith("401") and not any(k.lower() == "www-authenticate" for k, _ in headers):
-                headers = list(headers) + self.challenges()
+                headers = list(headers) + self.challenges(realm=realm)
             return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
 
         return wrapped
@@ -309,7 +379,9 @@ class DigestAuthMiddleware:
 
     # -- checking credentials ------------------------------------------------------------------
 
-    def authenticate(self, environ: dict, header: str) -> Credentials:
+    def authenticate(self, environ: dict, header: str, realm: str | None = None) -> Credentials:
+        """Check one Authorization header for the request ``environ`` (realm: ``realm_for``)."""
+        realm = realm or self.realm_for(environ)
         scheme, _, rest = header.strip().partition(" ")
         scheme = scheme.lower()
         if scheme == "digest":
@@ -317,12 +389,12 @@ class DigestAuthMiddleware:
                 params = parse_auth_params(rest)
             except MalformedCredentials as exc:
                 return Credentials(error=str(exc), bad_request=True)
-            return self._digest(environ, params)
+            return self._digest(environ, params, realm)
         if scheme == "basic" and self.basic:
-            return self._basic(rest.strip())
+            return self._basic(rest.strip(), realm)
         return Credentials(error=f"authentication scheme {scheme!r} is not accepted")
 
-    def _digest(self, environ: dict, p: dict[str, str]) -> Credentials:
+    def _digest(self, environ: dict, p: dict[str, str], realm: str) -> Credentials:
         for name in ("username", "realm", "nonce", "uri", "response", "qop", "nc", "cnonce"):
             if name not in p:
                 return Credentials(error=f"Digest parameter {name} missing", bad_request=name in ("username", "uri"))
@@ -335,20 +407,20 @@ class DigestAuthMiddleware:
             return Credentials(error="userhash is not supported")
         if not re.fullmatch(r"[0-9a-fA-F]{8}", p["nc"]):
             return Credentials(error="malformed nc", bad_request=True)
-        if not hmac.compare_digest(p.get("opaque", "").encode(), self.opaque.encode()):
+        if p["realm"] != realm:
+            return Credentials(error=f"realm {p['realm']!r} is not {realm!r}")
+        if not hmac.compare_digest(p.get("opaque", "").encode(), self.opaque(realm).encode()):
             return Credentials(error="opaque missing or not ours")
-        if p["realm"] != self.realm:
-            return Credentials(error=f"realm {p['realm']!r} is not {self.realm!r}")
         if not self._uri_matches(environ, p["uri"]):
             return Credentials(error="the digest uri does not match the request-target", bad_request=True)
-        authentic, issued, expired = self._check_nonce(p["nonce"])
+        authentic, issued, expired = self._check_nonce(p["nonce"], realm)
         if not authentic:
             return Credentials(error="nonce not issued by this server")
 
         username = p["username"]
-        user, domain = self._account(username)
+        user, domain = self._account(username, realm)
         subscriber = self.subscribers.lookup(user, domain) if user and domain else None
-        ha1 = self._ha1(subscriber, username, algorithm) if subscriber is not None else None
+        ha1 = self._ha1(subscriber, username, algorithm, realm) if subscriber is not None else None
         if ha1 is None:
             # Same work as a real check, so timing does not tell which accounts exist.
             compute_response(algorithm, "0" * 32, p["nonce"], p["nc"], p["cnonce"], p["qop"],
@@ -365,19 +437,21 @@ class DigestAuthMiddleware:
             return Credentials(stale=True, error=f"nonce-count {p['nc']} {'replayed' if state == 'replay' else 'of a forgotten nonce'}")
         return Credentials(subscriber.identity)
 
-    def _account(self, username: str) -> tuple[str, str]:
+    @staticmethod
+    def _account(username: str, realm: str) -> tuple[str, str]:
+        """``user@domain`` as is; a bare ``user`` belongs to the realm's domain."""
         if "@" in username:
             user, _, domain = username.rpartition("@")
             return user, domain.lower()
-        return username, self.realm.lower()
+        return username, realm.lower()
 
-    def _ha1(self, s: Subscriber, username: str, algorithm: str) -> str | None:
+    def _ha1(self, s: Subscriber, username: str, algorithm: str, realm: str) -> str | None:
         column = self.password_column
         if column == "auto":
             column = "password" if s.password else ("ha1b" if "@" in username else "ha1")
         if column == "password":
-            return compute_ha1(algorithm, username, self.realm, s.password) if s.password else None
-        if algorithm != "MD5" or self.realm.lower() != s.domain.lower():
+            return compute_ha1(algorithm, username, realm, s.password) if s.password else None
+        if algorithm != "MD5" or realm.lower() != s.domain.lower():
             return None  # stored hashes are MD5 over realm = the account's domain
         if column == "ha1" and username == s.username:
             return s.ha1.lower() or None
@@ -385,7 +459,7 @@ class DigestAuthMiddleware:
             return s.ha1b.lower() or None
         return None
 
-    def _basic(self, token: str) -> Credentials:
+    def _basic(self, token: str, realm: str) -> Credentials:
         try:
             decoded = base64.b64decode(token.encode("ascii"), validate=True).decode("utf-8")
         except (binascii.Error, ValueError, UnicodeError):
@@ -393,7 +467,7 @@ class DigestAuthMiddleware:
         username, colon, password = decoded.partition(":")
         if not colon:
             return Credentials(error="malformed Basic credentials", bad_request=True)
-        user, domain = self._account(username)
+        user, domain = self._account(username, realm)
         s = self.subscribers.lookup(user, domain) if user and domain else None
         ok = False
         if s is not None:
@@ -433,8 +507,11 @@ def from_settings(app, values: dict, *, required: bool | None = None) -> DigestA
     return DigestAuthMiddleware(
         app,
         subscribers=open_subscribers(values.get("auth_db") or values["db"], create=True),
-        realm=values.get("realm") or values["default_domain"],
-        algorithms=values.get("digest_algorithms") or ("SHA-256", "MD5"),
+        realm=values.get("realm") or None,
+        default_domain=values["default_domain"],
+        roots=values.get("root") or ("/xcap-root",),
+        max_uri_length=values.get("max_uri_length") or 4096,
+        algorithms=values.get("digest_algorithms") or ("MD5", "SHA-256"),
         password_column=values.get("password_column") or "auto",
         nonce_lifetime=values.get("nonce_lifetime") or 300,
         secret=values.get("nonce_secret") or None,

@@ -154,13 +154,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("trusted_proxies", parse_list, (),
             "addresses/networks (CIDR) of front proxies whose identity header is believed", "auth"),
     Setting("realm", lambda v: str(v).strip() or None, None,
-            "Digest realm of serve (default: default_domain; Kamailio's ha1/ha1b need realm = SIP domain)", "auth"),
+            "one fixed Digest realm for serve (default: the domain of the XUI in each request URI, "
+            "default_domain for the global tree; Kamailio's ha1/ha1b need realm = SIP domain)", "auth"),
     Setting("auth_db", lambda v: str(v).strip() or None, None,
             "database URL holding Kamailio's subscriber table for Digest (default: db)", "auth"),
     Setting("password_column", str, "auto",
             "subscriber column Digest checks: auto (password if set, else ha1/ha1b), password, ha1, ha1b", "auth"),
-    Setting("digest_algorithms", parse_list, ("SHA-256", "MD5"),
-            "Digest algorithms offered, preferred first (SHA-256 needs cleartext passwords)", "auth"),
+    Setting("digest_algorithms", parse_list, ("MD5", "SHA-256"),
+            "Digest algorithms offered, in this order (MD5 first: urllib-based clients such as xcaplib/Blink "
+            "read only the first challenge; SHA-256 needs cleartext passwords)", "auth"),
     Setting("nonce_lifetime", float, 300.0, "seconds a Digest nonce stays valid (then stale=true)", "auth"),
     Setting("nonce_secret", lambda v: str(v) or None, None,
             "HMAC key for Digest nonces (default: random per process; set it when processes share clients)", "auth"),
