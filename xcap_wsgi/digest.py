@@ -44,6 +44,7 @@ import time
 from typing import Callable, Iterable
 from urllib.parse import unquote, urlsplit
 
+from .accounts import account_problem
 from .subscribers import Subscriber, open_subscribers
 
 log = logging.getLogger("xcap_wsgi.digest")
@@ -340,7 +341,7 @@ class DigestAuthMiddleware:
 
         username = p["username"]
         user, domain = self._account(username)
-        subscriber = self.subscribers.lookup(user, domain) if user and domain else None
+        subscriber = self._lookup(user, domain)
         ha1 = self._ha1(subscriber, username, algorithm) if subscriber is not None else None
         if ha1 is None:
             # Same work as a real check, so timing does not tell which accounts exist.
@@ -363,6 +364,16 @@ class DigestAuthMiddleware:
             user, _, domain = username.rpartition("@")
             return user, domain.lower()
         return username, self.realm.lower()
+
+    def _lookup(self, user: str, domain: str) -> Subscriber | None:
+        """The subscriber row, or None; a row whose name is not canonical never logs in: its
+        identity could read as another account's (issue 16, ``xcap_wsgi.accounts``)."""
+        subscriber = self.subscribers.lookup(user, domain) if user and domain else None
+        if subscriber is not None and account_problem(subscriber.username, subscriber.domain):
+            log.warning("refusing login as %r@%r: %s", subscriber.username, subscriber.domain,
+                        account_problem(subscriber.username, subscriber.domain))
+            return None
+        return subscriber
 
     def _ha1(self, s: Subscriber, username: str, algorithm: str) -> str | None:
         column = self.password_column
@@ -387,7 +398,7 @@ class DigestAuthMiddleware:
         if not colon:
             return Credentials(error="malformed Basic credentials", bad_request=True)
         user, domain = self._account(username)
-        s = self.subscribers.lookup(user, domain) if user and domain else None
+        s = self._lookup(user, domain)
         ok = False
         if s is not None:
             column = self.password_column

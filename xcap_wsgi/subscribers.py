@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from .accounts import account_problem
 from .storage import StoreUnavailable, sqlite_path
 
 # Kamailio 5.6.3, /usr/share/kamailio/db_sqlite/auth_db-create.sql (package kamailio-sqlite-modules)
@@ -86,13 +87,21 @@ def kamailio_hashes(username: str, domain: str, password: str) -> tuple[str, str
 
 
 def split_account(text: str) -> tuple[str, str]:
-    """``user@domain`` (or ``sip:user@domain``) as ``(user, lower-cased domain)``."""
-    value = text.strip()
-    if value.lower().startswith(("sip:", "sips:")):
+    """``user@domain`` (or ``sip:user@domain``) as ``(user, lower-cased domain)``.
+
+    Raises ValueError unless the name is canonical (``xcap_wsgi.accounts``): an account whose name
+    only looks like another's (``bob:evil@example.com``, ``sip:sip:bob@example.com``, bob in
+    ``example.com:5060``) could otherwise be confused with it.
+    """
+    value = text
+    if value[:5].lower().startswith(("sip:", "sips:")):
         value = value.split(":", 1)[1]
-    user, at, domain = value.rpartition("@")
+    user, at, domain = value.partition("@")
     if not at or not user or not domain:
         raise ValueError(f"expected USER@DOMAIN, got {text!r}")
+    problem = account_problem(user, domain)
+    if problem:
+        raise ValueError(f"refusing {text!r}: {problem}")
     return user, domain.lower()
 
 
@@ -159,6 +168,8 @@ class SQLiteSubscribers:
         return _pick(rows, username, domain)
 
     def add(self, username: str, domain: str, password: str, *, store_password: bool = True) -> None:
+        if self.lookup(username, domain) is not None:  # SQLite's UNIQUE is case-sensitive; domains are not
+            raise SubscriberError(f"{username}@{domain} already exists")
         ha1, ha1b = kamailio_hashes(username, domain, password)
         try:
             self._connection().execute(
