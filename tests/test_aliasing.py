@@ -34,7 +34,7 @@ EVIL_BODY = (b'<?xml version="1.0" encoding="UTF-8"?>\n<resource-lists '
 
 #: (username, domain) rows that only look like bob@example.com. The first group aliased bob before
 #: the fix (the policy re-parsed "user@domain" with the lossy XUI parser); the rest are other
-#: ambiguous spellings, refused the same way.
+#: ambiguous spellings. None of them may log in.
 LOOK_ALIKES = [
     ("bob:evil", "example.com"),  # "password" part dropped
     ("tel:bob", "example.com"),  # scheme dropped
@@ -48,17 +48,23 @@ LOOK_ALIKES = [
     (" bob", "example.com"),  # whitespace stripped
     ("bob", "example.com "),
     ("bob\t", "example.com"),
-    # not aliases of bob before the fix either, but not canonical account names: refused too
+    # not aliases of bob before the fix, but ambiguous all the same
     ("bob", "example.com."),  # trailing dot: the same DNS name
-    ("bob;x", "example.com"),
-    ("bob%3Aevil", "example.com"),  # percent-encoding in the user part
     ("bob@example.com", "evil.org"),
     ("bob", "::1"),  # IPv6 without brackets
     ("bob", "[0:0::1]"),  # IPv6 not in its compressed form
     ("bob", "127.000.000.001"),
     ("bob", "exa mple.com"),
-    ("bob", "exämple.com"),
-    ("böb", "example.com"),
+    ("bob", "exämple.com"),  # IDN domains are spelled in punycode
+]
+
+#: Names that are unambiguous (own home, nobody else's) but that adduser does not create: a SIP
+#: URI would have to escape or would split them. Rows made by kamctl still log in, as themselves.
+ODD_BUT_DISTINCT = [
+    ("bob;x", "example.com", "sip:bob%3Bx@example.com"),
+    ("bob%3Aevil", "example.com", "sip:bob%253Aevil@example.com"),
+    ("böb", "example.com", "sip:b%C3%B6b@example.com"),
+    ("bob x", "example.com", "sip:bob%20x@example.com"),
 ]
 
 
@@ -126,7 +132,21 @@ def test_look_alike_account_cannot_log_in_or_reach_bobs_documents(server, user, 
     assert digest_request(app, "GET", BOB_DOC, "bob", "builder").body == BOB_BODY
 
 
-@pytest.mark.parametrize("user, domain", LOOK_ALIKES)
+@pytest.mark.parametrize("user, domain, home", ODD_BUT_DISTINCT)
+def test_odd_kamctl_names_log_in_as_themselves_only(server, user, domain, home):
+    app, auth = server
+    assert digest_request(app, "PUT", BOB_DOC, "bob", "builder", BOB_BODY).status_int == 201
+    add_row(auth, user, domain, "odd")
+    own = f"/xcap-root/resource-lists/users/{home}/index"
+    assert digest_request(app, "PUT", own, f"{user}@{domain}", "odd", EVIL_BODY).status_int == 201
+    assert digest_request(app, "GET", own, f"{user}@{domain}", "odd").body == EVIL_BODY
+    for method, body in (("GET", None), ("PUT", EVIL_BODY), ("DELETE", None)):
+        assert digest_request(app, method, BOB_DOC, f"{user}@{domain}", "odd", body).status_int == 403
+    assert digest_request(app, "GET", own, "bob", "builder").status_int == 403
+    assert digest_request(app, "GET", BOB_DOC, "bob", "builder").body == BOB_BODY
+
+
+@pytest.mark.parametrize("user, domain", LOOK_ALIKES + [(u, d) for u, d, _ in ODD_BUT_DISTINCT])
 def test_adduser_refuses_look_alike_names(tmp_path, capsys, user, domain):
     url = f"sqlite:///{tmp_path / 'auth.sqlite3'}"
     spelled = f"sip:{user}@{domain}" if user.lower().startswith(("sip:", "sips:")) else f"{user}@{domain}"
@@ -190,8 +210,7 @@ def test_uppercase_domain_row_is_still_its_own_account(server):
 @pytest.mark.parametrize("identity", [
     "bob:evil@example.com", "tel:bob@example.com", "sip:sip:bob@example.com", "sip:bob:pw@example.com",
     "bob@example.com:5060", "bob@example.com;x", "bob@example.com?x", " bob@example.com", "bob@example.com ",
-    "bob@example.com.", "bob;x@example.com", "sip:bob;x@example.com", "bob%3Aevil@example.com",
-    "bob@evil.org@example.com", "@example.com", "sip:@example.com", "sip:example.com", "bob@", "",
+    "bob@example.com.", "sip:bob?x@example.com", "bob@evil.org@example.com", "@example.com", "sip:@example.com", "sip:example.com", "bob@", "",
     "bob@::1", "tel:", "pres:bob@example.com", "bob@exa\x00mple.com",
 ])
 def test_non_canonical_identities_map_to_no_account(identity):
@@ -212,6 +231,9 @@ def test_non_canonical_identities_map_to_no_account(identity):
     ("tel:+15551234", ("+15551234", "example.com")),
     ("tel:+15551234;phone-context=example.com", ("+15551234", "example.com")),
     ("bob@[::1]", ("bob", "[::1]")),
+    ("bob;x@example.com", ("bob;x", "example.com")),  # odd, but nobody else's
+    ("sip:bob;x@example.com", ("bob;x", "example.com")),
+    ("bob%3Aevil@example.com", ("bob%3Aevil", "example.com")),
     ("sip:bob@[::1]:5060", ("bob", "[::1]")),
 ])
 def test_canonical_identities(identity, expected):

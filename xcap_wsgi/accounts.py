@@ -1,23 +1,25 @@
-"""Canonical account names: which ``(user, domain)`` pairs may log in, and what an identity names.
+"""Account names: which ``(user, domain)`` pairs may log in or be created, and what an identity names.
 
 Why: the authorization layer compares the authenticated identity with the XUI's owner as
 ``(user, domain)`` pairs. If two different accounts of Kamailio's ``subscriber`` table could be
 read as the same pair (``bob:evil@example.com``, ``sip:bob@example.com`` as a *user* name, bob in
-domain ``example.com:5060``...), one would own the other's documents (issue 16). So:
+domain ``example.com:5060``...), one would own the other's documents (issue 16). Two rules:
 
-* an account name is *canonical* when its user part is made of RFC 3261 user characters other
-  than ``%`` (escapes), ``;``, ``?`` and ``/`` (URI syntax), and its domain is a host name
-  (letters, digits, ``-``, ``_``, dots, no trailing dot), a dotted-quad IPv4 address, or an IPv6
-  address in brackets in its compressed form; neither has whitespace or control characters;
-* only canonical accounts are created (``adduser``) or logged in (``DigestAuthMiddleware``);
-* ``identity_account`` maps an identity string to its pair and answers None for anything that is
-  not canonical. ``user@domain`` (what Digest sets) must be exactly that; a ``sip:``/``sips:`` URI
-  (an asserted identity from a trusted proxy) may carry a port and parameters, which are not part of
-  the account (RFC 3261 §10.3: the address-of-record has none); ``tel:NUMBER`` and a bare ``user``
-  are users of the default domain.
+* **unambiguous** (``account_problem``), for logging in and for identities: the user part is not
+  empty, has no ``:`` or ``@`` (so it never reads as a URI scheme, a password or a domain), no
+  control characters and no surrounding whitespace; the domain is a host name (letters, digits,
+  ``-``, ``_``, dots; no trailing dot, port or parameters), a dotted-quad IPv4 address, or an IPv6
+  address in brackets in its compressed form. Under this rule ``user@domain`` splits one way only,
+  so distinct accounts give distinct pairs (the domain compared case-insensitively);
+* **canonical** (``name_problem``), for creating accounts (``adduser``): unambiguous, at most 64
+  characters each (Kamailio's columns), and a user part of RFC 3261 user characters other than
+  ``%`` (escapes), ``;``, ``?`` and ``/``: names that are also plain in a SIP URI.
 
-Since a canonical user part contains no ``:`` and no ``@``, an identity that Digest produced can
-never be read as a URI or as another ``user@domain``: distinct accounts give distinct pairs.
+``identity_account`` maps an identity string to its pair, or None when it is not unambiguous.
+``user@domain`` (what Digest sets) must be exactly that; a ``sip:``/``sips:`` URI (an asserted
+identity from a trusted proxy) may carry a port and parameters, which are not part of the account
+(RFC 3261 §10.3: an address-of-record has none); ``tel:NUMBER`` and a bare ``user`` are users of the
+default domain. A Digest identity has no ``:`` in its user part, so it can never read as a URI.
 """
 
 from __future__ import annotations
@@ -33,22 +35,35 @@ _USER = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,]+")
 _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
 _HOSTNAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _PORT = re.compile(r"(?::[0-9]{1,5})?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def user_problem(user: str) -> str | None:
-    """Why ``user`` is not a canonical user part, or None."""
+    """Why ``user`` is not an unambiguous user part, or None."""
     if not user:
         return "the user part is empty"
+    if ":" in user or "@" in user:
+        return f"the user part {user!r} contains ':' or '@' (it would read as a URI scheme, password or domain)"
+    if _CONTROL.search(user) or user.strip() != user:
+        return f"the user part {user!r} has control characters or surrounding whitespace"
+    return None
+
+
+def name_problem(user: str, domain: str) -> str | None:
+    """Why ``(user, domain)`` may not be *created* (the canonical rule, see the module doc), or None."""
+    problem = account_problem(user, domain)
+    if problem:
+        return problem
     if len(user) > MAX_PART:
         return f"the user part is longer than {MAX_PART} characters"
     if not _USER.fullmatch(user):
         return (f"the user part {user!r} may only contain letters, digits and - _ . ! ~ * ' ( ) & = + $ , "
-                "(no ':' '@' ';' '?' '/' '%', spaces or URI schemes)")
+                "(no ';' '?' '/' '%', spaces or other characters that a SIP URI must escape)")
     return None
 
 
 def host_problem(host: str) -> str | None:
-    """Why ``host`` is not a canonical domain (case aside: hosts compare case-insensitively), or None."""
+    """Why ``host`` is not a canonical host (case aside: hosts compare case-insensitively), or None."""
     if not host:
         return "the domain is empty"
     if len(host) > MAX_PART:
@@ -76,12 +91,12 @@ def host_problem(host: str) -> str | None:
 
 
 def account_problem(user: str, domain: str) -> str | None:
-    """Why ``(user, domain)`` is not a canonical account name, or None when it is."""
+    """Why ``(user, domain)`` is not an unambiguous account name (may not log in), or None."""
     return user_problem(user) or host_problem(domain)
 
 
 def identity_account(identity: str, default_domain: str) -> tuple[str, str] | None:
-    """The ``(user, lower-cased domain)`` an identity names, or None when it is not canonical.
+    """The ``(user, lower-cased domain)`` an identity names, or None when it is not unambiguous.
 
     ``user@domain`` and ``user`` (default domain) exactly; ``sip:``/``sips:`` URIs (scheme case-
     insensitive) whose user and host are canonical, port and URI parameters ignored; ``tel:``
@@ -101,8 +116,8 @@ def identity_account(identity: str, default_domain: str) -> tuple[str, str] | No
         else:
             host, colon, port = hostport.partition(":")
             port = colon + port
-        if not _PORT.fullmatch(port) or account_problem(user, host):
-            return None
+        if not _PORT.fullmatch(port) or "?" in user or account_problem(user, host):
+            return None  # "?" in a URI's user part would start its headers for another parser
         return user, host.lower()
     if lowered.startswith("tel:"):
         number = text[4:].split(";", 1)[0]

@@ -45,6 +45,7 @@ from typing import Callable, Iterable
 from urllib.parse import unquote, urlsplit
 
 from .accounts import account_problem
+from .storage import StoreError, StoreUnavailable
 from .subscribers import Subscriber, open_subscribers
 
 log = logging.getLogger("xcap_wsgi.digest")
@@ -261,6 +262,21 @@ class DigestAuthMiddleware:
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
     @staticmethod
+    def _unavailable(environ, start_response, exc: StoreError):
+        """503 + Retry-After while the subscriber lookup fails, like the document store's; one log
+        line, no traceback, no database details to the client."""
+        retry_after = getattr(exc, "retry_after", 5)
+        if isinstance(exc, StoreUnavailable):
+            log.warning("subscriber table unavailable: %s", exc)
+        else:
+            log.error("subscriber table failed: %s", exc)
+        body = b"503 Service Unavailable\n\nthe account database is unavailable; retry later\n"
+        start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=UTF-8"),
+                                                   ("Content-Length", str(len(body))),
+                                                   ("Retry-After", str(retry_after))])
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+    @staticmethod
     def _bad_request(environ, start_response, detail: str):
         body = f"400 Bad Request\n\n{detail}\n".encode()
         start_response("400 Bad Request", [("Content-Type", "text/plain; charset=UTF-8"),
@@ -273,7 +289,10 @@ class DigestAuthMiddleware:
         header = environ.get("HTTP_AUTHORIZATION", "")
         self._purge()
         if header.strip():
-            result = self.authenticate(environ, header)
+            try:
+                result = self.authenticate(environ, header)
+            except StoreError as exc:  # the subscriber table is down or unusable: retry later
+                return self._unavailable(environ, start_response, exc)
             if result.bad_request:
                 return self._bad_request(environ, start_response, result.error)
             if result.identity is None:
@@ -368,7 +387,9 @@ class DigestAuthMiddleware:
     def _lookup(self, user: str, domain: str) -> Subscriber | None:
         """The subscriber row, or None; a row whose name is not canonical never logs in: its
         identity could read as another account's (issue 16, ``xcap_wsgi.accounts``)."""
-        subscriber = self.subscribers.lookup(user, domain) if user and domain else None
+        if account_problem(user, domain):
+            return None  # no canonical account has that name: not even a database query
+        subscriber = self.subscribers.lookup(user, domain)
         if subscriber is not None and account_problem(subscriber.username, subscriber.domain):
             log.warning("refusing login as %r@%r: %s", subscriber.username, subscriber.domain,
                         account_problem(subscriber.username, subscriber.domain))
