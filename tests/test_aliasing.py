@@ -127,7 +127,7 @@ def test_look_alike_account_cannot_log_in_or_reach_bobs_documents(server, user, 
     login = f"{user}@{domain}"
     for method, body in (("GET", None), ("PUT", EVIL_BODY), ("DELETE", None)):
         response = digest_request(app, method, BOB_DOC, login, "evil", body)
-        # refused at login: the row's name is not a canonical account name
+        # refused at login: the row's name is ambiguous
         assert response.status_int == 401, (method, response.status, response.text)
     assert digest_request(app, "GET", BOB_DOC, "bob", "builder").body == BOB_BODY
 
@@ -213,7 +213,7 @@ def test_uppercase_domain_row_is_still_its_own_account(server):
     "bob@example.com.", "sip:bob?x@example.com", "bob@evil.org@example.com", "@example.com", "sip:@example.com", "sip:example.com", "bob@", "",
     "bob@::1", "tel:", "pres:bob@example.com", "bob@exa\x00mple.com",
 ])
-def test_non_canonical_identities_map_to_no_account(identity):
+def test_ambiguous_identities_map_to_no_account(identity):
     assert account(identity, "example.com") is None
     policy = DefaultPolicy(default_domain="example.com")
     uri = parse_xcap_path("/xcap-root", "/resource-lists/users/sip:bob@example.com/index")
@@ -236,12 +236,64 @@ def test_non_canonical_identities_map_to_no_account(identity):
     ("bob%3Aevil@example.com", ("bob%3Aevil", "example.com")),
     ("sip:bob@[::1]:5060", ("bob", "[::1]")),
 ])
-def test_canonical_identities(identity, expected):
+def test_unambiguous_identities(identity, expected):
     assert account(identity, "example.com") == expected
 
 
-def test_policy_refuses_non_canonical_admin_or_trusted_names():
+def test_policy_refuses_ambiguous_admin_or_trusted_names():
     with pytest.raises(ValueError):
         DefaultPolicy(default_domain="example.com", admins=["bob:evil@example.com"])
     with pytest.raises(ValueError):
         DefaultPolicy(default_domain="example.com", trusted=["presence@example.com:5060"])
+
+
+# -- end to end: xcap-wsgi serve (waitress), raw HTTP, Digest computed here ----------------------
+
+
+def test_look_alikes_through_serve(tmp_path):
+    import subprocess
+    import sys
+
+    from mysql_support import REPO, free_port, http_request, stop_process, wait_for_http
+
+    auth = tmp_path / "xcap.sqlite3"
+    url = f"sqlite:///{auth}"
+    assert cli(["adduser", "bob@example.com", "--password", "builder", "--db", url]) == 0
+    look_alikes = [("bob:evil", "example.com"), ("tel:bob", "example.com"), ("sip:bob", "example.com"),
+                   ("bob", "example.com:5060"), ("bob", "example.com;x"), (" bob", "example.com")]
+    for user, domain in look_alikes:
+        add_row(str(auth), user, domain, "evil")
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "xcap_wsgi", "serve", "--db", url, "--host", "127.0.0.1",
+                                 "--port", str(port), "--default-domain", REALM, "--digest-algorithms", "MD5"],
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, cwd=str(REPO))
+    md5 = lambda text: hashlib.md5(text.encode()).hexdigest()  # noqa: E731
+
+    def request(method, username, password, body=None):
+        status, headers, _ = http_request(method, port, BOB_DOC)
+        assert status == 401
+        params = {k: v.strip('"') for k, v in (p.strip().split("=", 1) for p in
+                                               headers["www-authenticate"][len("Digest "):].split(", "))}
+        ha1 = md5(f"{username}:{params['realm']}:{password}")
+        response = md5(f"{ha1}:{params['nonce']}:00000001:c0ffee:auth:{md5(f'{method}:{BOB_DOC}')}")
+        send = {"Authorization": f'Digest username="{username}", realm="{params["realm"]}", '
+                                 f'nonce="{params["nonce"]}", uri="{BOB_DOC}", algorithm=MD5, response="{response}", '
+                                 f'qop=auth, nc=00000001, cnonce="c0ffee", opaque="{params["opaque"]}"'}
+        if body is not None:
+            send["Content-Type"] = RL_MIME
+        return http_request(method, port, BOB_DOC, body, send)
+
+    try:
+        wait_for_http(port, proc, path="/xcap-root/xcap-caps/global/index")
+        assert request("PUT", "bob", "builder", BOB_BODY)[0] == 201
+        for user, domain in look_alikes:
+            for method, body in (("GET", None), ("PUT", EVIL_BODY), ("DELETE", None)):
+                assert request(method, f"{user}@{domain}", "evil", body)[0] == 401, (user, domain, method)
+        status, _, data = request("GET", "bob", "builder")
+        assert (status, data) == (200, BOB_BODY)
+    finally:
+        stop_process(proc)
+    assert "Traceback" not in log.read_text(errors="replace")

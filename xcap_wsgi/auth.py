@@ -17,10 +17,11 @@ case-insensitive, the user part is case-sensitive, and a missing domain means th
 An XUI is mapped as Kamailio parses a URI (``uri.xui_account``: scheme, port and URI parameters
 dropped); the URI parser has already percent-decoded it (exactly once), so
 ``sip%3Aalice%40EXAMPLE.com`` *is* ``sip:alice@example.com``. An identity is mapped strictly
-(``accounts.identity_account``): it must be a canonical account name (``user@domain``, ``user``,
-or a ``sip:``/``sips:``/``tel:`` URI whose user and host are canonical); anything else
-(``bob:evil@example.com``, ``bob@example.com:5060``, ``tel:bob@example.com``...) names no account
-and gets 403, so two different accounts never own the same XUI (issue 16).
+(``accounts.identity_account``): ``user@domain`` exactly, ``user`` (default domain), or a
+``sip:``/``sips:``/``tel:`` URI, and only when the user part has no ``:`` or ``@``, no control
+characters or surrounding whitespace and the host is a plain host name or IP address; anything
+else (``bob:evil@example.com``, ``bob@example.com:5060``, ``tel:bob@example.com``...) names no
+account and gets 403, so two different accounts never own the same XUI (issue 16).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def remote_user(environ: dict) -> str | None:
 
 
 def account(identity: str, default_domain: str) -> tuple[str, str] | None:
-    """The ``(user, domain)`` an identity names, or None when it is not a canonical account name
+    """The ``(user, domain)`` an identity names, or None when it is not an unambiguous account name
     (see the module doc and ``xcap_wsgi.accounts``)."""
     return identity_account(identity, default_domain)
 
@@ -102,8 +103,8 @@ class DefaultPolicy:
     def _configured(self, name: str, setting: str) -> tuple[str, str]:
         found = account(name.strip(), self.default_domain)
         if found is None:
-            raise ValueError(f"{setting}: {name!r} is not a canonical account name (user@domain, user, "
-                             "or sip:user@domain)")
+            raise ValueError(f"{setting}: {name!r} is not an unambiguous account name (user@domain, user, "
+                             "or sip:user@domain; see xcap_wsgi.accounts)")
         return found
 
     def account(self, identity: str) -> tuple[str, str] | None:
@@ -135,8 +136,8 @@ class DefaultPolicy:
             raise _unauthorized()
         who = self.account(identity)
         if who is None:
-            log.warning("refusing identity %r: not a canonical account name", identity[:200])
-            raise HTTPForbidden(detail="the authenticated identity is not a canonical account name")
+            log.warning("refusing identity %r: not an unambiguous account name", identity[:200])
+            raise HTTPForbidden(detail="the authenticated identity is not an unambiguous account name")
         if uri.tree == "global":
             if write and who not in self.admins:
                 raise HTTPForbidden(detail="the global tree is read-only")

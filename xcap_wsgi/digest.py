@@ -385,10 +385,10 @@ class DigestAuthMiddleware:
         return username, self.realm.lower()
 
     def _lookup(self, user: str, domain: str) -> Subscriber | None:
-        """The subscriber row, or None; a row whose name is not canonical never logs in: its
-        identity could read as another account's (issue 16, ``xcap_wsgi.accounts``)."""
+        """The subscriber row, or None; a row whose name is ambiguous never logs in: its identity
+        could read as another account's (issue 16, ``xcap_wsgi.accounts.account_problem``)."""
         if account_problem(user, domain):
-            return None  # no canonical account has that name: not even a database query
+            return None  # no account may have that name: not even a database query
         subscriber = self.subscribers.lookup(user, domain)
         if subscriber is not None and account_problem(subscriber.username, subscriber.domain):
             log.warning("refusing login as %r@%r: %s", subscriber.username, subscriber.domain,
