@@ -195,6 +195,17 @@ def test_e164_user_reaches_its_sip_and_tel_homes(server, xui):
     assert digest_request(app, "GET", path, "bob", "builder").status_int == 403
 
 
+@pytest.mark.parametrize("name, xui", [("carol@[2001:db8::1]", "sip:carol@[2001:db8::1]"),
+                                       ("carol@192.0.2.1", "sip:carol@192.0.2.1")])
+def test_accounts_in_ip_address_domains(server, name, xui):
+    app, auth = server
+    assert cli(["adduser", name, "--password", "ip", "--db", f"sqlite:///{auth}"]) == 0
+    path = f"/xcap-root/resource-lists/users/{xui}/index"
+    assert digest_request(app, "PUT", path, name, "ip", BOB_BODY).status_int == 201
+    assert digest_request(app, "GET", path, name, "ip").body == BOB_BODY
+    assert digest_request(app, "GET", BOB_DOC, name, "ip").status_int == 403
+
+
 def test_uppercase_domain_row_is_still_its_own_account(server):
     """kamctl may store the domain as typed: the host is case-insensitive, so it is dave@example.com."""
     app, auth = server
