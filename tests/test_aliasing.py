@@ -176,6 +176,13 @@ def test_adduser_refuses_a_case_variant_of_an_existing_domain(server, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
+def test_adduser_refuses_a_case_variant_of_an_existing_user(server, capsys):
+    """On a latin1_swedish_ci document store "Bob" would read bob's rows: no such twin is created."""
+    _, auth = server
+    assert cli(["adduser", "Bob@example.com", "--password", "x", "--db", f"sqlite:///{auth}"]) == 1
+    assert "already exists as bob@example.com" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("xui", ["sip:bob@example.com", "sip:bob@EXAMPLE.com", "sip%3Abob%40example.com",
                                  "sips:bob@example.com", "bob@example.com"])
 def test_legitimate_spellings_of_bobs_home_still_work(server, xui):

@@ -177,8 +177,14 @@ class SQLiteSubscribers:
         self._query("SELECT 1 FROM subscriber LIMIT 1")
 
     def add(self, username: str, domain: str, password: str, *, store_password: bool = True) -> None:
-        if self.lookup(username, domain) is not None:  # SQLite's UNIQUE is case-sensitive; domains are not
-            raise SubscriberError(f"{username}@{domain} already exists")
+        # SQLite's UNIQUE is case-sensitive. Domains are not, and a document store on Kamailio's
+        # usual latin1_swedish_ci collation would give "Bob" the rows of "bob" (MySQL's own
+        # subscriber table refuses such a twin by its case-insensitive UNIQUE index): refuse both.
+        twin = self._query("SELECT username, domain FROM subscriber WHERE username=? COLLATE NOCASE "
+                           "AND domain=? COLLATE NOCASE", (username, domain))
+        if twin:
+            raise SubscriberError(f"{username}@{domain} already exists"
+                                  + ("" if tuple(twin[0]) == (username, domain) else f" as {twin[0][0]}@{twin[0][1]}"))
         ha1, ha1b = kamailio_hashes(username, domain, password)
         try:
             self._connection().execute(
