@@ -195,3 +195,18 @@ def test_serve_answers_503_while_the_subscriber_database_is_down(private_mariadb
         os.unlink(log.name)
     assert "Traceback" not in text, text[-4000:]
     assert " 503 " in text or "unavailable" in text  # the outage was logged, as one line per request
+
+
+@pytest.mark.parametrize("username", ["b\U0001F600b", "ünïcødé", "x" * 300, "x' OR '1'='1"])
+def test_names_the_latin1_table_cannot_hold_are_unknown_accounts_not_errors(username):
+    with temporary_database(charset="latin1", tables="initdb") as url:
+        assert cli(["adduser", "alice@example.com", "--password", "wonder land", "--db", url]) == 0
+        app = DigestAuthMiddleware(ok_app, subscribers=url, realm=REALM, algorithms=("MD5",))
+        path = "/xcap-root/x"
+        challenge = parse_challenge(Request.blank(path).get_response(app).headers.getall("WWW-Authenticate")[0])
+        header = authorization(challenge, "GET", path, username=username, password="x")
+        request = Request.blank(path, headers={"Authorization": header})
+        request.environ["REQUEST_URI"] = path
+        assert request.get_response(app).status_int == 401
+        assert wsgi_digest(app).status_int == 200  # the connection was not spoiled
+        app.subscribers.close()
