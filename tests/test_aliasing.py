@@ -228,7 +228,8 @@ def test_uppercase_domain_row_is_still_its_own_account(server):
 @pytest.mark.parametrize("identity", [
     "bob:evil@example.com", "tel:bob@example.com", "sip:sip:bob@example.com", "sip:bob:pw@example.com",
     "bob@example.com:5060", "bob@example.com;x", "bob@example.com?x", " bob@example.com", "bob@example.com ",
-    "bob@example.com.", "sip:bob?x@example.com", "bob@evil.org@example.com", "@example.com", "sip:@example.com", "sip:example.com", "bob@", "",
+    "bob@example.com.", "sip:bob?x@example.com", "bob@evil.org@example.com", "@example.com", "sip:@example.com",
+    "sip:example.com", "bob@", "",
     "bob@::1", "tel:", "pres:bob@example.com", "bob@exa\x00mple.com",
 ])
 def test_ambiguous_identities_map_to_no_account(identity):
