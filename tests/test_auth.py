@@ -91,13 +91,15 @@ class TestDefaultPolicy:
 
     @pytest.mark.parametrize("identity", [
         "sip:alice@example.com", "sips:alice@example.com", "SIP:alice@EXAMPLE.COM", "alice@Example.Com",
-        "alice", "sip:alice@example.com:5061;transport=tls", " alice@example.com ",
+        "alice", "sip:alice@example.com:5061;transport=tls",
     ])
     def test_identity_normalisation_matches(self, identity):
         assert decide(self.policy, identity, "/resource-lists/users/sip:alice@example.com/index", True) == "ok"
 
     @pytest.mark.parametrize("identity", ["Alice@example.com", "sip:ALICE@example.com", "alice@example.org",
-                                          "alice@example.com.evil", "sip:alic@example.com", "tel:alice"])
+                                          "alice@example.com.evil", "sip:alic@example.com", "tel:alice",
+                                          # not canonical (issue 16): an account " alice" is not alice
+                                          " alice@example.com ", "alice:x@example.com", "alice@example.com:5060"])
     def test_identity_normalisation_does_not_overmatch(self, identity):
         expected = "ok" if identity == "tel:alice" else 403  # tel:alice is user alice of the default domain
         assert decide(self.policy, identity, "/resource-lists/users/sip:alice@example.com/index", True) == expected

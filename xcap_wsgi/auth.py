@@ -12,11 +12,16 @@ user's documents; public-read AUIDs (OMA pres-content: status icons) may be read
 *authenticated* user; per-AUID overrides replace the whole decision for one AUID.
 
 No identity gives 401 (authenticate and retry); an identity without the right gives 403, never
-401. Identities and XUIs are compared as Kamailio accounts ``(user, domain)``: the ``sip:``,
-``sips:`` or ``tel:`` scheme is dropped, the host is case-insensitive, the user part is
-case-sensitive, port and URI parameters are ignored, and a missing domain means the default
-domain. The URI parser has already percent-decoded the XUI (exactly once), so
-``sip%3Aalice%40EXAMPLE.com`` *is* ``sip:alice@example.com``.
+401. Identities and XUIs are compared as Kamailio accounts ``(user, domain)``: the host is
+case-insensitive, the user part is case-sensitive, and a missing domain means the default domain.
+An XUI is mapped as Kamailio parses a URI (``uri.xui_account``: scheme, port and URI parameters
+dropped); the URI parser has already percent-decoded it (exactly once), so
+``sip%3Aalice%40EXAMPLE.com`` *is* ``sip:alice@example.com``. An identity is mapped strictly
+(``accounts.identity_account``): ``user@domain`` exactly, ``user`` (default domain), or a
+``sip:``/``sips:``/``tel:`` URI, and only when the user part has no ``:`` or ``@``, no control
+characters or surrounding whitespace and the host is a plain host name or IP address; anything
+else (``bob:evil@example.com``, ``bob@example.com:5060``, ``tel:bob@example.com``...) names no
+account and gets 403, so two different accounts never own the same XUI (issue 16).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from typing import Callable, Iterable, Mapping, Protocol
 
 from webob.exc import HTTPForbidden, HTTPUnauthorized
 
+from .accounts import identity_account
 from .uri import XCAPURI, xui_account
 
 log = logging.getLogger("xcap_wsgi.auth")
@@ -43,9 +49,10 @@ def remote_user(environ: dict) -> str | None:
     return environ.get("REMOTE_USER") or None
 
 
-def account(identity_or_xui: str, default_domain: str) -> tuple[str, str]:
-    """The normalised ``(user, domain)`` an identity or an XUI stands for (see the module doc)."""
-    return xui_account(identity_or_xui.strip(), default_domain)
+def account(identity: str, default_domain: str) -> tuple[str, str] | None:
+    """The ``(user, domain)`` an identity names, or None when it is not an unambiguous account name
+    (see the module doc and ``xcap_wsgi.accounts``)."""
+    return identity_account(identity, default_domain)
 
 
 class Policy(Protocol):
@@ -87,22 +94,38 @@ class DefaultPolicy:
     ):
         self.default_domain = default_domain
         self._accounts: dict = {}  # see account()
-        self.admins = frozenset(self.account(a) for a in admins if a.strip())
-        self.trusted = frozenset(self.account(t) for t in trusted if t.strip())
+        self.admins = frozenset(self._configured(a, "admins") for a in admins if a.strip())
+        self.trusted = frozenset(self._configured(t, "trusted") for t in trusted if t.strip())
         self.public_read = frozenset(public_read)
         self.overrides = dict(overrides or {})
         self.restricted_global = frozenset(restricted_global)
 
-    def account(self, identity_or_xui: str) -> tuple[str, str]:
-        """``account()`` in this policy's default domain, remembered: every request maps its
-        identity and its XUI, and clients repeat the same few."""
-        key = (identity_or_xui, self.default_domain)
-        found = self._accounts.get(key)
+    def _configured(self, name: str, setting: str) -> tuple[str, str]:
+        found = account(name.strip(), self.default_domain)
         if found is None:
-            found = account(identity_or_xui, self.default_domain)
-            if len(self._accounts) >= _ACCOUNTS_MAX:
-                self._accounts.clear()
-            self._accounts[key] = found
+            raise ValueError(f"{setting}: {name!r} is not an unambiguous account name (user@domain, user, "
+                             "or sip:user@domain; see xcap_wsgi.accounts)")
+        return found
+
+    def account(self, identity: str) -> tuple[str, str] | None:
+        """``account()`` in this policy's default domain, remembered: every request maps its
+        identity, and clients repeat the same few."""
+        return self._remembered("identity", identity, account)
+
+    def owner(self, xui: str) -> tuple[str, str]:
+        """The account whose home ``xui`` is, as the store keys it (``uri.xui_account``)."""
+        return self._remembered("xui", xui, xui_account)
+
+    def _remembered(self, kind: str, text: str, mapping) -> tuple[str, str] | None:
+        key = (kind, text, self.default_domain)
+        try:
+            return self._accounts[key]
+        except KeyError:
+            pass
+        found = mapping(text, self.default_domain)
+        if len(self._accounts) >= _ACCOUNTS_MAX:
+            self._accounts.clear()
+        self._accounts[key] = found
         return found
 
     def authorize(self, identity: str | None, uri: XCAPURI, *, write: bool) -> None:
@@ -112,13 +135,16 @@ class DefaultPolicy:
         if not identity:
             raise _unauthorized()
         who = self.account(identity)
+        if who is None:
+            log.warning("refusing identity %r: not an unambiguous account name", identity[:200])
+            raise HTTPForbidden(detail="the authenticated identity is not an unambiguous account name")
         if uri.tree == "global":
             if write and who not in self.admins:
                 raise HTTPForbidden(detail="the global tree is read-only")
             if uri.auid in self.restricted_global and who not in self.trusted | self.admins:
                 raise HTTPForbidden(detail=f"the global {uri.auid} document is readable by trusted principals only")
             return
-        if uri.xui is not None and who == self.account(uri.xui):
+        if uri.xui is not None and who == self.owner(uri.xui):
             return
         if not write and (who in self.trusted or uri.auid in self.public_read):
             return

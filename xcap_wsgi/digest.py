@@ -54,8 +54,10 @@ import time
 from typing import Callable, Iterable
 from urllib.parse import unquote, urlsplit
 
+from .accounts import account_problem
 from .middleware import raw_request_target
 from .nonces import open_host_table
+from .storage import StoreError, StoreUnavailable
 from .subscribers import Subscriber, open_subscribers
 from .uri import URIError, match_root, parse_xcap_path, xui_account
 
@@ -336,6 +338,21 @@ class DigestAuthMiddleware:
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
     @staticmethod
+    def _unavailable(environ, start_response, exc: StoreError):
+        """503 + Retry-After while the subscriber lookup fails, like the document store's; one log
+        line, no traceback, no database details to the client."""
+        retry_after = getattr(exc, "retry_after", 5)
+        if isinstance(exc, StoreUnavailable):
+            log.warning("subscriber table unavailable: %s", exc)
+        else:
+            log.error("subscriber table failed: %s", exc)
+        body = b"503 Service Unavailable\n\nthe account database is unavailable; retry later\n"
+        start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=UTF-8"),
+                                                   ("Content-Length", str(len(body))),
+                                                   ("Retry-After", str(retry_after))])
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+    @staticmethod
     def _bad_request(environ, start_response, detail: str):
         body = f"400 Bad Request\n\n{detail}\n".encode()
         start_response("400 Bad Request", [("Content-Type", "text/plain; charset=UTF-8"),
@@ -349,7 +366,10 @@ class DigestAuthMiddleware:
         self._purge()
         realm = self.realm_for(environ)
         if header.strip():
-            result = self.authenticate(environ, header, realm)
+            try:
+                result = self.authenticate(environ, header, realm)
+            except StoreError as exc:  # the subscriber table is down or unusable: retry later
+                return self._unavailable(environ, start_response, exc)
             if result.bad_request:
                 return self._bad_request(environ, start_response, result.error)
             if result.identity is None:
@@ -419,7 +439,7 @@ class DigestAuthMiddleware:
 
         username = p["username"]
         user, domain = self._account(username, realm)
-        subscriber = self.subscribers.lookup(user, domain) if user and domain else None
+        subscriber = self._lookup(user, domain)
         ha1 = self._ha1(subscriber, username, algorithm, realm) if subscriber is not None else None
         if ha1 is None:
             # Same work as a real check, so timing does not tell which accounts exist.
@@ -445,6 +465,18 @@ class DigestAuthMiddleware:
             return user, domain.lower()
         return username, realm.lower()
 
+    def _lookup(self, user: str, domain: str) -> Subscriber | None:
+        """The subscriber row, or None; a row whose name is ambiguous never logs in: its identity
+        could read as another account's (issue 16, ``xcap_wsgi.accounts.account_problem``)."""
+        if account_problem(user, domain):
+            return None  # no account may have that name: not even a database query
+        subscriber = self.subscribers.lookup(user, domain)
+        if subscriber is not None and account_problem(subscriber.username, subscriber.domain):
+            log.warning("refusing login as %r@%r: %s", subscriber.username, subscriber.domain,
+                        account_problem(subscriber.username, subscriber.domain))
+            return None
+        return subscriber
+
     def _ha1(self, s: Subscriber, username: str, algorithm: str, realm: str) -> str | None:
         column = self.password_column
         if column == "auto":
@@ -468,7 +500,7 @@ class DigestAuthMiddleware:
         if not colon:
             return Credentials(error="malformed Basic credentials", bad_request=True)
         user, domain = self._account(username, realm)
-        s = self.subscribers.lookup(user, domain) if user and domain else None
+        s = self._lookup(user, domain)
         ok = False
         if s is not None:
             column = self.password_column

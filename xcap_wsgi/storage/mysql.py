@@ -69,7 +69,9 @@ MySQL fail ("Illegal mix of collations", "Incorrect string value", "Data too lon
 ``UnrepresentableKey`` (a client error, not a 500). ``get`` answers None for such a key and
 ``list_documents`` an empty list: no such row can exist.
 
-Availability. Connections come from a bounded, thread-safe pool. A connection that turns out
+Availability. The connection layer (pool, failover, retries) is ``storage.mysql_connection``,
+shared with the subscriber table; URL parsing is ``storage.mysql_url``. Connections come from a
+bounded, thread-safe pool. A connection that turns out
 to be dead (server restarted, 2006/2013/...) is dropped and the statement is re-run once on a
 fresh connection; a re-run write is still a compare-and-swap, so it cannot apply twice. When no
 connection can be made, ``StoreUnavailable(retry_after=...)`` is raised (503 + Retry-After);
@@ -115,12 +117,10 @@ import contextlib
 import logging
 import re
 import threading
-import time
 from contextlib import contextmanager
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pymysql
-from pymysql.constants import CLIENT, ER
+from pymysql.constants import ER
 
 from ..turns import WriteTurns, host_turns_path
 from . import kamailio_ddl
@@ -141,6 +141,14 @@ from .base import (
     Written,
     new_etag,
 )
+from .mysql_connection import (
+    CONFIGURATION_ERRORS as _CONFIGURATION_ERRORS,
+    CONNECTION_ERRORS as _CONNECTION_ERRORS,
+    MySQLConnections,
+    close_quietly as _close_quietly,
+    error_code as _error_code,
+)
+from .mysql_url import parse_url, safe_url as _safe_url
 
 log = logging.getLogger(__name__)
 
@@ -156,24 +164,6 @@ _ESCAPED_BYTES = (b"\0", b"\n", b"\r", b"\\", b"'", b'"', b"\x1a")
 #: Column lengths of Kamailio's xcap table (characters).
 COLUMN_LIMITS = {"username": 64, "domain": 64, "doc_uri": 255}
 
-#: Connection-level errors: the connection is gone or could not be made.
-_CONNECTION_ERRORS = {
-    2002,  # can't connect through socket
-    2003,  # can't connect to server
-    2006,  # server has gone away
-    2013,  # lost connection during query
-    2014,  # commands out of sync
-    2055,  # lost connection (system error)
-    ER.SERVER_SHUTDOWN,  # 1053
-    1927,  # MariaDB: connection killed
-    ER.CON_COUNT_ERROR,  # 1040 too many connections
-    1129,  # host blocked
-    4031,  # MariaDB 10.x: disconnected by server (idle timeout)
-    1047,  # Galera: WSREP has not yet prepared node for application use (joining, non-primary)
-}
-#: Refusals that mean the URL is wrong rather than the server down (checked at start-up only).
-_CONFIGURATION_ERRORS = {ER.DBACCESS_DENIED_ERROR, ER.ACCESS_DENIED_ERROR, ER.BAD_DB_ERROR}  # 1044, 1045, 1049
-_LOCK_ERRORS = {ER.LOCK_DEADLOCK, ER.LOCK_WAIT_TIMEOUT}  # 1213, 1205
 _KEY_ERRORS = {
     1267,  # illegal mix of collations
     1270,  # illegal mix of collations (3 operands)
@@ -185,146 +175,6 @@ _TOO_LONG = 1406  # data too long for column
 _PACKET_TOO_LARGE = 1153
 
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9_]{1,64}$")
-
-
-def parse_url(url: str) -> dict:
-    """pymysql connection arguments and store options from a ``mysql://`` URL."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("mysql", "mysql+pymysql", "mariadb"):
-        raise ValueError(f"not a MySQL URL: {url!r}")
-    hosts = _hosts(url, parts.netloc.rpartition("@")[2])
-    if len(hosts) > 1:  # urlsplit's hostname/port do not know host lists; parse them ourselves
-        parts = urlsplit(url.replace(parts.netloc, parts.netloc.rpartition("@")[0] + "@" + "h", 1))
-    database = unquote(parts.path.lstrip("/"))
-    if not database or "/" in database:
-        raise ValueError(f"MySQL URL {url!r} must name one database: mysql://user:pass@host/database")
-    options = dict(parse_qsl(parts.query, keep_blank_values=True))
-    connect = {
-        "user": unquote(parts.username) if parts.username else "",
-        "password": unquote(parts.password) if parts.password is not None else "",
-        "database": database,
-    }
-    unix_socket = options.pop("unix_socket", None)
-    if unix_socket:
-        connect["unix_socket"] = unix_socket
-    else:
-        connect["host"] = parts.hostname or "localhost"
-        connect["port"] = parts.port or 3306
-    result = {"connect": connect}
-    if len(hosts) > 1:
-        if unix_socket:
-            raise ValueError(f"MySQL URL {url!r}: unix_socket and several hosts exclude each other")
-        connect["host"], connect["port"] = hosts[0]
-        result["hosts"] = hosts
-    ssl_ca = options.pop("ssl_ca", None)
-    ssl_mode = options.pop("ssl", "required" if ssl_ca else "disabled")
-    if ssl_mode not in ("disabled", "preferred", "required") or (ssl_ca and ssl_mode != "required"):
-        raise ValueError(f"MySQL URL {url!r}: ssl must be disabled, preferred or required "
-                         f"(ssl_ca only with required), not {ssl_mode!r}")
-    if ssl_mode == "disabled":
-        connect["ssl_disabled"] = True
-    elif ssl_mode == "required":  # PyMySQL requires TLS for any non-empty ssl dict
-        connect["ssl"] = {"ca": ssl_ca} if ssl_ca else {"check_hostname": False}
-    ints = ("pool_size", "retry_after", "deadlock_retries", "lock_wait_timeout", "wsrep_sync_wait")
-    floats = ("pool_timeout", "connect_timeout", "read_timeout", "write_timeout")
-    for name, value in options.items():
-        try:
-            if name in ints:
-                result[name] = int(value)
-            elif name in floats:
-                result[name] = float(value)
-            elif name in ("table", "charset"):
-                result[name] = value
-            else:
-                raise ValueError(f"unknown option {name!r}")
-        except ValueError as exc:
-            raise ValueError(f"MySQL URL {url!r}: bad option {name}={value!r}: {exc}") from None
-    return result
-
-
-def _hosts(url: str, hostlist: str) -> list[tuple[str, int]]:
-    """``h1[:p1],[v6]:p2,...`` -> [(host, port), ...] (port 3306 by default)."""
-    hosts = []
-    for item in hostlist.split(","):
-        match = re.fullmatch(r"(\[[^\]]*\]|[^:\[\]]*)(?::(\d*))?", item)
-        if not match or (len(hostlist.split(",")) > 1 and not match.group(1)):
-            raise ValueError(f"MySQL URL {url!r}: bad host {item!r}")
-        port = int(match.group(2)) if match.group(2) else 3306
-        if not 0 < port < 65536:
-            raise ValueError(f"MySQL URL {url!r}: bad port in {item!r}")
-        hosts.append((match.group(1).strip("[]") or "localhost", port))
-    return hosts
-
-
-def _safe_url(connect: dict) -> str:
-    where = connect.get("unix_socket") or f"{connect.get('host')}:{connect.get('port')}"
-    return f"mysql://{connect.get('user')}@{where}/{connect.get('database')}"
-
-
-class _Pool:
-    """A bounded pool: at most ``size`` connections exist; checkout waits ``timeout`` seconds.
-
-    The semaphore bounds how many connections are out; the idle ones sit in a plain list, whose
-    ``pop``/``append`` are atomic, so a checkout costs one semaphore step and no queue locking.
-    """
-
-    def __init__(self, factory, size: int, timeout: float):
-        if size < 1:
-            raise ValueError("pool_size must be at least 1")
-        self._factory = factory
-        self._timeout = timeout
-        self._slots = threading.BoundedSemaphore(size)
-        self._idle: list = []  # most recently used last (warm connections are reused first)
-        self._closed = False
-
-    def acquire(self):
-        if not self._slots.acquire(timeout=self._timeout):
-            raise StoreUnavailable("all database connections are busy", retry_after=1)
-        try:
-            return self._idle.pop()
-        except IndexError:
-            pass
-        try:
-            return self._factory()
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def release(self, connection, *, broken: bool = False) -> None:
-        try:
-            if broken or self._closed or connection is None:
-                _close_quietly(connection)
-            else:
-                self._idle.append(connection)
-        finally:
-            self._slots.release()
-
-    def new_connection(self):
-        """A fresh connection replacing a broken one (the caller keeps its slot)."""
-        return self._factory()
-
-    def close(self) -> None:
-        self._closed = True
-        while True:
-            try:
-                _close_quietly(self._idle.pop())
-            except IndexError:
-                return
-
-
-def _close_quietly(connection) -> None:
-    if connection is None:
-        return
-    try:
-        connection.close()
-    except Exception:  # already closed / broken socket
-        pass
-
-
-def _error_code(exc: BaseException | None) -> int | None:
-    if exc is not None and exc.args and isinstance(exc.args[0], int):
-        return exc.args[0]
-    return None
 
 
 class MySQLStore:
@@ -359,38 +209,19 @@ class MySQLStore:
         if not _IDENTIFIER.match(table):
             raise ValueError(f"invalid table name {table!r}")
         self.table = table
+        #: The connection layer (pool, Galera failover, retries), shared in kind with the subscriber table.
+        self._db = MySQLConnections(
+            host=host, port=port, user=user, password=password, database=database, unix_socket=unix_socket,
+            pool_size=pool_size, pool_timeout=pool_timeout, connect_timeout=connect_timeout,
+            read_timeout=read_timeout, write_timeout=write_timeout, retry_after=retry_after,
+            deadlock_retries=deadlock_retries, lock_wait_timeout=lock_wait_timeout, charset=charset,
+            wsrep_sync_wait=wsrep_sync_wait, hosts=hosts, ssl=ssl, ssl_disabled=ssl_disabled)
         self.retry_after = retry_after
         self.deadlock_retries = deadlock_retries
-        self._connect_args = {
-            "user": user,
-            "password": password,
-            "database": database,
-            "charset": charset,
-            "connect_timeout": connect_timeout,
-            "read_timeout": read_timeout,
-            "write_timeout": write_timeout,
-            "autocommit": True,
-            "client_flag": CLIENT.FOUND_ROWS,
-            "init_command": f"SET SESSION innodb_lock_wait_timeout={int(lock_wait_timeout)}"
-            + ("" if wsrep_sync_wait is None else f", wsrep_sync_wait={int(wsrep_sync_wait)}"),
-        }
-        if ssl:
-            self._connect_args["ssl"] = ssl
-        elif ssl_disabled:
-            self._connect_args["ssl_disabled"] = True
-        if unix_socket:
-            self._connect_args["unix_socket"] = unix_socket
-        else:
-            self._connect_args["host"] = host
-            self._connect_args["port"] = int(port)
-        #: Galera nodes (several hosts) tried in order from the last good one: ``_current``.
-        self._hosts = [(h, int(p)) for h, p in hosts] if hosts and not unix_socket else []
-        self._current = 0
-        self.url = _safe_url({**self._connect_args, "unix_socket": unix_socket})
-        if len(self._hosts) > 1:
-            where = ",".join(f"{h}:{p}" for h, p in self._hosts)
-            self.url = f"mysql://{user}@{where}/{database}"
-        self._pool = _Pool(self._connect, pool_size, pool_timeout)
+        self.url = self._db.url
+        self._pool = self._db.pool
+        self._connect_args = self._db.connect_args
+        self._hosts = self._db.hosts
         self._named_locks: dict[str, threading.Lock] = {}
         self._turns = WriteTurns(host_turns_path(f"{self.url}/{table}"), recall=recall_cache)
         self._schema_checked = not check_schema
@@ -414,70 +245,26 @@ class MySQLStore:
 
     # -- connections ------------------------------------------------------------------------
 
+    @property
+    def _current(self) -> int:
+        """The index of the Galera node new connections go to (see ``MySQLConnections``)."""
+        return self._db.current
+
+    @_current.setter
+    def _current(self, index: int) -> None:
+        self._db.current = index
+
     def _connect(self, *, lock_node: bool = False):
-        if len(self._hosts) > 1:
-            return self._connect_cluster(lock_node=lock_node)
-        try:
-            connection = pymysql.connect(**self._connect_args)
-        except (pymysql.err.MySQLError, OSError) as exc:
-            raise StoreUnavailable(f"{self.url}: cannot connect: {exc}", retry_after=self.retry_after) from exc
-        return connection
+        return self._db.connect(lock_node=lock_node)
 
-    def _connect_cluster(self, *, lock_node: bool = False):
-        """A connection to the first usable node, trying them in order from the last good one.
+    def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the database answers (and the schema check has passed)."""
 
-        ``lock_node``: in one order shared by every process instead (hosts sorted), so that all
-        take ``GET_LOCK`` on the same node; the store's current node is left as it is.
-        """
-        n = len(self._hosts)
-        if lock_node:
-            order = sorted(range(n), key=lambda i: self._hosts[i])
-        else:
-            order = [(self._current + step) % n for step in range(n)]
-        start, failures, last = order[0], [], None
-        for index in order:
-            host, port = self._hosts[index]
-            try:
-                connection = pymysql.connect(**{**self._connect_args, "host": host, "port": port})
-            except (pymysql.err.MySQLError, OSError) as exc:
-                failures.append(f"{host}:{port}: {exc}")
-                last = exc
-                continue
-            try:
-                with connection.cursor() as cursor:  # a Galera node that is joining or non-primary?
-                    cursor.execute("SHOW GLOBAL VARIABLES LIKE 'wsrep_on'")  # none/OFF: not Galera
-                    row = cursor.fetchone()
-                    if row is not None and str(row[1]).upper() == "ON":
-                        cursor.execute("SHOW GLOBAL STATUS LIKE 'wsrep_ready'")
-                        row = cursor.fetchone()
-                    else:
-                        row = None
-            except (pymysql.err.MySQLError, OSError) as exc:
-                _close_quietly(connection)
-                failures.append(f"{host}:{port}: {exc}")
-                last = exc
-                continue
-            if row is not None and str(row[1]).upper() != "ON":
-                _close_quietly(connection)
-                failures.append(f"{host}:{port}: wsrep_ready={row[1]}")
-                continue
-            if index != start:
-                log.warning("%s: skipped %s; now using %s:%s%s", self.url, "; ".join(failures), host, port,
-                            " for locks" if lock_node else "")
-            if not lock_node:
-                self._current = index
-                connection._xcap_host = index
-            return connection
-        raise StoreUnavailable(f"{self.url}: cannot connect to any node: {'; '.join(failures)}",
-                               retry_after=self.retry_after) from last
+        def work(cursor):
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
 
-    def _node_failed(self, connection) -> None:
-        """Move new connections off the node of a connection that died or was refused."""
-        index = getattr(connection, "_xcap_host", None)
-        if index is not None and self._current == index:
-            self._current = (index + 1) % len(self._hosts)
-            log.warning("%s: node %s:%s failed; now using %s:%s", self.url, *self._hosts[index],
-                        *self._hosts[self._current])
+        self._run(work, write=False)
 
     def check_schema(self) -> None:
         """Raise ``SchemaMismatch`` unless the version row is ('xcap', 4) and the columns are there."""
@@ -528,59 +315,21 @@ class MySQLStore:
         self._schema_checked = True
 
     def _run(self, work, *, write: bool):
-        """Run ``work(cursor)`` on a pooled connection with reconnect and deadlock retries.
+        """Run ``work(cursor)`` through the connection layer (pool, reconnect, deadlock retries).
 
         Every statement is a single autocommitted compare-and-swap, so re-running it after a lost
         connection (``write`` or not) cannot apply a change twice: a write that did land before
         the connection died makes the re-run miss (ConcurrentModification), never double-apply.
         """
-        connection = self._pool.acquire()
-        broken = False
-        try:
-            reconnected = False
-            lock_retries = 0
-            while True:
-                try:
-                    if not self._schema_checked:  # deferred: the database was down at start-up
-                        with self._schema_lock:
-                            if not self._schema_checked:
-                                self._check_schema_on(connection)
-                    with connection.cursor() as cursor:
-                        return work(cursor)
-                except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
-                    code = _error_code(exc)
-                    if code in _LOCK_ERRORS:
-                        if lock_retries < self.deadlock_retries:
-                            lock_retries += 1
-                            time.sleep(0.01 * (2**lock_retries))
-                            continue
-                        raise StoreUnavailable(f"{self.url}: {exc}", retry_after=1) from exc
-                    if isinstance(exc, pymysql.err.InterfaceError) or code in _CONNECTION_ERRORS or code is None:
-                        self._node_failed(connection)
-                        _close_quietly(connection)
-                        connection = None
-                        if reconnected:
-                            broken = True
-                            raise StoreUnavailable(
-                                f"{self.url}: connection lost: {exc}", retry_after=self.retry_after
-                            ) from exc
-                        reconnected = True
-                        try:
-                            connection = self._pool.new_connection()
-                        except StoreUnavailable:
-                            broken = True
-                            raise
-                        continue
-                    raise self._translate(exc) from exc
-                except pymysql.err.MySQLError as exc:
-                    raise self._translate(exc) from exc
-        except (StoreError, SchemaMismatch):
-            raise  # the connection is fine (or already dropped above)
-        except BaseException:
-            broken = True  # interrupted mid-protocol: never reuse that connection
-            raise
-        finally:
-            self._pool.release(connection, broken=broken or connection is None)
+        prepare = None if self._schema_checked else self._deferred_schema_check
+        return self._db.run(work, prepare=prepare, translate=self._translate)
+
+    def _deferred_schema_check(self, connection) -> None:
+        """The schema check, on the first connection that works (the database was down at start-up)."""
+        if not self._schema_checked:
+            with self._schema_lock:
+                if not self._schema_checked:
+                    self._check_schema_on(connection)
 
     def _translate(self, exc: Exception) -> Exception:
         code = _error_code(exc)
@@ -834,7 +583,7 @@ class MySQLStore:
                 _close_quietly(connection)
 
     def close(self) -> None:
-        self._pool.close()
+        self._db.close()
         self._turns.close()
 
     def __repr__(self) -> str:

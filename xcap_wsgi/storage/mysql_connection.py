@@ -1,0 +1,335 @@
+"""The MySQL/MariaDB connection layer shared by the document store and the subscriber table.
+
+``MySQLConnections`` owns what both need from a database server (see ``storage.mysql`` for the
+URL options and the Galera discussion):
+
+* a bounded, thread-safe pool (``pool_size``, ``pool_timeout``: a request waits that long for a
+  connection, then ``StoreUnavailable`` -> 503);
+* several hosts (Galera nodes) tried in order from the last one that worked, skipping nodes that
+  are not ``wsrep_ready``; a connection that dies moves new connections to the next node;
+* session settings on every connection: ``innodb_lock_wait_timeout`` and, when given,
+  ``wsrep_sync_wait`` (read-your-writes across Galera nodes);
+* ``run(work)``: ``work(cursor)`` on a pooled connection, re-run once on a fresh connection (next
+  node) when the connection turns out dead, re-run after a deadlock or lock-wait timeout
+  (``deadlock_retries``), and ``StoreUnavailable(retry_after=...)`` when no server answers. The
+  caller's statements must therefore be safe to re-run (each is one autocommitted statement or a
+  compare-and-swap, see ``storage.mysql``);
+* ``ping()``: one ``SELECT 1`` through all of the above (readiness checks).
+
+Server-side errors that are not about the connection are handed to the caller's ``translate``
+(to a ``StoreError`` subclass); the connection stays in the pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pymysql
+from pymysql.constants import CLIENT, ER
+
+from .base import StoreError, StoreUnavailable
+from .mysql_url import parse_url, safe_url
+
+log = logging.getLogger("xcap_wsgi.storage.mysql")
+
+__all__ = ["MySQLConnections", "Pool", "CONNECTION_ERRORS", "CONFIGURATION_ERRORS", "LOCK_ERRORS",
+           "close_quietly", "error_code"]
+
+#: Connection-level errors: the connection is gone or could not be made.
+CONNECTION_ERRORS = {
+    2002,  # can't connect through socket
+    2003,  # can't connect to server
+    2006,  # server has gone away
+    2013,  # lost connection during query
+    2014,  # commands out of sync
+    2055,  # lost connection (system error)
+    ER.SERVER_SHUTDOWN,  # 1053
+    1927,  # MariaDB: connection killed
+    ER.CON_COUNT_ERROR,  # 1040 too many connections
+    1129,  # host blocked
+    4031,  # MariaDB 10.x: disconnected by server (idle timeout)
+    1047,  # Galera: WSREP has not yet prepared node for application use (joining, non-primary)
+}
+#: Refusals that mean the URL is wrong rather than the server down (checked at start-up only).
+CONFIGURATION_ERRORS = {ER.DBACCESS_DENIED_ERROR, ER.ACCESS_DENIED_ERROR, ER.BAD_DB_ERROR}  # 1044, 1045, 1049
+LOCK_ERRORS = {ER.LOCK_DEADLOCK, ER.LOCK_WAIT_TIMEOUT}  # 1213, 1205
+
+
+def close_quietly(connection) -> None:
+    if connection is None:
+        return
+    try:
+        connection.close()
+    except Exception:  # already closed / broken socket
+        pass
+
+
+def error_code(exc: BaseException | None) -> int | None:
+    if exc is not None and exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    return None
+
+
+class Pool:
+    """A bounded pool: at most ``size`` connections exist; checkout waits ``timeout`` seconds.
+
+    The semaphore bounds how many connections are out; the idle ones sit in a plain list, whose
+    ``pop``/``append`` are atomic, so a checkout costs one semaphore step and no queue locking.
+    """
+
+    def __init__(self, factory, size: int, timeout: float):
+        if size < 1:
+            raise ValueError("pool_size must be at least 1")
+        self._factory = factory
+        self._timeout = timeout
+        self._slots = threading.BoundedSemaphore(size)
+        self._idle: list = []  # most recently used last (warm connections are reused first)
+        self._closed = False
+
+    def acquire(self):
+        if not self._slots.acquire(timeout=self._timeout):
+            raise StoreUnavailable("all database connections are busy", retry_after=1)
+        try:
+            return self._idle.pop()
+        except IndexError:
+            pass
+        try:
+            return self._factory()
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def release(self, connection, *, broken: bool = False) -> None:
+        try:
+            if broken or self._closed or connection is None:
+                close_quietly(connection)
+            else:
+                self._idle.append(connection)
+        finally:
+            self._slots.release()
+
+    def new_connection(self):
+        """A fresh connection replacing a broken one (the caller keeps its slot)."""
+        return self._factory()
+
+    def close(self) -> None:
+        self._closed = True
+        while True:
+            try:
+                close_quietly(self._idle.pop())
+            except IndexError:
+                return
+
+
+class MySQLConnections:
+    """Pooled connections to one server or Galera cluster, with failover and retries (module doc)."""
+
+    #: The ``parse_url`` options this class takes (the others belong to its user, e.g. ``table``).
+    OPTIONS = ("pool_size", "pool_timeout", "connect_timeout", "read_timeout", "write_timeout", "retry_after",
+               "deadlock_retries", "lock_wait_timeout", "charset", "wsrep_sync_wait", "hosts", "ssl",
+               "ssl_disabled")
+
+    def __init__(
+        self,
+        *,
+        host: str = "localhost",
+        port: int = 3306,
+        user: str = "",
+        password: str = "",
+        database: str = "kamailio",
+        unix_socket: str | None = None,
+        pool_size: int = 10,
+        pool_timeout: float = 10.0,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        write_timeout: float = 30.0,
+        retry_after: int = 5,
+        deadlock_retries: int = 3,
+        lock_wait_timeout: int = 10,
+        charset: str = "utf8mb4",
+        wsrep_sync_wait: int | None = None,
+        hosts: list[tuple[str, int]] | None = None,
+        ssl: dict | None = None,  # PyMySQL's TLS settings (URL option ssl=required / ssl_ca)
+        ssl_disabled: bool | None = True,  # None: PyMySQL's default (URL option ssl=preferred)
+    ):
+        self.retry_after = retry_after
+        self.deadlock_retries = deadlock_retries
+        self.connect_args = {
+            "user": user,
+            "password": password,
+            "database": database,
+            "charset": charset,
+            "connect_timeout": connect_timeout,
+            "read_timeout": read_timeout,
+            "write_timeout": write_timeout,
+            "autocommit": True,
+            "client_flag": CLIENT.FOUND_ROWS,
+            "init_command": f"SET SESSION innodb_lock_wait_timeout={int(lock_wait_timeout)}"
+            + ("" if wsrep_sync_wait is None else f", wsrep_sync_wait={int(wsrep_sync_wait)}"),
+        }
+        if ssl:
+            self.connect_args["ssl"] = ssl
+        elif ssl_disabled:
+            self.connect_args["ssl_disabled"] = True
+        if unix_socket:
+            self.connect_args["unix_socket"] = unix_socket
+        else:
+            self.connect_args["host"] = host
+            self.connect_args["port"] = int(port)
+        #: Galera nodes (several hosts) tried in order from the last good one: ``current``.
+        self.hosts = [(h, int(p)) for h, p in hosts] if hosts and not unix_socket else []
+        self.current = 0
+        self.url = safe_url({**self.connect_args, "unix_socket": unix_socket})
+        if len(self.hosts) > 1:
+            where = ",".join(f"{h}:{p}" for h, p in self.hosts)
+            self.url = f"mysql://{user}@{where}/{database}"
+        self.pool = Pool(self.connect, pool_size, pool_timeout)
+
+    @classmethod
+    def from_url(cls, url: str, **overrides) -> "MySQLConnections":
+        """Connections for ``mysql://user:pass@host[,host2...]/db?opt=..``; options of other layers
+        in the URL (``table``) are ignored."""
+        parsed = parse_url(url)
+        arguments = dict(parsed.pop("connect"))
+        arguments.update({k: v for k, v in parsed.items() if k in cls.OPTIONS})
+        arguments.update(overrides)
+        return cls(**arguments)
+
+    # -- connections ------------------------------------------------------------------------
+
+    def connect(self, *, lock_node: bool = False):
+        """A new connection (not pooled), to the current node; ``StoreUnavailable`` when none answers."""
+        if len(self.hosts) > 1:
+            return self._connect_cluster(lock_node=lock_node)
+        try:
+            return pymysql.connect(**self.connect_args)
+        except (pymysql.err.MySQLError, OSError) as exc:
+            raise StoreUnavailable(f"{self.url}: cannot connect: {exc}", retry_after=self.retry_after) from exc
+
+    def _connect_cluster(self, *, lock_node: bool = False):
+        """A connection to the first usable node, trying them in order from the last good one.
+
+        ``lock_node``: in one order shared by every process instead (hosts sorted), so that all
+        take ``GET_LOCK`` on the same node; the current node is left as it is.
+        """
+        n = len(self.hosts)
+        if lock_node:
+            order = sorted(range(n), key=lambda i: self.hosts[i])
+        else:
+            order = [(self.current + step) % n for step in range(n)]
+        start, failures, last = order[0], [], None
+        for index in order:
+            host, port = self.hosts[index]
+            try:
+                connection = pymysql.connect(**{**self.connect_args, "host": host, "port": port})
+            except (pymysql.err.MySQLError, OSError) as exc:
+                failures.append(f"{host}:{port}: {exc}")
+                last = exc
+                continue
+            try:
+                with connection.cursor() as cursor:  # a Galera node that is joining or non-primary?
+                    cursor.execute("SHOW GLOBAL VARIABLES LIKE 'wsrep_on'")  # none/OFF: not Galera
+                    row = cursor.fetchone()
+                    if row is not None and str(row[1]).upper() == "ON":
+                        cursor.execute("SHOW GLOBAL STATUS LIKE 'wsrep_ready'")
+                        row = cursor.fetchone()
+                    else:
+                        row = None
+            except (pymysql.err.MySQLError, OSError) as exc:
+                close_quietly(connection)
+                failures.append(f"{host}:{port}: {exc}")
+                last = exc
+                continue
+            if row is not None and str(row[1]).upper() != "ON":
+                close_quietly(connection)
+                failures.append(f"{host}:{port}: wsrep_ready={row[1]}")
+                continue
+            if index != start:
+                log.warning("%s: skipped %s; now using %s:%s%s", self.url, "; ".join(failures), host, port,
+                            " for locks" if lock_node else "")
+            if not lock_node:
+                self.current = index
+                connection._xcap_host = index
+            return connection
+        raise StoreUnavailable(f"{self.url}: cannot connect to any node: {'; '.join(failures)}",
+                               retry_after=self.retry_after) from last
+
+    def node_failed(self, connection) -> None:
+        """Move new connections off the node of a connection that died or was refused."""
+        index = getattr(connection, "_xcap_host", None)
+        if index is not None and self.current == index:
+            self.current = (index + 1) % len(self.hosts)
+            log.warning("%s: node %s:%s failed; now using %s:%s", self.url, *self.hosts[index],
+                        *self.hosts[self.current])
+
+    # -- statements -------------------------------------------------------------------------
+
+    def run(self, work, *, prepare=None, translate=None):
+        """Run ``work(cursor)`` on a pooled connection with reconnect and deadlock retries.
+
+        ``prepare(connection)``, when given, runs first on the same connection (e.g. a schema check
+        deferred because the database was down at start-up). ``translate(exc)`` turns a server
+        error that is not about the connection into the exception to raise (default: StoreError).
+        """
+        connection = self.pool.acquire()
+        broken = False
+        try:
+            reconnected = False
+            lock_retries = 0
+            while True:
+                try:
+                    if prepare is not None:
+                        prepare(connection)
+                    with connection.cursor() as cursor:
+                        return work(cursor)
+                except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+                    code = error_code(exc)
+                    if code in LOCK_ERRORS:
+                        if lock_retries < self.deadlock_retries:
+                            lock_retries += 1
+                            time.sleep(0.01 * (2**lock_retries))
+                            continue
+                        raise StoreUnavailable(f"{self.url}: {exc}", retry_after=1) from exc
+                    if isinstance(exc, pymysql.err.InterfaceError) or code in CONNECTION_ERRORS or code is None:
+                        self.node_failed(connection)
+                        close_quietly(connection)
+                        connection = None
+                        if reconnected:
+                            broken = True
+                            raise StoreUnavailable(
+                                f"{self.url}: connection lost: {exc}", retry_after=self.retry_after
+                            ) from exc
+                        reconnected = True
+                        try:
+                            connection = self.pool.new_connection()
+                        except StoreUnavailable:
+                            broken = True
+                            raise
+                        continue
+                    raise self._translate(exc, translate) from exc
+                except pymysql.err.MySQLError as exc:
+                    raise self._translate(exc, translate) from exc
+        except StoreError:
+            raise  # the connection is fine (or already dropped above)
+        except BaseException:
+            broken = True  # interrupted mid-protocol: never reuse that connection
+            raise
+        finally:
+            self.pool.release(connection, broken=broken or connection is None)
+
+    def _translate(self, exc: Exception, translate) -> Exception:
+        return translate(exc) if translate is not None else StoreError(f"{self.url}: {exc}")
+
+    def ping(self) -> None:
+        """One ``SELECT 1`` through the pool; raises ``StoreUnavailable`` when no server answers."""
+
+        def work(cursor):
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
+
+        self.run(work)
+
+    def close(self) -> None:
+        self.pool.close()
