@@ -43,10 +43,14 @@ class XCAPError(HTTPConflict):
 
     def __call__(self, environ, start_response):
         body = self.body()
+        # Headers added to the exception (e.g. Cache-Control at the WSGI boundary) are kept;
+        # the body's own Content-Type and Content-Length replace WebOb's text/html defaults.
+        extra = [(name, value) for name, value in self.headerlist
+                 if name.lower() not in ("content-type", "content-length")]
         response = Response(
             status=409,
             body=body,
-            headerlist=[("Content-Type", XCAP_ERROR_MIME), ("Content-Length", str(len(body)))],
+            headerlist=[("Content-Type", XCAP_ERROR_MIME), ("Content-Length", str(len(body))), *extra],
         )
         return response(environ, start_response)
 

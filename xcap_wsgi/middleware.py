@@ -122,6 +122,10 @@ class XCAPMiddleware:
         response = self._respond(request, raw_path, raw_query, matched)
         if self.challenge and response.status_code == 401 and "WWW-Authenticate" not in response.headers:
             response.headers["WWW-Authenticate"] = self.challenge  # RFC 7235: a 401 names its scheme
+        if "Cache-Control" not in response.headers:
+            # RFC 4825 §9: client-written data is dynamic, so nothing under the root is cached; this
+            # covers errors and 304 too (RFC 9110 §15.4.5: a 304 repeats the 200's Cache-Control).
+            response.headers["Cache-Control"] = "no-cache"
         if self.log_requests:
             self._log(request, response, started)
         return response(environ, start_response)
