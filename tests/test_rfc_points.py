@@ -1,0 +1,107 @@
+"""Smaller RFC 4825 / RFC 9110 points found by an outside test suite (issue 15), each pinned down
+through the real middleware and a real SQLite store, or through a live ``serve`` where the point
+is about the wire."""
+
+from __future__ import annotations
+
+import http.client
+from urllib.parse import unquote
+
+import pytest
+from lxml import etree
+
+from conftest import ALICE, ALICE_DOC, RL_DOC, RL_MIME, call, put_doc
+from test_documents import assert_xcap_error
+from test_server import DOC, server  # noqa: F401 - the live `serve` fixture
+from xcap_wsgi import XCAPMiddleware
+from xcap_wsgi.auth import DefaultPolicy
+
+XE = "{urn:ietf:params:xml:ns:xcap-error}"
+BOB = "sip:bob@example.com"
+RLS_INDEX = "/xcap-root/rls-services/global/index"
+
+
+# -- a 304 keeps the connection open and says no-cache ---------------------------------------------
+
+
+def test_304_keeps_the_keep_alive_connection_of_serve(server):  # noqa: F811
+    """After a 304 the next request on the same connection is answered (RFC 9112 §9.3: HTTP/1.1
+    connections persist; a 304 ends at its header block, RFC 9112 §6.3)."""
+    port, _ = server
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("PUT", DOC, body=RL_DOC, headers={"Content-Type": RL_MIME})
+    created = connection.getresponse()
+    created.read()
+    etag = created.getheader("ETag")
+    sock = connection.sock
+    connection.request("GET", DOC, headers={"If-None-Match": etag})
+    not_modified = connection.getresponse()
+    assert not_modified.read() == b""
+    assert not_modified.status == 304
+    assert not_modified.getheader("Connection") is None and not not_modified.will_close
+    assert not_modified.getheader("ETag") == etag
+    assert not_modified.getheader("Cache-Control") == "no-cache"
+    connection.request("GET", DOC)
+    again = connection.getresponse()
+    assert (again.status, again.read()) == (200, RL_DOC)
+    assert connection.sock is sock  # the same TCP connection, not a silent reconnect
+    connection.close()
+
+
+def test_304_honours_connection_close_from_the_client(server):  # noqa: F811
+    port, _ = server
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("PUT", DOC, body=RL_DOC, headers={"Content-Type": RL_MIME})
+    etag = connection.getresponse().getheader("ETag")
+    connection.close()
+    connection.request("GET", DOC, headers={"If-None-Match": etag, "Connection": "close"})
+    response = connection.getresponse()
+    assert response.status == 304 and response.will_close
+    connection.close()
+
+
+# -- every response under the XCAP root says Cache-Control: no-cache ------------------------------
+
+
+def _no_cache_cases():
+    def bad_selector(app):
+        return call(app, "GET", ALICE_DOC + "/~~/resource-lists/list%5B")
+
+    return [
+        pytest.param(lambda app: call(app, "GET", ALICE_DOC, **{"If-None-Match": put_doc(app).headers["ETag"]}),
+                     304, id="304"),
+        pytest.param(bad_selector, 400, id="400"),
+        pytest.param(lambda app: call(app, "GET", ALICE_DOC, user=None), 401, id="401"),
+        pytest.param(lambda app: call(app, "GET", ALICE_DOC, user=BOB), 403, id="403"),
+        pytest.param(lambda app: call(app, "GET", ALICE_DOC), 404, id="404-document"),
+        pytest.param(lambda app: call(app, "GET", "/xcap-root/no-such-auid/global/index"), 404, id="404-auid"),
+        pytest.param(lambda app: call(app, "PUT", "/xcap-root/xcap-caps/global/index", b"<x/>"), 405, id="405"),
+        pytest.param(lambda app: put_doc(app, body=b"<not-xml"), 409, id="409"),
+        pytest.param(lambda app: put_doc(app, **{"If-Match": '"other"'}), 412, id="412"),
+        pytest.param(lambda app: put_doc(app, content_type="text/xml"), 415, id="415"),
+    ]
+
+
+@pytest.mark.parametrize("send, status", _no_cache_cases())
+def test_every_xcap_response_says_no_cache(app, send, status):
+    """RFC 4825 §9: data written by clients is dynamic, so responses carry no-cache; that holds
+    for errors and 304 as much as for 200 (RFC 9110 §15.4.5: a 304 repeats Cache-Control)."""
+    response = send(app)
+    assert response.status_int == status
+    assert response.headers.get("Cache-Control") == "no-cache"
+
+
+def test_xcap_error_body_is_unchanged_by_the_added_header(app):
+    response = put_doc(app, body=b"<not-xml")
+    assert_xcap_error(response, "not-well-formed")
+    assert response.headers.getall("Cache-Control") == ["no-cache"]
+
+
+def test_responses_outside_the_root_are_left_alone(store):
+    def host(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"host"]
+
+    app = XCAPMiddleware(host, store=store)
+    response = call(app, "GET", "/elsewhere")
+    assert response.body == b"host" and "Cache-Control" not in response.headers
