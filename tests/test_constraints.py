@@ -23,6 +23,11 @@ def rls(inner: str) -> bytes:
 RLS_DOC = "/xcap-root/rls-services/users/sip:alice@example.com/index"
 
 
+def encoded(field: str) -> str:
+    """A positional field as RFC 4825 §11 has it in <exists field>: percent-encoded."""
+    return field.replace("[", "%5B").replace("]", "%5D")
+
+
 @pytest.mark.parametrize(
     "inner, fields",
     [
@@ -40,7 +45,8 @@ RLS_DOC = "/xcap-root/rls-services/users/sip:alice@example.com/index"
 def test_uniqueness_failures_name_each_clash(app, inner, fields):
     response = put_doc(app, body=rl(inner))
     condition = assert_xcap_error(response, "uniqueness-failure")
-    assert [e.get("field") for e in condition.findall(f"{{{NS}}}exists")] == fields
+    # RFC 4825 §11: the field is percent-encoded ([ and ] as %5B and %5D)
+    assert [e.get("field") for e in condition.findall(f"{{{NS}}}exists")] == [encoded(f) for f in fields]
     assert call(app, "GET", ALICE_DOC).status_int == 404
 
 
@@ -58,7 +64,7 @@ def test_the_field_selects_the_clashing_attribute(app):
     body = rl('<list name="l"><entry uri="sip:b@x"/><entry uri="sip:b@x"/></list>')
     field = assert_xcap_error(put_doc(app, body=body), "uniqueness-failure").find(f"{{{NS}}}exists").get("field")
     put_doc(app, body=rl('<list name="l"><entry uri="sip:b@x"/><entry uri="sip:c@x"/></list>'))
-    path = ALICE_DOC + "/~~/" + field.replace("[", "%5B").replace("]", "%5D")
+    path = ALICE_DOC + "/~~/" + field  # already percent-encoded: usable in a URI as it is
     assert call(app, "GET", path).body == b"sip:c@x"
 
 
@@ -117,7 +123,7 @@ class TestRlsServices:
         inner = ('<service uri="sip:friends@example.com"><list><rl:entry uri="sip:b@x"/><rl:entry uri="sip:b@x"/>'
                  '</list><packages><package>presence</package></packages></service>')
         condition = assert_xcap_error(self.put(app, inner), "uniqueness-failure")
-        assert condition.find(f"{{{NS}}}exists").get("field") == "rls-services/service[1]/list[1]/*[2]/@uri"
+        assert condition.find(f"{{{NS}}}exists").get("field") == encoded("rls-services/service[1]/list[1]/*[2]/@uri")
 
 
 def test_schema_validation_can_be_switched_off_per_auid():

@@ -105,3 +105,30 @@ def test_responses_outside_the_root_are_left_alone(store):
     app = XCAPMiddleware(host, store=store)
     response = call(app, "GET", "/elsewhere")
     assert response.body == b"host" and "Cache-Control" not in response.headers
+
+
+# -- <exists field> is percent-encoded -------------------------------------------------------------
+
+
+def test_exists_field_is_percent_encoded(app):
+    """RFC 4825 §11: the field is a node selector in URI form, so it is percent-encoded."""
+    body = RL_DOC.replace(b"</list>", b'<entry uri="sip:bob@example.com"/></list>')
+    condition = assert_xcap_error(put_doc(app, body=body), "uniqueness-failure")
+    field = condition.find(f"{XE}exists").get("field")
+    assert field == "resource-lists/list%5B1%5D/entry%5B2%5D/@uri"
+    assert unquote(field) == "resource-lists/list[1]/entry[2]/@uri"
+
+
+@pytest.mark.parametrize("raw, encoded", [
+    ('resource-lists/list[@name="a b"]/@name', "resource-lists/list%5B@name=%22a%20b%22%5D/@name"),
+    ("r/x[1]/@a", "r/x%5B1%5D/@a"),
+    ("r/*[2]/@p:a", "r/*%5B2%5D/@p:a"),
+    ("r/x[@a=\"50%\"]", "r/x%5B@a=%2250%25%22%5D"),
+    ("r/x[@a=\"Zoë\"]", "r/x%5B@a=%22Zo%C3%AB%22%5D"),
+], ids=["quotes-and-space", "position", "wildcard-prefix", "percent", "non-ascii"])
+def test_exists_field_encoding(raw, encoded):
+    from xcap_wsgi.errors import Exists, UniquenessFailure
+
+    element = UniquenessFailure([Exists(field=raw)]).condition_element()
+    assert element[0].get("field") == encoded
+    assert unquote(encoded) == raw
