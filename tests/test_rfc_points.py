@@ -132,3 +132,34 @@ def test_exists_field_encoding(raw, encoded):
     element = UniquenessFailure([Exists(field=raw)]).condition_element()
     assert element[0].get("field") == encoded
     assert unquote(encoded) == raw
+
+
+# -- POST and unknown methods get 405 with Allow ----------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH", "FROB"])
+@pytest.mark.parametrize("path", [
+    "/xcap-root", "/xcap-root/", "/xcap-root/resource-lists", "/xcap-root/resource-lists/users/",
+    f"/xcap-root/resource-lists/users/{ALICE}/", "/xcap-root/no-such-auid/global/index",
+], ids=["root", "root-slash", "auid", "tree", "home", "unknown-auid"])
+def test_non_xcap_method_under_the_root_is_405(app, method, path):
+    response = call(app, method, path, b"<x/>")
+    assert response.status_int == 405
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "PUT", "DELETE"}
+    assert response.headers["Cache-Control"] == "no-cache"
+
+
+@pytest.mark.parametrize("method", ["POST", "FROB"])
+def test_non_xcap_method_on_a_resource_is_405_with_its_allow(app, method):
+    put_doc(app)
+    response = call(app, method, ALICE_DOC, b"<x/>")
+    assert response.status_int == 405
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) == {"GET", "HEAD", "PUT", "DELETE"}
+    response = call(app, method, "/xcap-root/xcap-caps/global/index", b"<x/>")
+    assert (response.status_int, response.headers["Allow"].replace(" ", "")) == (405, "GET,HEAD")
+
+
+def test_xcap_methods_on_non_resources_stay_404(app):
+    for method in ("GET", "PUT", "DELETE"):
+        assert call(app, method, "/xcap-root/", b"<x/>").status_int == 404
+    assert call(app, "GET", "/xcap-root/no-such-auid/global/index").status_int == 404

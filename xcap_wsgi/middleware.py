@@ -165,14 +165,16 @@ class XCAPMiddleware:
     def _dispatch(self, request: Request, raw_path: str, raw_query: str, matched: tuple[str, str]):
         if len(raw_path) + len(raw_query) > self.max_uri_length:
             raise HTTPRequestURITooLong(detail=f"request URI longer than {self.max_uri_length} bytes")
-        root, raw_rest = matched
-        uri = parse_xcap_path(root, raw_rest, raw_query)
-        request.environ["xcap.uri"] = uri
-        usage = self.usages.get(uri.auid)
-        if usage is None:
-            raise HTTPNotFound(detail=f"unknown application usage {uri.auid!r}")
-        if not usage.allows_document(uri.tree, uri.segments):
-            raise HTTPNotFound(detail=f"{uri.document_selector} is not a document of {uri.auid}")
+        try:
+            uri, usage = self._resource(request, matched, raw_query)
+        except (URIError, HTTPNotFound):
+            if request.method not in DOCUMENT_METHODS + ("OPTIONS",):
+                # POST or an unknown method on the root, a directory or an unknown AUID: 405 says
+                # what is wrong (RFC 4825 §8.1, from memory: POST to an XCAP resource SHOULD get
+                # 405), where 404 would send the client looking for another path. Allow names
+                # the methods XCAP uses (§7).
+                raise HTTPMethodNotAllowed(headers=[("Allow", ", ".join(DOCUMENT_METHODS))]) from None
+            raise
 
         computed = usage.compute is not None and (uri.tree == "global" or not usage.writable)
         allowed = READ_ONLY_METHODS if computed or not usage.writable else DOCUMENT_METHODS
@@ -198,6 +200,18 @@ class XCAPMiddleware:
         if method == "DELETE":
             return operations.delete(request, self.store, target, self.events)
         return operations.get(request, self.store, target)
+
+    def _resource(self, request: Request, matched: tuple[str, str], raw_query: str):
+        """The parsed URI and its application usage; 404 (or URIError) when it names no document."""
+        root, raw_rest = matched
+        uri = parse_xcap_path(root, raw_rest, raw_query)
+        request.environ["xcap.uri"] = uri
+        usage = self.usages.get(uri.auid)
+        if usage is None:
+            raise HTTPNotFound(detail=f"unknown application usage {uri.auid!r}")
+        if not usage.allows_document(uri.tree, uri.segments):
+            raise HTTPNotFound(detail=f"{uri.document_selector} is not a document of {uri.auid}")
+        return uri, usage
 
     def _parse_selector(self, uri: XCAPURI, usage):
         # parse_node_selector is a pure function of these three and returns a frozen NodeSelector,
