@@ -163,3 +163,32 @@ def test_xcap_methods_on_non_resources_stay_404(app):
     for method in ("GET", "PUT", "DELETE"):
         assert call(app, method, "/xcap-root/", b"<x/>").status_int == 404
     assert call(app, "GET", "/xcap-root/no-such-auid/global/index").status_int == 404
+
+
+# -- If-Match quoted twice -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_if_match_quoted_twice_is_the_tag(app, method):
+    etag = put_doc(app).headers["ETag"]
+    doubled = f'"{etag}"'  # ""xw-..."" as some clients send it
+    body = RL_DOC.replace(b"Bob", b"Robert") if method == "PUT" else None
+    headers = {"If-Match": doubled, **({"Content-Type": RL_MIME} if method == "PUT" else {})}
+    assert call(app, method, ALICE_DOC, body, **headers).status_int == 200
+
+
+def test_if_match_quoted_twice_with_another_tag_still_fails(app):
+    put_doc(app)
+    response = put_doc(app, body=RL_DOC.replace(b"Bob", b"Robert"), **{"If-Match": '""xw-1""'})
+    assert response.status_int == 412
+    assert call(app, "GET", ALICE_DOC).body == RL_DOC
+
+
+def test_if_none_match_quoted_twice_in_a_list(app):
+    etag = put_doc(app).headers["ETag"]
+    assert call(app, "GET", ALICE_DOC, **{"If-None-Match": f'"x", "{etag}"'}).status_int == 304
+
+
+def test_empty_tag_is_still_an_empty_tag(app):
+    put_doc(app)
+    assert put_doc(app, **{"If-Match": '""'}).status_int == 412
