@@ -192,3 +192,20 @@ def test_if_none_match_quoted_twice_in_a_list(app):
 def test_empty_tag_is_still_an_empty_tag(app):
     put_doc(app)
     assert put_doc(app, **{"If-Match": '""'}).status_int == 412
+
+
+# -- the rls-services global index is hidden, not forbidden ----------------------------------------
+
+
+def test_rls_services_index_is_404_for_ordinary_users(store):
+    app = XCAPMiddleware(None, store=store, default_domain="example.com",
+                         policy=DefaultPolicy(default_domain="example.com", trusted=["rls@example.com"],
+                                              admins=["admin@example.com"]))
+    response = call(app, "GET", RLS_INDEX, user=ALICE)
+    assert response.status_int == 404
+    assert response.headers["Cache-Control"] == "no-cache"
+    assert call(app, "GET", RLS_INDEX, user=None).status_int == 401
+    assert call(app, "GET", RLS_INDEX, user="rls@example.com").status_int == 200
+    assert call(app, "GET", RLS_INDEX, user="admin@example.com").status_int == 200
+    index = etree.fromstring(call(app, "GET", RLS_INDEX, user="rls@example.com").body)
+    assert index.tag == "{urn:ietf:params:xml:ns:rls-services}rls-services"

@@ -12,7 +12,7 @@ user's documents; public-read AUIDs (OMA pres-content: status icons) may be read
 *authenticated* user; per-AUID overrides replace the whole decision for one AUID.
 
 No identity gives 401 (authenticate and retry); an identity without the right gives 403, never
-401. Identities and XUIs are compared as Kamailio accounts ``(user, domain)``: the ``sip:``,
+401 (404 for the restricted global documents, which are hidden). Identities and XUIs are compared as Kamailio accounts ``(user, domain)``: the ``sip:``,
 ``sips:`` or ``tel:`` scheme is dropped, the host is case-insensitive, the user part is
 case-sensitive, port and URI parameters are ignored, and a missing domain means the default
 domain. The URI parser has already percent-decoded the XUI (exactly once), so
@@ -26,7 +26,7 @@ import logging
 import re
 from typing import Callable, Iterable, Mapping, Protocol
 
-from webob.exc import HTTPForbidden, HTTPUnauthorized
+from webob.exc import HTTPForbidden, HTTPNotFound, HTTPUnauthorized
 
 from .uri import XCAPURI, xui_account
 
@@ -70,7 +70,8 @@ class DefaultPolicy:
     * ``admins``: identities that may also write the global tree.
     * ``trusted``: identities that may read (not write) every user's documents (presence server, RLS).
     * ``public_read``: AUIDs whose users-tree documents every authenticated user may read.
-    * ``restricted_global``: AUIDs whose global documents only trusted principals and admins read.
+    * ``restricted_global``: AUIDs whose global documents only trusted principals and admins read
+      (anyone else gets 404: the document is hidden, not forbidden).
     * ``overrides``: ``{auid: policy}``; that policy alone decides for its AUID (including the
       no-identity case: it may allow anonymous access).
     """
@@ -113,10 +114,12 @@ class DefaultPolicy:
             raise _unauthorized()
         who = self.account(identity)
         if uri.tree == "global":
+            if uri.auid in self.restricted_global and who not in self.trusted | self.admins:
+                # Hidden rather than forbidden: RFC 9110 §15.5.4 (403) lets a server answer 404 for a
+                # resource it will not show, and clients treat a 404 index as "none for me".
+                raise HTTPNotFound(detail=f"no global {uri.auid} document")
             if write and who not in self.admins:
                 raise HTTPForbidden(detail="the global tree is read-only")
-            if uri.auid in self.restricted_global and who not in self.trusted | self.admins:
-                raise HTTPForbidden(detail=f"the global {uri.auid} document is readable by trusted principals only")
             return
         if uri.xui is not None and who == self.account(uri.xui):
             return
