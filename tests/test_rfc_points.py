@@ -209,3 +209,38 @@ def test_rls_services_index_is_404_for_ordinary_users(store):
     assert call(app, "GET", RLS_INDEX, user="admin@example.com").status_int == 200
     index = etree.fromstring(call(app, "GET", RLS_INDEX, user="rls@example.com").body)
     assert index.tag == "{urn:ietf:params:xml:ns:rls-services}rls-services"
+
+
+# -- status codes against the RFC tables (xcap-rfc.md §1.4, §1.10) ---------------------------------
+
+
+@pytest.mark.parametrize("path, user, status", [
+    (ALICE_DOC, ALICE, 404),
+    (f"/xcap-root/resource-lists/users/{BOB}/index", ALICE, 403),
+    (ALICE_DOC, None, 401),
+    (ALICE_DOC + "/~~/resource-lists/list%5B", ALICE, 400),
+    ("/xcap-root/no-such-auid/global/index", ALICE, 404),
+], ids=["404", "403", "401", "400", "404-auid"])
+def test_head_error_has_the_headers_of_get(app, path, user, status):
+    """RFC 9110 §9.3.2: HEAD answers with the headers GET would send; a Content-Length, if sent,
+    is the length of GET's content (§8.6), not 0."""
+    get, head = call(app, "GET", path, user=user), call(app, "HEAD", path, user=user)
+    assert get.status_int == head.status_int == status
+    assert head.body == b""
+    assert head.headers["Content-Length"] == get.headers["Content-Length"] == str(len(get.body))
+    assert head.headers["Content-Type"] == get.headers["Content-Type"]
+    assert head.headers["Cache-Control"] == "no-cache"
+
+
+def test_head_error_over_serve_keeps_the_connection(server):  # noqa: F811
+    port, _ = server
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("HEAD", DOC)
+    head = connection.getresponse()
+    assert (head.status, head.read()) == (404, b"")
+    sock = connection.sock
+    connection.request("GET", DOC)
+    get = connection.getresponse()
+    assert get.status == 404 and head.getheader("Content-Length") == str(len(get.read()))
+    assert connection.sock is sock
+    connection.close()

@@ -120,6 +120,10 @@ class XCAPMiddleware:
         started = time.perf_counter() if self.log_requests else 0.0  # only the access log uses it
         request = Request(environ)
         response = self._respond(request, raw_path, raw_query, matched)
+        if request.method == "HEAD" and isinstance(response, HTTPException) and response.status_code >= 400:
+            # WebOb answers HEAD errors with "Content-Length: 0" and another Content-Type; RFC 9110
+            # §9.3.2 wants GET's headers: render the error for GET (the HEAD call drops the body).
+            response = Request(dict(environ, REQUEST_METHOD="GET")).get_response(response)
         if self.challenge and response.status_code == 401 and "WWW-Authenticate" not in response.headers:
             response.headers["WWW-Authenticate"] = self.challenge  # RFC 7235: a 401 names its scheme
         if "Cache-Control" not in response.headers:
