@@ -13,6 +13,7 @@ from lxml import etree
 from conftest import ALICE, ALICE_DOC, RL_DOC, RL_MIME, call, put_doc
 from test_documents import assert_xcap_error
 from test_server import DOC, server  # noqa: F401 - the live `serve` fixture
+from test_workers import workers  # noqa: F401 - `serve --workers 3`
 from xcap_wsgi import XCAPMiddleware
 from xcap_wsgi.auth import DefaultPolicy
 
@@ -24,10 +25,9 @@ RLS_INDEX = "/xcap-root/rls-services/global/index"
 # -- a 304 keeps the connection open and says no-cache ---------------------------------------------
 
 
-def test_304_keeps_the_keep_alive_connection_of_serve(server):  # noqa: F811
+def assert_304_keeps_the_connection(port: int) -> None:
     """After a 304 the next request on the same connection is answered (RFC 9112 §9.3: HTTP/1.1
     connections persist; a 304 ends at its header block, RFC 9112 §6.3)."""
-    port, _ = server
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     connection.request("PUT", DOC, body=RL_DOC, headers={"Content-Type": RL_MIME})
     created = connection.getresponse()
@@ -46,6 +46,14 @@ def test_304_keeps_the_keep_alive_connection_of_serve(server):  # noqa: F811
     assert (again.status, again.read()) == (200, RL_DOC)
     assert connection.sock is sock  # the same TCP connection, not a silent reconnect
     connection.close()
+
+
+def test_304_keeps_the_keep_alive_connection_of_serve(server):  # noqa: F811
+    assert_304_keeps_the_connection(server[0])
+
+
+def test_304_keeps_the_keep_alive_connection_of_serve_workers(workers):  # noqa: F811
+    assert_304_keeps_the_connection(workers[1])
 
 
 def test_304_honours_connection_close_from_the_client(server):  # noqa: F811
