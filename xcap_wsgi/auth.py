@@ -12,7 +12,7 @@ user's documents; public-read AUIDs (OMA pres-content: status icons) may be read
 *authenticated* user; per-AUID overrides replace the whole decision for one AUID.
 
 No identity gives 401 (authenticate and retry); an identity without the right gives 403, never
-401 (404 for the restricted global documents, which are hidden). Identities and XUIs are compared as Kamailio accounts ``(user, domain)``: the ``sip:``,
+401. Identities and XUIs are compared as Kamailio accounts ``(user, domain)``: the ``sip:``,
 ``sips:`` or ``tel:`` scheme is dropped, the host is case-insensitive, the user part is
 case-sensitive, port and URI parameters are ignored, and a missing domain means the default
 domain. The URI parser has already percent-decoded the XUI (exactly once), so
