@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from webob.exc import HTTPForbidden, HTTPUnauthorized
+from webob.exc import HTTPForbidden, HTTPNotFound, HTTPUnauthorized
 
 from conftest import ALICE, ALICE_DOC, RL_DOC, RL_MIME, call, put_doc
 from xcap_wsgi import XCAPMiddleware
@@ -35,13 +35,15 @@ def uri(path):
 
 
 def decide(policy, identity, path, write=False):
-    """'ok', 401 or 403."""
+    """'ok', 401, 403 or 404 (hidden)."""
     try:
         policy.authorize(identity, uri(path), write=write)
     except HTTPUnauthorized:
         return 401
     except HTTPForbidden:
         return 403
+    except HTTPNotFound:
+        return 404
     return "ok"
 
 
@@ -67,13 +69,15 @@ class TestDefaultPolicy:
 
     def test_global_tree_read_by_anyone_authenticated_written_by_admins_only(self):
         assert decide(self.policy, BOB, "/xcap-caps/global/index") == "ok"
-        # the rls-services global index holds every user's services: trusted principals only
-        assert decide(self.policy, BOB, "/rls-services/global/index") == 403
+        # the rls-services global index holds every user's services: trusted principals only;
+        # to everyone else it is hidden (404, issue 15), not forbidden
+        assert decide(self.policy, BOB, "/rls-services/global/index") == 404
         assert decide(self.policy, "sip:presence@example.com", "/rls-services/global/index") == "ok"
-        assert decide(self.policy, BOB, "/rls-services/global/index", write=True) == 403
+        assert decide(self.policy, BOB, "/rls-services/global/index", write=True) == 404
         assert decide(self.policy, "admin@example.com", "/rls-services/global/index", write=True) == "ok"
         assert decide(self.policy, "sips:admin@Example.Com", "/rls-services/global/index", write=True) == "ok"
-        assert decide(self.policy, "Admin@example.com", "/rls-services/global/index", write=True) == 403
+        assert decide(self.policy, "Admin@example.com", "/rls-services/global/index", write=True) == 404  # not the admin
+        assert decide(self.policy, "Admin@example.com", "/xcap-caps/global/index", write=True) == 403
 
     def test_trusted_reader_reads_everyone_but_writes_nothing(self):
         path = "/pres-rules/users/sip:alice@example.com/index"

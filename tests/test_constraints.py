@@ -23,6 +23,11 @@ def rls(inner: str) -> bytes:
 RLS_DOC = "/xcap-root/rls-services/users/sip:alice@example.com/index"
 
 
+def percent_encoded(field: str) -> str:
+    """A positional field as RFC 4825 §11 has it in <exists field>: percent-encoded."""
+    return field.replace("[", "%5B").replace("]", "%5D")
+
+
 @pytest.mark.parametrize(
     "inner, fields",
     [
@@ -40,7 +45,8 @@ RLS_DOC = "/xcap-root/rls-services/users/sip:alice@example.com/index"
 def test_uniqueness_failures_name_each_clash(app, inner, fields):
     response = put_doc(app, body=rl(inner))
     condition = assert_xcap_error(response, "uniqueness-failure")
-    assert [e.get("field") for e in condition.findall(f"{{{NS}}}exists")] == fields
+    # RFC 4825 §11: the field is percent-encoded ([ and ] as %5B and %5D)
+    assert [e.get("field") for e in condition.findall(f"{{{NS}}}exists")] == [percent_encoded(f) for f in fields]
     assert call(app, "GET", ALICE_DOC).status_int == 404
 
 
@@ -58,7 +64,7 @@ def test_the_field_selects_the_clashing_attribute(app):
     body = rl('<list name="l"><entry uri="sip:b@x"/><entry uri="sip:b@x"/></list>')
     field = assert_xcap_error(put_doc(app, body=body), "uniqueness-failure").find(f"{{{NS}}}exists").get("field")
     put_doc(app, body=rl('<list name="l"><entry uri="sip:b@x"/><entry uri="sip:c@x"/></list>'))
-    path = ALICE_DOC + "/~~/" + field.replace("[", "%5B").replace("]", "%5D")
+    path = ALICE_DOC + "/~~/" + field  # already percent-encoded: usable in a URI as it is
     assert call(app, "GET", path).body == b"sip:c@x"
 
 
@@ -117,7 +123,7 @@ class TestRlsServices:
         inner = ('<service uri="sip:friends@example.com"><list><rl:entry uri="sip:b@x"/><rl:entry uri="sip:b@x"/>'
                  '</list><packages><package>presence</package></packages></service>')
         condition = assert_xcap_error(self.put(app, inner), "uniqueness-failure")
-        assert condition.find(f"{{{NS}}}exists").get("field") == "rls-services/service[1]/list[1]/*[2]/@uri"
+        assert condition.find(f"{{{NS}}}exists").get("field") == percent_encoded("rls-services/service[1]/list[1]/*[2]/@uri")
 
 
 def test_schema_validation_can_be_switched_off_per_auid():
@@ -218,7 +224,7 @@ class TestPercentEncodedReferences:
     ])
     def test_encoded_and_plain_forms_of_one_uri_clash(self, app, inner, field):
         condition = assert_xcap_error(put_doc(app, body=rl(inner)), "uniqueness-failure")
-        assert [e.get("field") for e in condition.findall(f"{{{NS}}}exists")] == [field]
+        assert [e.get("field") for e in condition.findall(f"{{{NS}}}exists")] == [percent_encoded(field)]
 
     def test_list_names_are_names_not_uris(self, app):
         assert put_doc(app, body=rl('<list name="a%20b"/><list name="a b"/>')).status_int == 201
@@ -256,7 +262,7 @@ class TestPercentEncodedReferences:
         condition = assert_xcap_error(self.rls_put(app, encoded, path=bob, user="sip:bob@example.com"),
                                       "uniqueness-failure")
         exists = condition.find(f"{{{NS}}}exists")
-        assert exists.get("field") == "rls-services/service[1]/@uri"
+        assert exists.get("field") == percent_encoded("rls-services/service[1]/@uri")
         assert [a.text for a in exists.iter(f"{{{NS}}}alt-value")][0] == "sip:buddies-2@example.com"
         # and within one document
         twice = encoded + plain

@@ -31,7 +31,7 @@ import logging
 import re
 from typing import Callable, Iterable, Mapping, Protocol
 
-from webob.exc import HTTPForbidden, HTTPUnauthorized
+from webob.exc import HTTPForbidden, HTTPNotFound, HTTPUnauthorized
 
 from .accounts import identity_account
 from .uri import XCAPURI, xui_account
@@ -77,7 +77,8 @@ class DefaultPolicy:
     * ``admins``: identities that may also write the global tree.
     * ``trusted``: identities that may read (not write) every user's documents (presence server, RLS).
     * ``public_read``: AUIDs whose users-tree documents every authenticated user may read.
-    * ``restricted_global``: AUIDs whose global documents only trusted principals and admins read.
+    * ``restricted_global``: AUIDs whose global documents only trusted principals and admins read
+      (anyone else gets 404: the document is hidden, not forbidden).
     * ``overrides``: ``{auid: policy}``; that policy alone decides for its AUID (including the
       no-identity case: it may allow anonymous access).
     """
@@ -139,10 +140,12 @@ class DefaultPolicy:
             log.warning("refusing identity %r: not an unambiguous account name", identity[:200])
             raise HTTPForbidden(detail="the authenticated identity is not an unambiguous account name")
         if uri.tree == "global":
+            if uri.auid in self.restricted_global and who not in self.trusted | self.admins:
+                # Hidden rather than forbidden: RFC 9110 §15.5.4 (403) lets a server answer 404 for a
+                # resource it will not show, and clients treat a 404 index as "none for me".
+                raise HTTPNotFound(detail=f"no global {uri.auid} document")
             if write and who not in self.admins:
                 raise HTTPForbidden(detail="the global tree is read-only")
-            if uri.auid in self.restricted_global and who not in self.trusted | self.admins:
-                raise HTTPForbidden(detail=f"the global {uri.auid} document is readable by trusted principals only")
             return
         if uri.xui is not None and who == self.owner(uri.xui):
             return

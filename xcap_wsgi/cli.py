@@ -72,7 +72,7 @@ def _show(value) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import waitress
+    from .waitress_server import serve
 
     given = {}
     if args.config:
@@ -92,8 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
     except SystemExit as exc:
         return exc.code
     _banner(values["host"], values["port"], values, mode)
-    waitress.serve(app, host=values["host"], port=values["port"], threads=values["threads"], ident="xcap-wsgi",
-                   _quiet=True)
+    serve(app, host=values["host"], port=values["port"], threads=values["threads"], ident="xcap-wsgi")
     return 0
 
 
@@ -112,7 +111,7 @@ def _serve_workers(values: dict) -> int:
 
     return serve_workers(lambda: _build_app(values)[0], host=values["host"], port=values["port"],
                          workers=values["workers"], threads=values["threads"], on_ready=ready,
-                         ident="xcap-wsgi", _quiet=True)
+                         ident="xcap-wsgi")
 
 
 def _banner(host: str, port: int, values: dict, auth: str, extra: str = "") -> None:

@@ -46,8 +46,8 @@ def write_expectation(request: Request):
     When the store then refuses the write, the engine reads the row and judges the request as
     if it had read first, so both ways answer alike.
     """
-    if_match = (request.environ.get("HTTP_IF_MATCH") or "").strip()
-    if_none_match = (request.environ.get("HTTP_IF_NONE_MATCH") or "").strip()
+    if_match = _header_value(request, "HTTP_IF_MATCH")
+    if_none_match = _header_value(request, "HTTP_IF_NONE_MATCH")
     if not if_match and not if_none_match:
         return ANY
     if not if_match and if_none_match == "*":
@@ -71,7 +71,23 @@ def _matches(matcher, current_etag: str | None) -> bool:
 
 def _header(request: Request, key: str, *, strong: bool):
     """The header's ETag matcher, or None when the header is absent or empty."""
-    value = (request.environ.get(key) or "").strip()
+    value = _header_value(request, key)
     if not value:
         return None
     return AnyETag if value == "*" else ETagMatcher.parse(value, strong=strong)
+
+
+#: One entity-tag of a list quoted twice: ``""xw-1""`` (or ``W/""xw-1""``).
+_QUOTED_TWICE = re.compile(r'(?<![^\s,])(W/)?""([^"\s,][^",]*)""(?![^\s,])')
+
+
+def _header_value(request: Request, key: str) -> str:
+    """The conditional header as sent, stripped, with tags quoted twice quoted once.
+
+    Some clients put quotes around the ETag they received, quotes included (``""xw-1""``).
+    That is not an entity-tag (RFC 9110 §8.8.3), and WebOb reads it as the empty tag ``""``,
+    so the condition could never hold; the meaning is plain, and no ETag this server issues
+    contains a quote, so such a tag is read as ``"xw-1"`` (a harmless client deviation).
+    """
+    value = (request.environ.get(key) or "").strip()
+    return _QUOTED_TWICE.sub(r'\1"\2"', value) if '""' in value else value

@@ -8,6 +8,7 @@ RFC 4825 xcap-error schema (exactly one condition element, optional ``phrase`` a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from lxml import etree
 from webob import Response
@@ -43,10 +44,14 @@ class XCAPError(HTTPConflict):
 
     def __call__(self, environ, start_response):
         body = self.body()
+        # Headers added to the exception (e.g. Cache-Control at the WSGI boundary) are kept;
+        # the body's own Content-Type and Content-Length replace WebOb's text/html defaults.
+        extra = [(name, value) for name, value in self.headerlist
+                 if name.lower() not in ("content-type", "content-length")]
         response = Response(
             status=409,
             body=body,
-            headerlist=[("Content-Type", XCAP_ERROR_MIME), ("Content-Length", str(len(body)))],
+            headerlist=[("Content-Type", XCAP_ERROR_MIME), ("Content-Length", str(len(body))), *extra],
         )
         return response(environ, start_response)
 
@@ -120,8 +125,9 @@ class NoParent(XCAPError):
 
 @dataclass
 class Exists:
-    """One clashing field of a uniqueness failure: a node selector relative to the document,
-    and suggested values that are really free."""
+    """One clashing field of a uniqueness failure: a node selector relative to the document
+    (as text: ``field_uri`` percent-encodes it in the report), and suggested values that are
+    really free."""
 
     field: str
     alt_values: list[str] = field(default_factory=list)
@@ -141,10 +147,28 @@ class UniquenessFailure(XCAPError):
     def condition_element(self) -> etree._Element:
         element = super().condition_element()
         for clash in self.exists:
-            exists = etree.SubElement(element, f"{{{XCAP_ERROR_NS}}}exists", field=_xml_safe(clash.field))
+            exists = etree.SubElement(element, f"{{{XCAP_ERROR_NS}}}exists", field=field_uri(clash.field))
             for value in clash.alt_values:
                 etree.SubElement(exists, f"{{{XCAP_ERROR_NS}}}alt-value").text = _xml_safe(value)
         return element
+
+
+#: What stays raw in a ``field``: RFC 3986 ``pchar`` (unreserved ones ``quote`` keeps anyway),
+#: plus ``/`` between steps; ``?`` is handled apart (it starts the xmlns() query).
+_FIELD_SAFE = "/:@!$&'()*+,;="
+
+
+def field_uri(selector: str) -> str:
+    """The ``field`` attribute of ``<exists>``: the node selector percent-encoded as a relative URI.
+
+    RFC 4825 §11 (quoted from memory, not re-read): the field "contains a relative URI
+    identifying the XML element or attribute whose value needs to be unique", relative to the
+    document, so it starts with the root element; "since the field node selector is a valid HTTP
+    URI, it MUST be percent-encoded". So ``[``, ``]``, ``"``, spaces, ``%`` and non-ASCII
+    (as UTF-8) are escaped, and a client can append the value to ``.../~~/`` as it is.
+    """
+    path, mark, query = _xml_safe(selector).partition("?")
+    return quote(path, safe=_FIELD_SAFE) + (mark + quote(query, safe=_FIELD_SAFE + "?") if mark else "")
 
 
 def _xml_safe(text: str) -> str:

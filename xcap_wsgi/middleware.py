@@ -120,8 +120,16 @@ class XCAPMiddleware:
         started = time.perf_counter() if self.log_requests else 0.0  # only the access log uses it
         request = Request(environ)
         response = self._respond(request, raw_path, raw_query, matched)
+        if request.method == "HEAD" and isinstance(response, HTTPException) and response.status_code >= 400:
+            # WebOb answers HEAD errors with "Content-Length: 0" and another Content-Type; RFC 9110
+            # §9.3.2 wants GET's headers: render the error for GET (the HEAD call drops the body).
+            response = Request(dict(environ, REQUEST_METHOD="GET")).get_response(response)
         if self.challenge and response.status_code == 401 and "WWW-Authenticate" not in response.headers:
             response.headers["WWW-Authenticate"] = self.challenge  # RFC 7235: a 401 names its scheme
+        if "Cache-Control" not in response.headers:
+            # RFC 4825 §9: client-written data is dynamic, so nothing under the root is cached; this
+            # covers errors and 304 too (RFC 9110 §15.4.5: a 304 repeats the 200's Cache-Control).
+            response.headers["Cache-Control"] = "no-cache"
         if self.log_requests:
             self._log(request, response, started)
         return response(environ, start_response)
@@ -161,14 +169,16 @@ class XCAPMiddleware:
     def _dispatch(self, request: Request, raw_path: str, raw_query: str, matched: tuple[str, str]):
         if len(raw_path) + len(raw_query) > self.max_uri_length:
             raise HTTPRequestURITooLong(detail=f"request URI longer than {self.max_uri_length} bytes")
-        root, raw_rest = matched
-        uri = parse_xcap_path(root, raw_rest, raw_query)
-        request.environ["xcap.uri"] = uri
-        usage = self.usages.get(uri.auid)
-        if usage is None:
-            raise HTTPNotFound(detail=f"unknown application usage {uri.auid!r}")
-        if not usage.allows_document(uri.tree, uri.segments):
-            raise HTTPNotFound(detail=f"{uri.document_selector} is not a document of {uri.auid}")
+        try:
+            uri, usage = self._resource(request, matched, raw_query)
+        except (URIError, HTTPNotFound):
+            if request.method not in DOCUMENT_METHODS + ("OPTIONS",):
+                # POST or an unknown method on the root, a directory or an unknown AUID: 405 says
+                # what is wrong (RFC 4825 §8.1, from memory: POST to an XCAP resource SHOULD get
+                # 405), where 404 would send the client looking for another path. Allow names
+                # the methods XCAP uses (§7).
+                raise HTTPMethodNotAllowed(headers=[("Allow", ", ".join(DOCUMENT_METHODS))]) from None
+            raise
 
         computed = usage.compute is not None and (uri.tree == "global" or not usage.writable)
         allowed = READ_ONLY_METHODS if computed or not usage.writable else DOCUMENT_METHODS
@@ -194,6 +204,18 @@ class XCAPMiddleware:
         if method == "DELETE":
             return operations.delete(request, self.store, target, self.events)
         return operations.get(request, self.store, target)
+
+    def _resource(self, request: Request, matched: tuple[str, str], raw_query: str):
+        """The parsed URI and its application usage; 404 (or URIError) when it names no document."""
+        root, raw_rest = matched
+        uri = parse_xcap_path(root, raw_rest, raw_query)
+        request.environ["xcap.uri"] = uri
+        usage = self.usages.get(uri.auid)
+        if usage is None:
+            raise HTTPNotFound(detail=f"unknown application usage {uri.auid!r}")
+        if not usage.allows_document(uri.tree, uri.segments):
+            raise HTTPNotFound(detail=f"{uri.document_selector} is not a document of {uri.auid}")
+        return uri, usage
 
     def _parse_selector(self, uri: XCAPURI, usage):
         # parse_node_selector is a pure function of these three and returns a frozen NodeSelector,

@@ -2,8 +2,8 @@
 
 ``xcap-wsgi serve --workers N`` (N > 1) reserves the port in the parent, then forks N worker
 processes. Each worker builds its own application (its own database pool: pooled connections
-must never cross a fork) and serves the port with waitress (``waitress.serve(app,
-sockets=[sock])``).
+must never cross a fork) and serves the port with waitress (``waitress_server.serve(app,
+sockets=[sock])``: waitress with xcap-wsgi's channel).
 
 Where the OS has ``SO_REUSEPORT`` (Linux), every worker listens on a socket of its own bound to
 the port and the kernel spreads new connections evenly over them. One socket shared by all
@@ -58,7 +58,7 @@ def _worker(sock: socket.socket | None, build_app: Callable[[], object], threads
 
     ``sock`` None: listen on a socket of this worker's own (SO_REUSEPORT) once the app is built.
     """
-    import waitress
+    from .waitress_server import serve
 
     try:
         app = build_app()
@@ -66,7 +66,7 @@ def _worker(sock: socket.socket | None, build_app: Callable[[], object], threads
         return exc.code if isinstance(exc.code, int) else 1
     if sock is None:
         sock = bind_socket(host, port, reuse_port=True)
-    waitress.serve(app, sockets=[sock], threads=threads, **waitress_options)
+    serve(app, sockets=[sock], threads=threads, **waitress_options)
     return 0
 
 
