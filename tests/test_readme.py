@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import configparser
 import re
 import shlex
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -30,9 +30,8 @@ def test_first_two_shell_blocks_are_the_quick_start():
 
 
 def test_the_test_extra_of_the_quick_start_exists():
-    config = configparser.ConfigParser()
-    config.read(REPO / "setup.cfg")
-    extra = config["options.extras_require"]["test"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extra = " ".join(project["optional-dependencies"]["test"])
     for requirement in ("pytest", "WebTest", "Flask", "pyramid", "PasteDeploy"):
         assert requirement in extra
 
