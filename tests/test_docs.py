@@ -10,6 +10,7 @@ are built through the PasteDeploy factory with the same keys.
 from __future__ import annotations
 
 import configparser
+import os
 import re
 import sys
 import types
@@ -153,3 +154,69 @@ def _slug(heading: str) -> str:
     """Python-Markdown's toc slug: lower case, punctuation dropped, spaces to dashes."""
     text = re.sub(r"[^\w\s-]", "", heading.replace("`", "")).strip().lower()
     return re.sub(r"[-\s]+", "-", text)
+
+
+# -- the curl sessions, run against a real `xcap-wsgi serve --anonymous` ----------------------------
+
+
+def _curl_session(page: str, first_line: str) -> str:
+    """The ``sh`` block of a page that starts with ``first_line``."""
+    text = (REPO / page).read_text(encoding="utf-8")
+    found = [code for lang, code in ((m.group(1), m.group(2)) for m in FENCE.finditer(text))
+             if lang == "sh" and code.startswith(first_line)]
+    assert len(found) == 1, f"{page}: no single sh block starting with {first_line!r}"
+    return found[0]
+
+
+@pytest.fixture
+def anonymous_server(tmp_path):
+    """`python -m xcap_wsgi serve --anonymous` on a free port, as the quick start runs it."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    if shutil.which("curl") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("curl is needed to run the documented curl sessions")
+        pytest.skip("curl is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    process = subprocess.Popen([sys.executable, "-m", "xcap_wsgi", "serve", "--anonymous", "--port", str(port)],
+                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.05)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _run(script: str, port: int) -> list[int]:
+    import subprocess
+
+    script = script.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+    output = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True,
+                            timeout=60, check=True).stdout
+    return [int(code) for code in re.findall(r"HTTP/1\.1 (\d{3}) ", output)]
+
+
+def test_readme_curl_session_stores_and_edits_a_document(anonymous_server):
+    script = _curl_session("README.md", "DOC=http://127.0.0.1:8080/")
+    assert _run(script + '\ncurl -s "$DOC"\n', anonymous_server) == [201, 201, 200]
+
+
+def test_manual_curl_session_answers_as_its_comments_say(anonymous_server):
+    # The conditional element PUT carries the placeholder '"<etag from above>"', which matches
+    # no document: 412, as the comment "only if nobody changed the document meanwhile" implies.
+    script = _curl_session("docs/manual.md", "ROOT=http://127.0.0.1:8080/")
+    assert _run(script, anonymous_server) == [201, 200, 200, 200, 412, 200, 200]
