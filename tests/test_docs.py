@@ -201,22 +201,27 @@ def anonymous_server(tmp_path):
         process.wait(timeout=10)
 
 
-def _run(script: str, port: int) -> list[int]:
+def _run(script: str, port: int) -> tuple[list[int], str]:
+    """The HTTP statuses the script's curl -i calls printed, in order, and its whole output."""
     import subprocess
 
     script = script.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
     output = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True,
                             timeout=60, check=True).stdout
-    return [int(code) for code in re.findall(r"HTTP/1\.1 (\d{3}) ", output)]
+    return [int(code) for code in re.findall(r"HTTP/1\.1 (\d{3}) ", output)], output
 
 
 def test_readme_curl_session_stores_and_edits_a_document(anonymous_server):
     script = _curl_session("README.md", "DOC=http://127.0.0.1:8080/")
-    assert _run(script + '\ncurl -s "$DOC"\n', anonymous_server) == [201, 201, 200]
+    statuses, output = _run(script, anonymous_server)
+    assert statuses == [201, 201, 200]
+    assert output.endswith('<list name="friends"><entry uri="sip:bob@example.com"/></list></resource-lists>')
 
 
 def test_manual_curl_session_answers_as_its_comments_say(anonymous_server):
     # The conditional element PUT carries the placeholder '"<etag from above>"', which matches
     # no document: 412, as the comment "only if nobody changed the document meanwhile" implies.
     script = _curl_session("docs/manual.md", "ROOT=http://127.0.0.1:8080/")
-    assert _run(script, anonymous_server) == [201, 200, 200, 200, 412, 200, 200]
+    statuses, output = _run(script, anonymous_server)
+    assert statuses == [201, 200, 200, 200, 412, 200, 200]
+    assert "<entry uri=\"sip:bob@example.com\"><display-name>Bob</display-name></entry>" in output
