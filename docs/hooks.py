@@ -3,8 +3,11 @@
 * ``<!-- generated: settings-reference -->`` becomes the table of every setting, from
   ``xcap_wsgi.settings.SETTINGS`` (via ``xcap_wsgi.admin.settings_reference_markdown``), so a
   setting added to the code appears in docs/settings.md without editing it.
-* ``<!-- generated: module-notes MODULE ... -->`` becomes the docstrings of the named modules
-  (the design notes kept next to the code they describe), each under its own heading.
+* ``<!-- generated: module-notes MODULE ... -->`` becomes the design notes kept next to the code:
+  the docstring of every module of ``xcap_wsgi`` that has a long one (``LONG`` lines or more),
+  each under its own heading, the named modules first in the order given, then the others by
+  name. A named module that no longer exists is left out, so moving code does not break the
+  build, and a new module with a long docstring appears by itself.
 
 The tree being built is put first on ``sys.path``, so the docs describe this checkout's code,
 not whatever copy of the package is installed. ``tests/test_docs.py`` runs the same functions.
@@ -48,9 +51,24 @@ def _as_markdown(docstring: str) -> str:
     return re.sub(r"^(.+)\n-{3,}$", r"**\1**", text, flags=re.M)
 
 
-def module_notes(modules: list[str]) -> str:
+#: Docstrings of at least this many lines are design notes worth a section of their own.
+LONG = 6
+
+
+def documented_modules(preferred: list[str]) -> list[str]:
+    """Modules of xcap_wsgi with a long docstring: ``preferred`` (those that exist) first."""
+    found = []
+    for path in sorted((REPO / "xcap_wsgi").rglob("*.py")):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        if len(module_docstring(module).splitlines()) >= LONG:
+            found.append(module)
+    return [m for m in preferred if m in found] + [m for m in found if m not in preferred]
+
+
+def module_notes(preferred: list[str]) -> str:
     parts = []
-    for module in modules:
+    for module in documented_modules(preferred):
         path = module_path(module).relative_to(REPO).as_posix()
         parts.append(f"### `{module}`\n\n*From the docstring of `{path}`.*\n\n"
                      f"{_as_markdown(module_docstring(module))}\n")
