@@ -24,7 +24,8 @@ from xcap_wsgi.nonces import LOCK_STRIPES, HostNonceTable, open_host_table, remo
 
 FORK = multiprocessing.get_context("fork")
 WAIT = 20
-PATH = "/xcap-root/xcap-caps/global/index"
+# A computed document alice may read (xcap-caps needs no login at all).
+PATH = "/xcap-root/org.openmobilealliance.xcap-directory/users/sip:alice@example.com/directory.xml"
 
 
 @pytest.fixture(autouse=True)

@@ -59,7 +59,8 @@ from .middleware import raw_request_target
 from .nonces import open_host_table
 from .storage import StoreError, StoreUnavailable
 from .subscribers import Subscriber, open_subscribers
-from .uri import URIError, match_root, parse_xcap_path, xui_account
+from .auth import PUBLIC_GLOBAL
+from .uri import XCAPURI, URIError, match_root, parse_xcap_path, xui_account
 
 log = logging.getLogger("xcap_wsgi.digest")
 
@@ -261,25 +262,43 @@ class DigestAuthMiddleware:
         """The fixed realm, else the domain of the request URI's XUI, else ``default_domain``."""
         if self.realm is not None:
             return self.realm
+        uri = self._xcap_uri(environ)
+        if uri is not None and uri.xui is not None:
+            domain = xui_account(uri.xui, self.default_domain)[1]
+            if _SAFE_REALM.fullmatch(domain):
+                return domain
+        return self.default_domain
+
+    def _xcap_uri(self, environ: dict) -> XCAPURI | None:
+        """The request's XCAP URI, or None when it is not one (or too long to look at)."""
         # Over-long URIs get XCAPMiddleware's 414 after login; before it, nothing of them is parsed
         # or remembered (the URI functions cache their results). The decoded length is checked first.
         decoded = len(environ.get("SCRIPT_NAME", "")) + len(environ.get("PATH_INFO", ""))
         if decoded + len(environ.get("QUERY_STRING", "")) > self.max_uri_length:
-            return self.default_domain
+            return None
         raw_path, raw_query = raw_request_target(environ)
         if len(raw_path) + len(raw_query) > self.max_uri_length:
-            return self.default_domain
+            return None
         matched = match_root(raw_path, self.roots)
-        if matched is not None:
-            try:
-                xui = parse_xcap_path(*matched, raw_query).xui
-            except URIError:
-                xui = None  # XCAPMiddleware answers it (400/404) once the client has authenticated
-            if xui is not None:
-                domain = xui_account(xui, self.default_domain)[1]
-                if _SAFE_REALM.fullmatch(domain):
-                    return domain
-        return self.default_domain
+        if matched is None:
+            return None
+        try:
+            return parse_xcap_path(*matched, raw_query)
+        except URIError:
+            return None  # XCAPMiddleware answers it (400/404) once the client has authenticated
+
+    def _public(self, environ: dict) -> bool:
+        """A read of a global document everyone may read without logging in (``PUBLIC_GLOBAL``).
+
+        xcap-caps says only what the server supports. Clients fetch it first, before they know
+        the realm their account answers: python3-xcaplib (Blink) gives its password for the realm
+        equal to its SIP domain only, and the global tree's realm is ``default_domain``, so in a
+        multi-domain server it could never read xcap-caps if it needed a login.
+        """
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return False
+        uri = self._xcap_uri(environ)
+        return uri is not None and uri.tree == "global" and uri.auid in PUBLIC_GLOBAL
 
     def opaque(self, realm: str) -> str:
         return base64.urlsafe_b64encode(
@@ -379,7 +398,7 @@ class DigestAuthMiddleware:
             environ["REMOTE_USER"] = result.identity
             environ["AUTH_TYPE"] = result.scheme
             return self.app(environ, start_response)
-        if self.required:
+        if self.required and not self._public(environ):
             return self._challenge(environ, start_response, realm)
         return self.app(environ, self._add_challenges(start_response, realm))
 
