@@ -65,6 +65,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("workers", int, 1,
             "processes of the standalone server sharing one listening socket (each with --threads threads)",
             "server"),
+    # -- connection limits of the standalone server (xcap_wsgi.httpserver) -------------------------
+    Setting("connection_limit", int, 5000,
+            "open client connections per process of the standalone server (idle keep-alive ones "
+            "included); new connections wait in the listen backlog beyond it; lowered to the open "
+            "files limit, whose soft value serve raises to the hard one", "server"),
+    Setting("idle_timeout", float, 30.0,
+            "seconds a keep-alive connection may stay silent between requests before it is closed",
+            "server"),
+    Setting("header_timeout", float, 10.0,
+            "seconds from the first byte of a request head to its end; slower heads (slowloris) get "
+            "408 and are closed", "server"),
+    Setting("body_timeout", float, 10.0,
+            "seconds a request body may stop arriving before the connection gets 408 and is closed",
+            "server"),
+    # -- unauthenticated health endpoints (xcap_wsgi.health), in front of Digest -------------------
+    Setting("health_path", lambda v: str(v).strip() or None, "/healthz",
+            "liveness path: GET answers 200 whenever the process serves (no authentication, no "
+            "database); empty disables it", "health"),
+    Setting("ready_path", lambda v: str(v).strip() or None, "/readyz",
+            "readiness path: GET answers 200 when the document store and the subscriber table answer, "
+            "else 503 with Retry-After (no authentication); empty disables it", "health"),
     Setting("root", parse_list, ("/xcap-root",),
             "XCAP root path(s) below the mount point; several comma-separated aliases allowed, "
             "the first is the one stored in doc_uri"),
