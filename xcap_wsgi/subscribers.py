@@ -17,6 +17,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+from urllib.request import pathname2url
 
 from .storage import StoreUnavailable, sqlite_path
 
@@ -175,6 +176,20 @@ class SQLiteSubscribers:
             connection.close()
             self._local.connection = None
 
+    def ping(self) -> None:
+        """Readiness: the file opens by its path and the subscriber table answers (StoreUnavailable).
+        A fresh connection, for the reason given in SQLiteStore.ping."""
+        try:
+            connection = sqlite3.connect(f"file:{pathname2url(self.path)}?mode=rw", uri=True, timeout=self.timeout)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}", retry_after=1) from exc
+        try:
+            connection.execute("SELECT 1 FROM subscriber LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite subscriber table {self.path}: {exc}", retry_after=1) from exc
+        finally:
+            connection.close()
+
 
 class MySQLSubscribers:
     """The subscriber table in MySQL/MariaDB (pymysql): one connection per thread, reconnecting."""
@@ -249,6 +264,13 @@ class MySQLSubscribers:
 
     def close(self) -> None:
         self._drop()
+
+    def ping(self) -> None:
+        """Readiness: a trivial query on the subscriber table (StoreUnavailable)."""
+        try:
+            self._run("SELECT 1 FROM subscriber LIMIT 1", ())
+        except SubscriberError as exc:
+            raise StoreUnavailable(str(exc), retry_after=1) from exc
 
 
 def open_subscribers(url: str, *, create: bool = True):

@@ -827,6 +827,21 @@ class MySQLStore:
     def close(self) -> None:
         self._pool.close()
 
+    def ping(self) -> None:
+        """Readiness: a trivial query on the xcap table through the pool (StoreUnavailable)."""
+        sql = f"SELECT 1 FROM `{self.table}` LIMIT 1"
+
+        def work(cursor):
+            cursor.execute(sql)
+            return cursor.fetchall()
+
+        try:
+            self._run(work, write=False)
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:
+            raise StoreUnavailable(str(exc), retry_after=self.retry_after) from exc
+
     def __repr__(self) -> str:
         return f"MySQLStore({self.url!r}, table={self.table!r})"
 
