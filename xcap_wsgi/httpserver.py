@@ -33,10 +33,12 @@ import functools
 import logging
 import re
 import resource
+import select
 import socket
 import time
 from dataclasses import dataclass
 
+from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
@@ -44,8 +46,11 @@ from waitress.server import MultiSocketServer, TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher
 from waitress.utilities import BadRequest, RequestEntityTooLarge
 
+
 log = logging.getLogger("xcap_wsgi.httpserver")
 
+#: Connections accepted per readiness event of the listening socket.
+ACCEPT_BATCH = 64
 #: Descriptors kept for everything but client connections (database, log files, temp files).
 FD_RESERVE = 64
 _TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n"
@@ -217,6 +222,24 @@ class XCAPChannel(HTTPChannel):
         super().service()
         self.served_at = time.time()
 
+    def add_channel(self, map=None):
+        super().add_channel(map)
+        self._wake()
+
+    def del_channel(self, map=None):
+        self._wake()  # before waitress forgets the descriptor number
+        super().del_channel(map)
+
+    def quiescent(self) -> bool:
+        """Nothing can change this connection's interest but an event on it (see EpollLoop)."""
+        return not (self.requests or self.total_outbufs_len or self.will_close or self.close_when_flushed
+                    or self.lingering)
+
+    def _wake(self) -> None:
+        loop = getattr(self.server, "loop", None)
+        if loop is not None:
+            loop.mark(self._fileno)
+
     # -- timeouts ---------------------------------------------------------------------------------
 
     def check_timeouts(self, now: float) -> None:
@@ -227,6 +250,7 @@ class XCAPChannel(HTTPChannel):
         if self.lingering:
             if now - self.last_activity > limits.body_timeout:
                 self.will_close = True
+                self._wake()
             return
         if self.requests or self.close_when_flushed:
             return  # being answered
@@ -234,6 +258,7 @@ class XCAPChannel(HTTPChannel):
         if request is None:
             if now - self.last_activity > limits.idle_timeout:
                 self.will_close = True
+                self._wake()
         elif not request.headers_finished:
             if now - max(request.started, self.served_at) > limits.header_timeout:
                 self._time_out("request head")
@@ -248,6 +273,97 @@ class XCAPChannel(HTTPChannel):
         except OSError:
             pass
         self.will_close = True
+        self._wake()
+
+
+class EpollLoop:
+    """waitress' main loop on ``epoll`` without the per-iteration cost of idle connections.
+
+    waitress' ``poll()`` loop asks every connection ``readable()``/``writable()`` and registers
+    it anew on each iteration: with a thousand idle keep-alive connections a request took six
+    times longer (measured: 3.4 ms -> 21 ms per request on one connection), and a burst of connections waiting to be accepted (one per iteration) was
+    never worked off. Here a connection's interest is recomputed only when something may have
+    changed it: it had an event, it was added or closed, it has a request in progress or output pending (a
+    task thread works on it and wakes the loop through waitress' trigger when done), or the
+    timeout sweep marked it. Idle and slow connections cost nothing between their events.
+    Everything else (listening socket, trigger) is recomputed on every iteration.
+    """
+
+    def __init__(self, map: dict):
+        self.map = map
+        self.epoll = select.epoll()
+        self.registered: dict[int, tuple[object, int]] = {}  # fd -> (dispatcher, event mask)
+        self.dirty: set[int] = set()
+        self.active: set[int] = set()
+
+    def mark(self, fd: int | None) -> None:
+        """Recompute ``fd``'s interest on the next iteration."""
+        if fd is not None:
+            self.dirty.add(fd)
+
+    def run(self, timeout: float) -> None:
+        self.dirty.update(self.map)  # the listening socket and the trigger, there before the loop
+        while self.map:
+            self._update()
+            try:
+                events = self.epoll.poll(timeout)
+            except InterruptedError:
+                events = []
+            for fd, flags in events:
+                self.dirty.add(fd)
+                obj = self.map.get(fd)
+                if obj is not None:
+                    wasyncore.readwrite(obj, flags)
+
+    def _update(self) -> None:
+        map, registered = self.map, self.registered
+        todo, self.dirty = self.dirty, set()  # connections mark themselves when added and closed
+        todo |= self.active
+        self.active = set()
+        for fd in todo:
+            obj = map.get(fd)
+            if obj is None:
+                self._forget(fd)
+                continue
+            entry = registered.get(fd)
+            if entry is not None and entry[0] is not obj:  # the descriptor number was reused
+                self._forget(fd)
+                entry = None
+            # Quiescent is decided first: a task thread may finish between the two questions,
+            # and only a connection without a task is sure to keep the answers it gave.
+            if not (isinstance(obj, XCAPChannel) and obj.quiescent()):
+                self.active.add(fd)
+            flags = 0
+            if obj.readable():
+                flags |= select.POLLIN | select.POLLPRI
+            if obj.writable() and not obj.accepting:
+                flags |= select.POLLOUT
+            if entry is None or entry[1] != flags:
+                self._register(fd, flags, entry is not None and entry[1] != 0)
+            registered[fd] = (obj, flags)
+
+    def _register(self, fd: int, flags: int, known: bool) -> None:
+        try:
+            if not flags:
+                if known:
+                    self.epoll.unregister(fd)
+            elif known:
+                self.epoll.modify(fd, flags)
+            else:
+                self.epoll.register(fd, flags)
+        except FileNotFoundError:  # closed and reused behind our back: the kernel forgot it
+            if flags:
+                self.epoll.register(fd, flags)
+        except FileExistsError:
+            self.epoll.modify(fd, flags)
+
+    def _forget(self, fd: int) -> None:
+        entry = self.registered.pop(fd, None)
+        if entry is not None and entry[1]:
+            try:
+                self.epoll.unregister(fd)
+            except OSError:
+                pass  # closed: the kernel dropped it already
 
 
 class XCAPServer(TcpWSGIServer):
@@ -257,11 +373,42 @@ class XCAPServer(TcpWSGIServer):
 
     def __init__(self, application, map=None, *, limits: Limits, **kw):
         self.limits = limits
+        self.loop = EpollLoop(map) if hasattr(select, "epoll") and map is not None else None
         super().__init__(application, map, **kw)
 
     def maintenance(self, now):
         for channel in list(self.active_channels.values()):
             channel.check_timeouts(now)
+
+    def handle_accept(self):
+        """Accept up to ``ACCEPT_BATCH`` waiting connections (waitress takes one per iteration)."""
+        for _ in range(ACCEPT_BATCH):
+            if len(self._map) >= self.adj.connection_limit:
+                return
+            try:
+                accepted = self.accept()
+            except OSError:
+                if self.adj.log_socket_errors:
+                    self.logger.warning("server accept() threw an exception", exc_info=True)
+                return
+            if accepted is None:
+                return
+            conn, addr = accepted
+            try:
+                self.set_socket_options(conn)
+            except OSError:
+                conn.close()
+                continue
+            self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)
+
+    def run(self):
+        if self.loop is None:
+            return super().run()
+        try:
+            self.loop.run(self.adj.asyncore_loop_timeout)
+        except (SystemExit, KeyboardInterrupt):
+            self.task_dispatcher.shutdown()
+        return None
 
 
 def create_server(app, *, limits: Limits, sockets: list[socket.socket] | None = None, **adjustments):
