@@ -38,6 +38,21 @@ def parse_size(value: Any) -> int:
     return int(text[:-1] if factor > 1 else text) * factor
 
 
+def parse_positive(value: Any) -> float:
+    """A number of seconds (or a count) above zero: a zero timeout would close every connection."""
+    number = float(value)
+    if not number > 0:
+        raise ValueError(f"timeouts must be above zero, got {value!r}")
+    return number
+
+
+def parse_count(value: Any) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"connection_limit must be at least 1, got {value!r}")
+    return number
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -66,17 +81,17 @@ SETTINGS: tuple[Setting, ...] = (
             "processes of the standalone server sharing one listening socket (each with --threads threads)",
             "server"),
     # -- connection limits of the standalone server (xcap_wsgi.httpserver) -------------------------
-    Setting("connection_limit", int, 5000,
+    Setting("connection_limit", parse_count, 5000,
             "open client connections per process of the standalone server (idle keep-alive ones "
             "included); new connections wait in the listen backlog beyond it; lowered to the open "
             "files limit, whose soft value serve raises to the hard one", "server"),
-    Setting("idle_timeout", float, 30.0,
+    Setting("idle_timeout", parse_positive, 30.0,
             "seconds a keep-alive connection may stay silent between requests before it is closed",
             "server"),
-    Setting("header_timeout", float, 10.0,
+    Setting("header_timeout", parse_positive, 10.0,
             "seconds from the first byte of a request head to its end; slower heads (slowloris) get "
             "408 and are closed", "server"),
-    Setting("body_timeout", float, 10.0,
+    Setting("body_timeout", parse_positive, 10.0,
             "seconds a request body may stop arriving before the connection gets 408 and is closed",
             "server"),
     # -- unauthenticated health endpoints (xcap_wsgi.health), in front of Digest -------------------
