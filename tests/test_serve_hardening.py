@@ -191,6 +191,16 @@ def test_unauthenticated_50mb_put_is_answered_401_before_its_body(tmp_path):
             assert response.headers.get("connection") == "close"
 
 
+@pytest.mark.parametrize("framing", ["Transfer-Encoding: chunked", "Content-Length: 1000\r\nExpect: 100-continue"])
+def test_unauthenticated_body_is_not_asked_for(tmp_path, framing):
+    """A chunked body or one that waits for 100 Continue: 401 at once, never a 100."""
+    with running_serve(tmp_path) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
+            s.sendall(f"PUT {DOC} HTTP/1.1\r\nHost: x\r\nContent-Type: {RL_MIME}\r\n{framing}\r\n\r\n".encode())
+            response = read_response(s)
+            assert response.status == 401 and "www-authenticate" in response.headers
+
+
 def test_unauthenticated_50mb_upload_is_cut_short(tmp_path):
     """A client that uploads without waiting: the server stops reading after its 401 instead of
     taking (and buffering to a temporary file) all 50 MB."""
@@ -294,3 +304,4 @@ def test_no_byte_sequence_in_the_request_target_is_a_500(tmp_path):
         client.close()
     assert not failures, failures[:20]
     assert "Traceback" not in server.log
+    assert "GET /xcap-root/resource-lists/users/sip:alice@example.com/%C0%AE " in server.log  # access log on

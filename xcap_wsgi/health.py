@@ -55,10 +55,14 @@ class HealthMiddleware:
 
     def _failed_checks(self) -> list[str]:
         """Names of the checks that fail now (cached for ``READY_CACHE`` seconds)."""
-        with self._lock:
-            now = self.clock()
-            if self._cached is not None and now - self._cached[0] < READY_CACHE:
-                return self._cached[1]
+        cached = self._cached
+        if cached is not None and self.clock() - cached[0] < READY_CACHE:
+            return cached[1]
+        # One thread pings; the others answer with the previous outcome instead of queueing
+        # behind a database that takes its connect timeout to fail.
+        if not self._lock.acquire(blocking=cached is None):
+            return cached[1]
+        try:
             failed = []
             for name, ping in self.checks:
                 try:
@@ -68,6 +72,8 @@ class HealthMiddleware:
                     failed.append(name)
             self._cached = (self.clock(), failed)
             return failed
+        finally:
+            self._lock.release()
 
     @staticmethod
     def _answer(environ, start_response, status: str, text: str, extra: list | None = None):

@@ -371,9 +371,9 @@ class XCAPServer(TcpWSGIServer):
 
     channel_class = XCAPChannel
 
-    def __init__(self, application, map=None, *, limits: Limits, **kw):
+    def __init__(self, application, map=None, *, limits: Limits, loop: EpollLoop | None = None, **kw):
         self.limits = limits
-        self.loop = EpollLoop(map) if hasattr(select, "epoll") and map is not None else None
+        self.loop = loop  # None: waitress' own poll() loop
         super().__init__(application, map, **kw)
 
     def maintenance(self, now):
@@ -427,19 +427,38 @@ def create_server(app, *, limits: Limits, sockets: list[socket.socket] | None = 
     dispatcher = ThreadedTaskDispatcher()
     dispatcher.set_thread_count(adj.threads)
     map: dict = {}
+    loop = EpollLoop(map) if hasattr(select, "epoll") else None
     servers = []
     if adj.sockets:
         for sock in adj.sockets:
-            servers.append(XCAPServer(app, map, limits=limits, _sock=sock, dispatcher=dispatcher, adj=adj,
-                                      bind_socket=False,
+            servers.append(XCAPServer(app, map, limits=limits, loop=loop, _sock=sock, dispatcher=dispatcher,
+                                      adj=adj, bind_socket=False,
                                       sockinfo=(sock.family, sock.type, sock.proto, sock.getsockname())))
     else:
         for sockinfo in adj.listen:
-            servers.append(XCAPServer(app, map, limits=limits, dispatcher=dispatcher, adj=adj, sockinfo=sockinfo))
+            servers.append(XCAPServer(app, map, limits=limits, loop=loop, dispatcher=dispatcher, adj=adj,
+                                      sockinfo=sockinfo))
     if len(servers) == 1:
         return servers[0]
     listen = [(s.effective_host, s.effective_port) for s in servers]
-    return MultiSocketServer(map, adj, listen, dispatcher, servers[-1].log_info)
+    return _MultiSocketServer(map, adj, listen, dispatcher, servers[-1].log_info, loop=loop)
+
+
+class _MultiSocketServer(MultiSocketServer):
+    """Several listening sockets (a host name with IPv4 and IPv6 addresses) on one EpollLoop."""
+
+    def __init__(self, *args, loop: EpollLoop | None, **kw):
+        super().__init__(*args, **kw)
+        self.loop = loop
+
+    def run(self):
+        if self.loop is None:
+            return super().run()
+        try:
+            self.loop.run(self.adj.asyncore_loop_timeout)
+        except (SystemExit, KeyboardInterrupt):
+            self.close()
+        return None
 
 
 def serve(app, *, limits: Limits, **adjustments) -> None:
