@@ -4,8 +4,11 @@ waitress alone keeps 100 connections per process, drops silent ones only after 1
 time limit on a request head or body, uses ``select()`` (which breaks above file descriptor
 1024) and reads every request body whole before the application sees the request. Here:
 
-* ``poll()``, a connection limit of thousands per process, and the soft ``RLIMIT_NOFILE`` raised
-  to the hard limit (the connection limit is lowered to what the descriptors allow);
+* an ``epoll`` main loop in which idle connections cost nothing (``EpollLoop``; waitress'
+  ``poll()`` loop where epoll is missing), connections accepted in batches, a connection limit
+  of thousands per process, and the soft ``RLIMIT_NOFILE`` raised to the hard limit (the
+  connection limit is lowered to what the descriptors allow). An idle connection costs about
+  2.6 kB of the process' memory (measured with 3,000);
 * **idle timeout**: a keep-alive connection with no request in progress is closed after
   ``idle_timeout`` seconds of silence;
 * **header timeout**: a request head must be complete ``header_timeout`` seconds after its first
