@@ -282,14 +282,15 @@ class XCAPChannel(HTTPChannel):
 class EpollLoop:
     """waitress' main loop on ``epoll`` without the per-iteration cost of idle connections.
 
-    waitress' ``poll()`` loop asks every connection ``readable()``/``writable()`` and registers
-    it anew on each iteration: with a thousand idle keep-alive connections a request took six
-    times longer (measured: 3.4 ms -> 21 ms per request on one connection), and a burst of connections waiting to be accepted (one per iteration) was
-    never worked off. Here a connection's interest is recomputed only when something may have
-    changed it: it had an event, it was added or closed, it has a request in progress or output pending (a
-    task thread works on it and wakes the loop through waitress' trigger when done), or the
-    timeout sweep marked it. Idle and slow connections cost nothing between their events.
-    Everything else (listening socket, trigger) is recomputed on every iteration.
+    waitress' ``poll()`` loop asks every connection ``readable()``/``writable()`` and registers it
+    anew on each iteration: with a thousand idle keep-alive connections a request took six times
+    longer (measured: 3.4 ms -> 21 ms per request on one connection), and a burst of connections
+    waiting to be accepted (one per iteration) kept a new client waiting over 10 s with 2,000 open. Here a connection's interest is
+    recomputed only when something may have changed it: it had an event, it was added or closed, it
+    has a request in progress or output pending (a task thread works on it and wakes the loop
+    through waitress' trigger when done), or the timeout sweep marked it. Idle and slow connections
+    cost nothing between their events. Everything else (listening socket, trigger) is recomputed
+    on every iteration.
     """
 
     def __init__(self, map: dict):
