@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
                                help=setting.help + env_help)
         else:
             serve.add_argument(setting.flag, dest=setting.name, default=None, metavar=setting.name.upper(),
-                               action="append" if setting.repeatable else "store", help=setting.help + env_help)
+                               help=setting.help + env_help)
 
     initdb = commands.add_parser("initdb", help="create Kamailio's xcap table (and version row) if absent")
     initdb.add_argument("--db", default=None, help="database URL (default: $XCAP_DB or the embedded SQLite file)")
@@ -72,8 +72,6 @@ def _show(value) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .waitress_server import serve
-
     given = {}
     if args.config:
         given.update(_read_config(args.config))
@@ -91,8 +89,11 @@ def _serve(args: argparse.Namespace) -> int:
         app, mode = _build_app(values)
     except SystemExit as exc:
         return exc.code
+    from .httpserver import limits_from_settings, serve
+
     _banner(values["host"], values["port"], values, mode)
-    serve(app, host=values["host"], port=values["port"], threads=values["threads"], ident="xcap-wsgi")
+    serve(app, limits=limits_from_settings(values), host=values["host"], port=values["port"],
+          threads=values["threads"], ident="xcap-wsgi")
     return 0
 
 
@@ -109,9 +110,11 @@ def _serve_workers(values: dict) -> int:
         auth = "ANONYMOUS (no authentication: development only)" if values["anonymous"] else "Digest"
         _banner(host, port, values, auth, f" workers={values['workers']} threads={values['threads']}")
 
+    from .httpserver import limits_from_settings
+
     return serve_workers(lambda: _build_app(values)[0], host=values["host"], port=values["port"],
                          workers=values["workers"], threads=values["threads"], on_ready=ready,
-                         ident="xcap-wsgi")
+                         limits=limits_from_settings(values), ident="xcap-wsgi")
 
 
 def _banner(host: str, port: int, values: dict, auth: str, extra: str = "") -> None:
@@ -124,13 +127,17 @@ def _banner(host: str, port: int, values: dict, auth: str, extra: str = "") -> N
 def _build_app(values: dict):
     """The WSGI app of ``serve`` and a description of its authentication; ``SystemExit(1)`` after
     printing the reason when the database or the authentication set-up fails."""
+    from .health import with_health
+
     try:
         app = build_middleware(None, values)
     except (StoreError, ValueError, OSError) as exc:
         print(f"xcap-wsgi: cannot open the database {_redact(values['db'])}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    store = app.store
     if values["anonymous"]:
         mode = "ANONYMOUS (no authentication: development only)"
+        app = with_health(app, values, store=store)
     else:
         from .digest import from_settings
         from .subscribers import SubscriberError
@@ -142,11 +149,11 @@ def _build_app(values: dict):
         except (SubscriberError, StoreError, ValueError, OSError) as exc:
             print(f"xcap-wsgi: cannot set up Digest authentication: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
-        realm = app.realm or f"<domain of the XUI>, else {app.default_domain}"
-        mode = (f"Digest ({'/'.join(app.algorithms)}{', Basic' if app.basic else ''}) realm={realm} "
+        mode = (f"Digest ({'/'.join(app.algorithms)}{', Basic' if app.basic else ''}) realm={app.realm} "
                 f"against {_redact(values['auth_db'] or values['db'])}")
         if values["identity_header"]:
             mode += f"; {values['identity_header']} from {','.join(values['trusted_proxies'])}"
+        app = with_health(app, values, store=store, subscribers=app.subscribers)
     return app, mode
 
 

@@ -58,14 +58,19 @@ def filter_app_factory(app, global_conf, **local_conf):
 def app_factory(global_conf, **local_conf):
     """``paste.app_factory``: a standalone XCAP server, the application ``xcap-wsgi serve`` runs.
 
-    Outside the XCAP root it answers 404. Unless ``anonymous = true`` it authenticates with
-    Digest against Kamailio's ``subscriber`` table (``auth_db``, default ``db``), exactly as
-    ``serve`` does; ``xcap-wsgi adduser`` creates accounts.
+    Outside the XCAP root it answers 404. The health endpoints (``health_path``, ``ready_path``)
+    answer in front of authentication (xcap_wsgi.health). Unless ``anonymous = true`` it
+    authenticates with Digest against Kamailio's ``subscriber`` table (``auth_db``, default ``db``),
+    exactly as ``serve`` does; ``xcap-wsgi adduser`` creates accounts.
     """
+    from .health import with_health
+
     values = settings_from_conf(global_conf, local_conf, defaults={"log_requests": True})
     app = build_middleware(None, values)
+    store = app.store
     if values["anonymous"]:
-        return app
+        return with_health(app, values, store=store)
     from .digest import from_settings
 
-    return from_settings(app, values)
+    app = from_settings(app, values)
+    return with_health(app, values, store=store, subscribers=app.subscribers)
