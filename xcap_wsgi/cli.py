@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
                                help=setting.help + env_help)
         else:
             serve.add_argument(setting.flag, dest=setting.name, default=None, metavar=setting.name.upper(),
-                               help=setting.help + env_help)
+                               action="append" if setting.repeatable else "store", help=setting.help + env_help)
 
     initdb = commands.add_parser("initdb", help="create Kamailio's xcap table (and version row) if absent")
     initdb.add_argument("--db", default=None, help="database URL (default: $XCAP_DB or the embedded SQLite file)")
@@ -149,7 +149,8 @@ def _build_app(values: dict):
         except (SubscriberError, StoreError, ValueError, OSError) as exc:
             print(f"xcap-wsgi: cannot set up Digest authentication: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
-        mode = (f"Digest ({'/'.join(app.algorithms)}{', Basic' if app.basic else ''}) realm={app.realm} "
+        realm = app.realm or f"<domain of the XUI>, else {app.default_domain}"
+        mode = (f"Digest ({'/'.join(app.algorithms)}{', Basic' if app.basic else ''}) realm={realm} "
                 f"against {_redact(values['auth_db'] or values['db'])}")
         if values["identity_header"]:
             mode += f"; {values['identity_header']} from {','.join(values['trusted_proxies'])}"
