@@ -56,7 +56,7 @@ from urllib.parse import unquote, urlsplit
 
 from .accounts import account_problem
 from .middleware import raw_request_target
-from .nonces import open_host_table
+from .nonces import host_secret, open_host_table
 from .storage import StoreError, StoreUnavailable
 from .subscribers import Subscriber, open_subscribers
 from .auth import PUBLIC_GLOBAL
@@ -565,7 +565,9 @@ def from_settings(app, values: dict, *, required: bool | None = None) -> DigestA
         algorithms=values.get("digest_algorithms") or ("MD5", "SHA-256"),
         password_column=values.get("password_column") or "auto",
         nonce_lifetime=values.get("nonce_lifetime") or 300,
-        secret=values.get("nonce_secret") or None,
+        # No setting: the host's secret, so every process of this user on the host (uWSGI, several
+        # serve) accepts the others' nonces and counts them in one table; else one per process.
+        secret=values.get("nonce_secret") or host_secret(),
         basic=bool(values.get("basic_auth")),
         required=(not values.get("identity_header")) if required is None else required,
     )
