@@ -56,7 +56,7 @@ from urllib.parse import unquote, urlsplit
 
 from .accounts import account_problem
 from .middleware import raw_request_target
-from .nonces import host_secret, open_host_table
+from .nonces import count, host_secret, open_host_table
 from .storage import StoreError, StoreUnavailable
 from .subscribers import Subscriber, open_subscribers
 from .auth import PUBLIC_GLOBAL
@@ -67,7 +67,6 @@ log = logging.getLogger("xcap_wsgi.digest")
 ALGORITHMS = {"SHA-256": hashlib.sha256, "MD5": hashlib.md5}
 PASSWORD_COLUMNS = ("auto", "password", "ha1", "ha1b")
 _NONCE_RAW = 8 + 8 + 16  # issue time (µs), random, MAC
-_WINDOW = 64
 #: A realm taken from an XUI must fit in a quoted-string as is (RFC 7616 §3.3) and in a latin-1 header.
 _SAFE_REALM = re.compile(r"[!#-\[\]-~]+")
 
@@ -155,16 +154,10 @@ class NonceTracker:
                     return "stale"
                 highest, seen = nc, 1
             else:
-                highest, seen = entry
-                if nc > highest:
-                    shift = nc - highest
-                    seen = ((seen << shift) | 1) & ((1 << _WINDOW) - 1) if shift < _WINDOW else 1
-                    highest = nc
-                else:
-                    offset = highest - nc
-                    if offset >= _WINDOW or seen & (1 << offset):
-                        return "replay"
-                    seen |= 1 << offset
+                counted = count(*entry, nc)
+                if counted is None:
+                    return "replay"
+                highest, seen = counted
             self._entries[nonce] = (highest, seen)
             self._entries.move_to_end(nonce)
             while len(self._entries) > self.capacity:

@@ -64,6 +64,19 @@ _INIT_BYTE = LOCK_STRIPES + 1  # exclusive while a table is being laid out
 _PREFIX, _SUFFIX = "nonces-", ".table"
 
 
+def count(highest: int, seen: int, nc: int) -> tuple[int, int] | None:
+    """Record nonce-count ``nc`` in a nonce's window (``highest`` count seen, bit ``i`` of
+    ``seen`` = ``highest - i`` seen): the new ``(highest, seen)``, or None for a replay (a count
+    seen already, or fallen out of the window)."""
+    if nc > highest:
+        shift = nc - highest
+        return nc, ((seen << shift) | 1) & ((1 << WINDOW) - 1) if shift < WINDOW else 1
+    back = highest - nc
+    if back >= WINDOW or seen & (1 << back):
+        return None
+    return highest, seen | 1 << back
+
+
 class LockTimeout(OSError):
     """A lock of the table was not free within the timeout."""
 
@@ -202,16 +215,10 @@ class HostNonceTable:
             at = first + way * _SLOT.size
             key, slot_issued, highest, seen = _SLOT.unpack_from(mapped, at)
             if key == digest and slot_issued == issued:
-                if nc > highest:
-                    shift = nc - highest
-                    seen = ((seen << shift) | 1) & ((1 << WINDOW) - 1) if shift < WINDOW else 1
-                    highest = nc
-                else:
-                    back = highest - nc
-                    if back >= WINDOW or seen & (1 << back):
-                        return "replay"
-                    seen |= 1 << back
-                _SLOT.pack_into(mapped, at, digest, issued, highest, seen)
+                counted = count(highest, seen, nc)
+                if counted is None:
+                    return "replay"
+                _SLOT.pack_into(mapped, at, digest, issued, *counted)
                 return "ok"
             if slot_issued == 0 or slot_issued < self._expired_before:
                 if free is None:
