@@ -640,7 +640,8 @@ def test_sqlite_subscribers_lookup_without_table_creation(tmp_path):
 def test_settings_compose_digest_and_trusted_proxy(db_url, tmp_path):
     from xcap_wsgi import SQLiteStore
     from xcap_wsgi.digest import from_settings
-    from xcap_wsgi.settings import build_middleware, resolve
+    from xcap_wsgi.build import build_middleware
+    from xcap_wsgi.settings import resolve
 
     values = resolve({"db": f"sqlite:///{tmp_path / 'xcap.sqlite3'}", "auth_db": db_url, "default_domain": REALM,
                       "identity_header": "X-3GPP-Intended-Identity", "trusted_proxies": "10.0.0.0/8"}, environ={})

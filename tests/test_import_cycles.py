@@ -15,9 +15,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "xcap_wsgi"
 
-#: Cycles another change is taking apart (the operator commands are being split out of admin.py).
-#: Each entry is a frozenset of the modules of one cycle; remove it when the cycle is gone.
-KNOWN = {frozenset({"xcap_wsgi.admin", "xcap_wsgi.cli"})}
+#: Cycles another change is taking apart (frozensets of the modules of one cycle); none now.
+KNOWN: set[frozenset[str]] = set()
 
 
 def module_name(path: Path) -> str:

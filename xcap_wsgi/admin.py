@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
-from .settings import usage_registry
+from .build import usage_registry
 from .storage import ConcurrentModification, DocumentKey, SQLiteStore, Store, StoreError
 from .storage.base import MAX_ETAG_LENGTH
 
@@ -647,7 +647,7 @@ def _values(args) -> dict:
 
     given = {}
     if getattr(args, "config", None):
-        from .cli import _read_config
+        from .settings import read_config as _read_config
 
         given.update(_read_config(args.config))
     if args.db:

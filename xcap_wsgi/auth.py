@@ -34,6 +34,7 @@ from typing import Callable, Iterable, Mapping, Protocol
 from webob.exc import HTTPForbidden, HTTPNotFound, HTTPUnauthorized
 
 from .accounts import identity_account
+from .settings import DEFAULTS
 from .uri import XCAPURI, xui_account
 
 log = logging.getLogger("xcap_wsgi.auth")
@@ -41,7 +42,7 @@ log = logging.getLogger("xcap_wsgi.auth")
 IdentityResolver = Callable[[dict], "str | None"]
 
 #: AUIDs whose documents any authenticated user may read (OMA presence content: status icons).
-DEFAULT_PUBLIC_READ = ("org.openmobilealliance.pres-content",)
+DEFAULT_PUBLIC_READ = DEFAULTS.public_read
 
 
 def remote_user(environ: dict) -> str | None:
@@ -89,7 +90,7 @@ class DefaultPolicy:
     def __init__(
         self,
         *,
-        default_domain: str = "localhost",
+        default_domain: str = DEFAULTS.default_domain,
         admins: Iterable[str] = (),
         trusted: Iterable[str] = (),
         public_read: Iterable[str] = DEFAULT_PUBLIC_READ,

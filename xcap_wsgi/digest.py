@@ -58,6 +58,7 @@ from .accounts import account_problem
 from .middleware import raw_request_target
 from .nonces import count, host_secret, open_host_table
 from .storage import StoreError, StoreUnavailable
+from .settings import DEFAULTS, Settings
 from .subscribers import Subscriber, open_subscribers
 from .auth import PUBLIC_GLOBAL
 from .uri import XCAPURI, URIError, match_root, parse_xcap_path, xui_account
@@ -202,12 +203,12 @@ class DigestAuthMiddleware:
         *,
         subscribers,  # an object with lookup(user, domain) -> Subscriber | None, or a database URL
         realm: str | None = None,
-        default_domain: str = "localhost",
-        roots: Iterable[str] = ("/xcap-root",),
-        max_uri_length: int = 4096,
-        algorithms: Iterable[str] = ("MD5", "SHA-256"),
-        password_column: str = "auto",
-        nonce_lifetime: float = 300.0,
+        default_domain: str = DEFAULTS.default_domain,
+        roots: Iterable[str] = DEFAULTS.root,
+        max_uri_length: int = DEFAULTS.max_uri_length,
+        algorithms: Iterable[str] = DEFAULTS.digest_algorithms,
+        password_column: str = DEFAULTS.password_column,
+        nonce_lifetime: float = DEFAULTS.nonce_lifetime,
         secret: bytes | str | None = None,
         basic: bool = False,
         required: bool = True,
@@ -546,21 +547,22 @@ class DigestAuthMiddleware:
         return decoded == expected_path and query == environ.get("QUERY_STRING", "")
 
 
-def from_settings(app, values: dict, *, required: bool | None = None) -> DigestAuthMiddleware:
-    """``DigestAuthMiddleware`` around ``app`` from resolved settings (see ``xcap_wsgi.settings``)."""
+def from_settings(app, settings: Settings, *, required: bool | None = None) -> DigestAuthMiddleware:
+    """``DigestAuthMiddleware`` around ``app`` from ``settings`` (see ``xcap_wsgi.settings``);
+    ``required`` defaults to "no trusted identity header is set"."""
     return DigestAuthMiddleware(
         app,
-        subscribers=open_subscribers(values.get("auth_db") or values["db"], create=True),
-        realm=values.get("realm") or None,
-        default_domain=values["default_domain"],
-        roots=values.get("root") or ("/xcap-root",),
-        max_uri_length=values.get("max_uri_length") or 4096,
-        algorithms=values.get("digest_algorithms") or ("MD5", "SHA-256"),
-        password_column=values.get("password_column") or "auto",
-        nonce_lifetime=values.get("nonce_lifetime") or 300,
+        subscribers=open_subscribers(settings.auth_db or settings.db, create=True),
+        realm=settings.realm,
+        default_domain=settings.default_domain,
+        roots=settings.root,
+        max_uri_length=settings.max_uri_length,
+        algorithms=settings.digest_algorithms,
+        password_column=settings.password_column,
+        nonce_lifetime=settings.nonce_lifetime,
         # No setting: the host's secret, so every process of this user on the host (uWSGI, several
         # serve) accepts the others' nonces and counts them in one table; else one per process.
-        secret=values.get("nonce_secret") or host_secret(),
-        basic=bool(values.get("basic_auth")),
-        required=(not values.get("identity_header")) if required is None else required,
+        secret=settings.nonce_secret or host_secret(),
+        basic=settings.basic_auth,
+        required=not settings.identity_header if required is None else required,
     )

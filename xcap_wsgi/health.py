@@ -19,6 +19,8 @@ import threading
 import time
 from typing import Callable, Iterable
 
+from .settings import DEFAULTS, Settings
+
 log = logging.getLogger("xcap_wsgi.health")
 
 #: How long a readiness outcome is reused (seconds).
@@ -29,7 +31,7 @@ class HealthMiddleware:
     """Answer ``live_path`` and ``ready_path`` (exact paths); pass everything else to ``app``."""
 
     def __init__(self, app: Callable, *, checks: Iterable[tuple[str, Callable[[], object]]] = (),
-                 live_path: str | None = "/healthz", ready_path: str | None = "/readyz",
+                 live_path: str | None = DEFAULTS.health_path, ready_path: str | None = DEFAULTS.ready_path,
                  retry_after: int = 5, clock: Callable[[], float] = time.monotonic):
         self.app = app
         self.checks = list(checks)  # (name, ping): ping() raises when the dependency is not usable
@@ -52,6 +54,13 @@ class HealthMiddleware:
                                     [("Retry-After", str(self.retry_after))])
             return self._answer(environ, start_response, "200 OK", "ready\n")
         return self.app(environ, start_response)
+
+    def __getattr__(self, name: str):
+        """Attributes of the wrapped app (``store``, ``subscribers``, ``realm``) read through: the
+        health endpoints are a transparent layer."""
+        if name == "app":  # not set yet (e.g. while unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.app, name)
 
     def _failed_checks(self) -> list[str]:
         """Names of the checks that fail now (cached for ``READY_CACHE`` seconds)."""
@@ -86,15 +95,14 @@ class HealthMiddleware:
         return [] if method == "HEAD" else [body]
 
 
-def with_health(app: Callable, values: dict, *, store=None, subscribers=None) -> Callable:
-    """``app`` behind the health endpoints of resolved settings; readiness pings ``store`` and
+def with_health(app: Callable, settings: Settings, *, store=None, subscribers=None) -> Callable:
+    """``app`` behind the health endpoints of ``settings``; readiness pings ``store`` and
     ``subscribers`` (either may be None: not checked)."""
-    if not values.get("health_path") and not values.get("ready_path"):
+    if not settings.health_path and not settings.ready_path:
         return app
     checks = []
     if store is not None and hasattr(store, "ping"):
         checks.append(("document store", store.ping))
     if subscribers is not None and hasattr(subscribers, "ping"):
         checks.append(("subscriber table", subscribers.ping))
-    return HealthMiddleware(app, checks=checks, live_path=values.get("health_path"),
-                            ready_path=values.get("ready_path"))
+    return HealthMiddleware(app, checks=checks, live_path=settings.health_path, ready_path=settings.ready_path)

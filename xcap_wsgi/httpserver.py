@@ -49,6 +49,8 @@ from waitress.server import MultiSocketServer, TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import BadRequest, RequestEntityTooLarge
 
+from .settings import DEFAULTS, Settings
+
 
 log = logging.getLogger("xcap_wsgi.httpserver")
 
@@ -68,11 +70,11 @@ _BARE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 class Limits:
     """The connection limits of one server process (see the module docstring)."""
 
-    connection_limit: int = 5000
-    idle_timeout: float = 30.0
-    header_timeout: float = 10.0
-    body_timeout: float = 10.0
-    max_body_size: int = 4 * 1024 * 1024
+    connection_limit: int = DEFAULTS.connection_limit
+    idle_timeout: float = DEFAULTS.idle_timeout
+    header_timeout: float = DEFAULTS.header_timeout
+    body_timeout: float = DEFAULTS.body_timeout
+    max_body_size: int = DEFAULTS.max_body_size
     withhold_unauthenticated_bodies: bool = False
 
 
@@ -510,14 +512,14 @@ def serve(app, *, limits: Limits, **adjustments) -> None:
     create_server(app, limits=limits, **adjustments).run()
 
 
-def limits_from_settings(values: dict) -> Limits:
-    """``Limits`` from resolved settings: Digest required (not anonymous, no trusted identity
-    header) means request bodies are withheld from requests without ``Authorization``."""
+def limits_from_settings(settings: Settings) -> Limits:
+    """``Limits`` from ``settings``: Digest required (not anonymous, no trusted identity header)
+    means request bodies are withheld from requests without ``Authorization``."""
     return Limits(
-        connection_limit=values["connection_limit"],
-        idle_timeout=values["idle_timeout"],
-        header_timeout=values["header_timeout"],
-        body_timeout=values["body_timeout"],
-        max_body_size=values["max_body_size"],
-        withhold_unauthenticated_bodies=not values["anonymous"] and not values.get("identity_header"),
+        connection_limit=settings.connection_limit,
+        idle_timeout=settings.idle_timeout,
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        max_body_size=settings.max_body_size,
+        withhold_unauthenticated_bodies=not settings.anonymous and not settings.identity_header,
     )

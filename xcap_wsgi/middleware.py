@@ -44,6 +44,7 @@ from .storage import (
     StoreUnavailable,
     UnrepresentableKey,
 )
+from .settings import DEFAULTS
 from .uri import URIError, XCAPURI, match_root, parse_xcap_path, xui_account
 from .usages import UsageRegistry, default_registry
 from .validation import preload as preload_schemas
@@ -73,18 +74,18 @@ class XCAPMiddleware:
         app: Callable | None,
         *,
         store: Store,
-        root: str | Iterable[str] = "/xcap-root",  # one path or several aliases; the first is canonical
+        root: str | Iterable[str] = DEFAULTS.root,  # one path or several aliases; the first is canonical
         usages: UsageRegistry | None = None,  # enabled application usages (default: all shipped ones)
-        default_domain: str = "localhost",  # SIP domain for XUIs and identities without one
+        default_domain: str = DEFAULTS.default_domain,  # SIP domain for XUIs and identities without one
         identity: IdentityResolver = remote_user,  # environ -> identity string or None
         policy: Policy | None = None,  # authorization (default: RFC 4825 default policy)
-        anonymous: bool = False,  # development only: no identity needed, everything allowed
-        admins: Iterable[str] = (),  # identities that may write the global tree (default policy)
-        max_body_size: int = 4 * 1024 * 1024,  # larger request bodies get 413
-        max_uri_length: int = 4096,  # longer request URIs get 414
-        public_url: str | None = None,  # e.g. "https://xcap.example.com" behind a proxy
-        doc_uri_root: str | None = None,  # path stored in doc_uri before the AUID (default: mount + root)
-        log_requests: bool = False,  # one access-log line per XCAP request
+        anonymous: bool = DEFAULTS.anonymous,  # development only: no identity needed, everything allowed
+        admins: Iterable[str] = DEFAULTS.admins,  # identities that may write the global tree (default policy)
+        max_body_size: int = DEFAULTS.max_body_size,  # larger request bodies get 413
+        max_uri_length: int = DEFAULTS.max_uri_length,  # longer request URIs get 414
+        public_url: str | None = DEFAULTS.public_url,  # e.g. "https://xcap.example.com" behind a proxy
+        doc_uri_root: str | None = DEFAULTS.doc_uri_root,  # path stored in doc_uri before the AUID (default: mount + root)
+        log_requests: bool = DEFAULTS.log_requests,  # one access-log line per XCAP request
         on_change: Callable | Iterable[Callable] = (),  # sinks called with a ChangeEvent after each write
         challenge: str | None = None,  # WWW-Authenticate value for 401s, e.g. 'Basic realm="example.com"'
     ):
