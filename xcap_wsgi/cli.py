@@ -21,6 +21,23 @@ from .storage import StoreError, open_store
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is not None:
+        return args.handler(args)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "initdb":
+        return _initdb(args)
+    if args.command == "adduser":
+        return _adduser(args)
+    parser.print_help()
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``xcap-wsgi`` parser: ``serve`` has one option per setting, the other commands
+    ``--config``, ``--db`` and ``--default-domain`` (``admin.add_commands`` adds its own)."""
     parser = argparse.ArgumentParser(prog="xcap-wsgi", description="XCAP server (RFC 4825) over Kamailio's xcap table")
     parser.add_argument("--version", action="version", version=f"xcap-wsgi {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -51,18 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     from .admin import add_commands  # export, import, purge, check (xcap_wsgi.admin)
 
     add_commands(commands)
-
-    args = parser.parse_args(argv)
-    if getattr(args, "handler", None) is not None:
-        return args.handler(args)
-    if args.command == "serve":
-        return _serve(args)
-    if args.command == "initdb":
-        return _initdb(args)
-    if args.command == "adduser":
-        return _adduser(args)
-    parser.print_help()
-    return 2
+    return parser
 
 
 def _add_setting(parser: argparse.ArgumentParser, setting: Setting) -> None:
@@ -104,9 +110,18 @@ def _show(value) -> str:
     return "none" if value is None else str(value)
 
 
+def serve_settings(args: argparse.Namespace) -> Settings:
+    """The ``Settings`` of ``serve`` from its parsed options (``ValueError`` when refused):
+    options given > ``--config`` > environment > the standalone defaults > the field defaults."""
+    given = {s.name: getattr(args, s.name) for s in SETTINGS}
+    return Settings.from_sources(given, config=args.config, defaults=STANDALONE_DEFAULTS)
+
+
 def _serve(args: argparse.Namespace) -> int:
-    settings = _settings(args, {s.name: getattr(args, s.name) for s in SETTINGS}, STANDALONE_DEFAULTS)
-    if settings is None:
+    try:
+        settings = serve_settings(args)
+    except ValueError as exc:
+        print(f"xcap-wsgi: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
