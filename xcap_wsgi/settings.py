@@ -28,6 +28,7 @@ import configparser
 import os
 import re
 from dataclasses import asdict, dataclass, field, fields, replace
+from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from .storage import DEFAULT_DATABASE_URL
@@ -36,7 +37,7 @@ from .usages import DEFAULT_USAGES
 #: The ini section ``--config FILE`` reads.
 CONFIG_SECTION = "xcap-wsgi"
 #: What the standalone server (``serve``, the PasteDeploy app) changes among the defaults.
-STANDALONE_DEFAULTS: Mapping[str, Any] = {"log_requests": True}
+STANDALONE_DEFAULTS: Mapping[str, Any] = MappingProxyType({"log_requests": True})
 
 
 def parse_bool(value: Any) -> bool:
