@@ -248,8 +248,9 @@ class Settings:
     nonce_lifetime: float = setting(300.0, parse_positive,
                                     "seconds a Digest nonce stays valid (then stale=true)", "auth")
     nonce_secret: str | None = setting(None, parse_raw,
-                                       "HMAC key for Digest nonces (default: random per process; set it when "
-                                       "processes share clients)", "auth")
+                                       "HMAC key for Digest nonces (default: one per user and host, kept in the "
+                                       "private runtime directory; set it when processes on several hosts share "
+                                       "clients)", "auth")
     basic_auth: bool = setting(False, parse_bool,
                                "also accept HTTP Basic (checked against the subscriber table); only over TLS",
                                "auth")
