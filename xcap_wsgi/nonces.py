@@ -47,6 +47,7 @@ import threading
 import time
 
 from .hostdir import private_directory
+from .settings import DEFAULTS
 
 log = logging.getLogger("xcap_wsgi.nonces")
 
@@ -90,7 +91,8 @@ class HostNonceTable:
     last use before a later server may remove it.
     """
 
-    def __init__(self, path: str, capacity: int = 10000, *, lifetime: float = 300.0, lock_timeout: float = 2.0):
+    def __init__(self, path: str, capacity: int = 10000, *, lifetime: float = DEFAULTS.nonce_lifetime,
+                 lock_timeout: float = 2.0):
         self.path = path
         self.lifetime = float(lifetime)
         self.lock_timeout = lock_timeout
@@ -266,7 +268,7 @@ def table_name(secret: bytes, realm: str) -> str:
     return f"{_PREFIX}{mac[:32]}{_SUFFIX}"
 
 
-def open_host_table(secret: bytes, realm: str, capacity: int = 10000, *, lifetime: float = 300.0,
+def open_host_table(secret: bytes, realm: str, capacity: int = 10000, *, lifetime: float = DEFAULTS.nonce_lifetime,
                     bases: tuple[str, ...] | None = None) -> HostNonceTable | None:
     """The host's table for nonces of ``secret`` and ``realm``, or None (logged) when no private
     directory or file can be had: then nonce-counts are tracked per process only."""
