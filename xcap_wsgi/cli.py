@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     from .admin import add_commands  # export, import, purge, check (xcap_wsgi.admin)
 
     add_commands(commands)
+    from .rls_index import add_command as add_rls_index_command
+
+    add_rls_index_command(commands)
 
     args = parser.parse_args(argv)
     if getattr(args, "handler", None) is not None:
@@ -160,10 +163,23 @@ def _initdb(args: argparse.Namespace) -> int:
         else:
             open_store(url).close()  # SQLite creates Kamailio's table and version row on first use
             print(f"xcap-wsgi: {url} is ready (xcap table, version 4)")
+        _initdb_rls_index(url)
     except (StoreError, ValueError, OSError) as exc:
         print(f"xcap-wsgi: initdb failed: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _initdb_rls_index(url: str) -> None:
+    """Create xcap-wsgi's optional rls-services side table if absent, filled from the rows."""
+    from .rls_index import rebuild
+
+    store = open_store(url)
+    try:
+        if store.rls_index.create():
+            print(f"xcap-wsgi: created {store.rls_index.side} ({rebuild(store)} service URIs)")
+    finally:
+        store.close()
 
 
 def _redact(url: str) -> str:

@@ -188,6 +188,7 @@ def _put_node_on(request: Request, store: Store, target: Target, body: bytes, ev
     with _write_lock(store, target):
         _validate(store, target, new_tree, new_content)
         etag = store.put(target.key, new_content, current_etag)
+        _committed(store, target, new_content, etag)
     if turn is not None:
         turn.remember(etag, new_content)
     if events:
@@ -236,6 +237,7 @@ def _put_document(request: Request, store: Store, target: Target, body: bytes, e
                 if locked:
                     _validate(store, target, tree, body)
                 etag = store.put(target.key, body, current_etag)
+                _committed(store, target, body, etag)
         except ConcurrentModification:
             continue
         _forget_recalled(store, target)
@@ -266,7 +268,9 @@ def _delete_on(request: Request, store: Store, target: Target, events: EventDisp
     request.environ["xcap.etag_before"] = stored.etag
     check_preconditions(request, stored.etag, safe_method=False)
     if target.selector is None:
-        store.delete(target.key, stored.etag)
+        with _write_lock(store, target) if target.usage.on_commit else nullcontext():
+            store.delete(target.key, stored.etag)
+            _committed(store, target, None, None)
         if events:
             events.emit(change_event(target, "delete", stored.etag, None))
         return xcap_response(200)
@@ -277,6 +281,7 @@ def _delete_on(request: Request, store: Store, target: Target, events: EventDisp
     with _write_lock(store, target):
         _validate(store, target, parsed_tree(new_content), new_content)
         etag = store.put(target.key, new_content, stored.etag)
+        _committed(store, target, new_content, etag)
     if turn is not None:
         turn.remember(etag, new_content)
     if events:
@@ -318,6 +323,12 @@ def _forget_recalled(store: Store, target: Target) -> None:
     forget = getattr(store, "forget_recalled", None)
     if forget is not None:
         forget(target.key)
+
+
+def _committed(store: Store, target: Target, content: bytes | None, etag: str | None) -> None:
+    """The usage's ``on_commit`` hook after a committed write or delete (still under its lock)."""
+    if target.usage.on_commit is not None:
+        target.usage.on_commit(store, target.key, content, etag)
 
 
 def _write_lock(store: Store, target: Target):

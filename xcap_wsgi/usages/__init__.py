@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 from lxml import etree
 
 from ..computed import rls_services_index, xcap_caps, xcap_directory
+from ..rls_index import record as rls_index_record
 from ..constraints import (
     PRES_RULES_LOCK,
     RLS_SERVICE_LOCK,
@@ -65,6 +66,9 @@ class ApplicationUsage:
     #: Name of a store-wide lock held while validating and committing a write (for constraints
     #: that span documents, like rls-services service URIs); None: no lock.
     write_lock: str | None = None
+    #: ``on_commit(store, key, content, etag)`` called under ``write_lock`` right after each
+    #: committed write (``content=etag=None`` after a delete), e.g. to keep a side table in step.
+    on_commit: Callable | None = None
 
     def validate(self, tree: etree._ElementTree, context: ValidationContext) -> None:
         """Run every validation hook on a resulting document (after each PUT and DELETE)."""
@@ -130,6 +134,7 @@ RLS_SERVICES = ApplicationUsage(
     namespaces=schema_namespaces("rls-services"),  # rls-services + resource-lists (inline <list>)
     validators=(schema_validator("rls-services"), rls_services_constraints, rls_service_uris_unique),
     write_lock=RLS_SERVICE_LOCK,
+    on_commit=rls_index_record,  # the service-URI side table (xcap_wsgi/rls_index.py)
     global_documents=("index",),  # computed: the union of every user's services (RFC 4826 §4.4.7)
     compute=rls_services_index,
 )
