@@ -89,6 +89,10 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     if values["workers"] > 1:
+        if values["metrics_path"]:
+            from .metrics import prepare_multiprocess
+
+            prepare_multiprocess()  # one PROMETHEUS_MULTIPROC_DIR for every worker (xcap_wsgi.metrics)
         return _serve_workers(values)
     try:
         app, mode = _build_app(values)
@@ -132,6 +136,15 @@ def _build_app(values: dict):
     except (StoreError, ValueError, OSError) as exc:
         print(f"xcap-wsgi: cannot open the database {_redact(values['db'])}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    from .metrics import with_metrics
+
+    store = app.store
+    app, mode = _with_auth(app, values)
+    return with_metrics(app, values, store=store), mode  # outermost: /metrics needs no credentials
+
+
+def _with_auth(app, values: dict):
+    """``app`` behind Digest (unless anonymous) and a description of the authentication."""
     if values["anonymous"]:
         mode = "ANONYMOUS (no authentication: development only)"
     else:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from webob import Request, Response
 from webob.exc import HTTPNotFound, HTTPServiceUnavailable, HTTPUnsupportedMediaType
 
+from . import metrics
 from .conditions import NEEDS_STORED_STATE, check_preconditions, quote_etag, write_expectation
 from .editor import NodeNotFound, delete_node, get_node, parsed_tree, put_node
 from .errors import NoParent
@@ -161,6 +162,7 @@ def _attempts(store: Store, target: Target, turn, attempt) -> Response:
         try:
             return attempt(store.get(target.key), False)
         except ConcurrentModification:
+            metrics.cas_retry(target.usage.auid)
             continue
     raise _contention()
 
@@ -239,6 +241,7 @@ def _put_document(request: Request, store: Store, target: Target, body: bytes, e
                 etag = store.put(target.key, body, current_etag)
                 _committed(store, target, body, etag)
         except ConcurrentModification:
+            metrics.cas_retry(target.usage.auid)
             continue
         _forget_recalled(store, target)
         if events:
@@ -349,6 +352,7 @@ def change_event(target: Target, operation: str, previous_etag: str | None, new_
 
 
 def _contention() -> HTTPServiceUnavailable:
+    metrics.unavailable("contention")
     return HTTPServiceUnavailable(
         detail="the document is being changed by other requests right now; retry",
         headers=[("Retry-After", "1")],

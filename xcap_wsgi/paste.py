@@ -62,10 +62,13 @@ def app_factory(global_conf, **local_conf):
     Digest against Kamailio's ``subscriber`` table (``auth_db``, default ``db``), exactly as
     ``serve`` does; ``xcap-wsgi adduser`` creates accounts.
     """
+    from .metrics import with_metrics
+
     values = settings_from_conf(global_conf, local_conf, defaults={"log_requests": True})
     app = build_middleware(None, values)
-    if values["anonymous"]:
-        return app
-    from .digest import from_settings
+    store = app.store
+    if not values["anonymous"]:
+        from .digest import from_settings
 
-    return from_settings(app, values)
+        app = from_settings(app, values)
+    return with_metrics(app, values, store=store)  # GET /metrics without credentials (xcap_wsgi.metrics)

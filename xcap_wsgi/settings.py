@@ -166,6 +166,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("nonce_lifetime", float, 300.0, "seconds a Digest nonce stays valid (then stale=true)", "auth"),
     Setting("nonce_secret", lambda v: str(v) or None, None,
             "HMAC key for Digest nonces (default: random per process; set it when processes share clients)", "auth"),
+    Setting("metrics_path", lambda v: str(v).strip() or None, "/metrics",
+            "Prometheus metrics, unauthenticated, in front of Digest (needs the extra xcap-wsgi[metrics]: "
+            "else 501); empty disables it", "metrics"),
+    Setting("metrics_dir", lambda v: str(v).strip() or None, None,
+            "an empty directory the processes of one server share for Prometheus multiprocess mode "
+            "(PROMETHEUS_MULTIPROC_DIR): set it under uWSGI with several processes; serve --workers makes one",
+            "metrics"),
     Setting("basic_auth", parse_bool, False,
             "also accept HTTP Basic (checked against the subscriber table); only over TLS", "auth"),
 )
