@@ -92,7 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
         if values["metrics_path"]:
             from .metrics import prepare_multiprocess
 
-            prepare_multiprocess()  # one PROMETHEUS_MULTIPROC_DIR for every worker (xcap_wsgi.metrics)
+            prepare_multiprocess(values["metrics_dir"])  # one PROMETHEUS_MULTIPROC_DIR for every worker (xcap_wsgi.metrics)
         return _serve_workers(values)
     try:
         app, mode = _build_app(values)

@@ -210,10 +210,11 @@ def with_metrics(app: Callable, values: dict, *, store=None) -> Callable:
 # -- several processes ------------------------------------------------------------------------
 
 
-def prepare_multiprocess() -> str | None:
-    """Before forking workers: make ``PROMETHEUS_MULTIPROC_DIR`` an empty directory (a new one,
-    removed at exit, unless the variable is already set: then its old ``*.db`` files are removed).
-    Returns the directory, or None without prometheus_client. Call before it is first imported."""
+def prepare_multiprocess(directory: str | None = None) -> str | None:
+    """Before forking workers: make ``PROMETHEUS_MULTIPROC_DIR`` an empty directory: ``directory``
+    (the ``metrics_dir`` setting) or the variable's if given (their old ``*.db`` files are
+    removed), else a new one removed at exit. Returns it, or None without prometheus_client.
+    Call before prometheus_client is first imported."""
     try:
         import importlib.util
 
@@ -221,8 +222,9 @@ def prepare_multiprocess() -> str | None:
             return None
     except (ImportError, ValueError):
         return None
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    directory = directory or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
         os.makedirs(directory, exist_ok=True)
         for stale in glob.glob(os.path.join(directory, "*.db")):
             os.unlink(stale)
