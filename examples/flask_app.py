@@ -1,7 +1,7 @@
 """An existing Flask app with its own pages and login, serving XCAP under /xcap-root.
 
-Run it:  ``python examples/flask_app.py``  (http://127.0.0.1:8080/, XCAP at /xcap-root/;
-users alice/alice-secret and bob/bob-secret).
+Run it:  ``pip install . flask && python examples/flask_app.py``
+(http://127.0.0.1:8080/, XCAP at /xcap-root/; users alice/alice-secret and bob/bob-secret).
 
 How the app's authentication becomes the XCAP identity
 ------------------------------------------------------

@@ -1,7 +1,7 @@
 """An existing Pyramid app with its own pages, login and security policy, serving XCAP under /xcap-root.
 
-Run it:  ``python examples/pyramid_app.py``  (http://127.0.0.1:8080/, XCAP at /xcap-root/;
-users alice/alice-secret and bob/bob-secret).
+Run it:  ``pip install . pyramid && python examples/pyramid_app.py``
+(http://127.0.0.1:8080/, XCAP at /xcap-root/; users alice/alice-secret and bob/bob-secret).
 
 How the app's authentication becomes the XCAP identity
 ------------------------------------------------------

@@ -6,8 +6,8 @@ it. Kamailio has no doc_type for it: 1024 is outside Kamailio's own numbers, so 
 presence modules ignore these rows (and Kamailio's own xcap_server directory listing, if it ever
 serves the same table, would not know the type).
 
-Run it: ``python examples/simservs_usage.py`` serves on http://127.0.0.1:8080/xcap-root/ (anonymous,
-for trying it out), with the usage listed in ``xcap-caps``.
+Run it: ``pip install . && python examples/simservs_usage.py`` serves on
+http://127.0.0.1:8080/xcap-root/ (anonymous, for trying it out), with the usage listed in ``xcap-caps``.
 """
 
 from __future__ import annotations

@@ -150,7 +150,7 @@ def test_paste_deploy_section(tmp_path):
                       usage=f"\n{NOTES}\n{TODO}")
     assert call(app, "PUT", DOC, BODY, **{"Content-Type": NOTES_MIME}).status_int == 201
     assert call(app, "GET", DOC).body == BODY
-    app.store.close()
+    app.app.store.close()  # app_factory puts the health endpoints in front
 
 
 # -- xcap-wsgi serve, over HTTP -------------------------------------------------------------------

@@ -67,6 +67,9 @@ def _unauthorized() -> HTTPUnauthorized:
 #: AUIDs whose global documents hold every user's data: readable by trusted principals and admins
 #: only (RFC 4826 §4.4.7: the rls-services global index is for the RLS, not for users).
 RESTRICTED_GLOBAL = ("rls-services",)
+#: AUIDs whose global documents anyone may read, without logging in: xcap-caps (RFC 4825 §12) only
+#: says what the server supports, and clients read it before they log in (see digest._public).
+PUBLIC_GLOBAL = ("xcap-caps",)
 #: Bound of each DefaultPolicy's account cache (emptied when full).
 _ACCOUNTS_MAX = 1024
 
@@ -134,6 +137,8 @@ class DefaultPolicy:
         if override is not None:
             return override.authorize(identity, uri, write=write)
         if not identity:
+            if not write and uri.tree == "global" and uri.auid in PUBLIC_GLOBAL:
+                return
             raise _unauthorized()
         who = self.account(identity)
         if who is None:

@@ -75,8 +75,6 @@ def _show(value) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .waitress_server import serve
-
     given = {}
     if args.config:
         given.update(_read_config(args.config))
@@ -98,8 +96,11 @@ def _serve(args: argparse.Namespace) -> int:
         app, mode = _build_app(values)
     except SystemExit as exc:
         return exc.code
+    from .httpserver import limits_from_settings, serve
+
     _banner(values["host"], values["port"], values, mode)
-    serve(app, host=values["host"], port=values["port"], threads=values["threads"], ident="xcap-wsgi")
+    serve(app, limits=limits_from_settings(values), host=values["host"], port=values["port"],
+          threads=values["threads"], ident="xcap-wsgi")
     return 0
 
 
@@ -116,9 +117,11 @@ def _serve_workers(values: dict) -> int:
         auth = "ANONYMOUS (no authentication: development only)" if values["anonymous"] else "Digest"
         _banner(host, port, values, auth, f" workers={values['workers']} threads={values['threads']}")
 
+    from .httpserver import limits_from_settings
+
     return serve_workers(lambda: _build_app(values)[0], host=values["host"], port=values["port"],
                          workers=values["workers"], threads=values["threads"], on_ready=ready,
-                         ident="xcap-wsgi")
+                         limits=limits_from_settings(values), ident="xcap-wsgi")
 
 
 def _banner(host: str, port: int, values: dict, auth: str, extra: str = "") -> None:
@@ -131,6 +134,8 @@ def _banner(host: str, port: int, values: dict, auth: str, extra: str = "") -> N
 def _build_app(values: dict):
     """The WSGI app of ``serve`` and a description of its authentication; ``SystemExit(1)`` after
     printing the reason when the database or the authentication set-up fails."""
+    from .health import with_health
+
     try:
         app = build_middleware(None, values)
     except (StoreError, ValueError, OSError) as exc:
@@ -139,14 +144,10 @@ def _build_app(values: dict):
     from .metrics import with_metrics
 
     store = app.store
-    app, mode = _with_auth(app, values)
-    return with_metrics(app, values, store=store), mode  # outermost: /metrics needs no credentials
-
-
-def _with_auth(app, values: dict):
-    """``app`` behind Digest (unless anonymous) and a description of the authentication."""
     if values["anonymous"]:
         mode = "ANONYMOUS (no authentication: development only)"
+        # /metrics and the health endpoints need no credentials (metrics: health probes not counted)
+        app = with_health(with_metrics(app, values, store=store), values, store=store)
     else:
         from .digest import from_settings
         from .subscribers import SubscriberError
@@ -163,6 +164,7 @@ def _with_auth(app, values: dict):
                 f"against {_redact(values['auth_db'] or values['db'])}")
         if values["identity_header"]:
             mode += f"; {values['identity_header']} from {','.join(values['trusted_proxies'])}"
+        app = with_health(with_metrics(app, values, store=store), values, store=store, subscribers=app.subscribers)
     return app, mode
 
 

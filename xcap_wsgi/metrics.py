@@ -132,6 +132,12 @@ class MetricsMiddleware:
         self.path = path
         self.pool_state = pool_state
 
+    def __getattr__(self, name: str):
+        """The wrapped app's attributes (``store``, ``subscribers``, ...): a transparent layer."""
+        if name == "app":  # not set yet (copy, unpickle): no recursion
+            raise AttributeError(name)
+        return getattr(self.app, name)
+
     def __call__(self, environ, start_response):
         if environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "") == self.path:
             return self._expose(environ, start_response)

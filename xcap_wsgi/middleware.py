@@ -318,9 +318,22 @@ class XCAPMiddleware:
             "etag-in": before,  # ETags unquoted, as Kamailio's table stores them
             "etag-out": (response.headers.get("ETag") or "").strip('"') if hasattr(response, "headers") else None,
         }
-        access_log.info("%s %s %s %.1fms", request.method, _log_value(request.path_qs),
+        access_log.info("%s %s %s %.1fms", request.method, _log_value(_log_target(request.environ)),
                         " ".join(f"{key}={_log_value(value)}" for key, value in fields.items()),
                         (time.perf_counter() - started) * 1000)
+
+
+def _log_target(environ: dict) -> str:
+    """The request target as the client sent it (still percent-encoded). WebOb's ``path_qs``
+    decodes the path as UTF-8 and raises on bytes such as ``%C0%AE``: a log line must never
+    fail whatever bytes a client put in its request target."""
+    raw = environ.get("REQUEST_URI") or environ.get("RAW_URI")
+    if not raw:
+        path = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1", "replace")
+        raw = quote(path, safe="/" + _SEGMENT_SAFE)
+        if environ.get("QUERY_STRING"):
+            raw += "?" + environ["QUERY_STRING"]
+    return raw
 
 
 #: What makes an access-log value need JSON quoting: whitespace (str.isspace, which is exactly

@@ -58,17 +58,21 @@ def filter_app_factory(app, global_conf, **local_conf):
 def app_factory(global_conf, **local_conf):
     """``paste.app_factory``: a standalone XCAP server, the application ``xcap-wsgi serve`` runs.
 
-    Outside the XCAP root it answers 404. Unless ``anonymous = true`` it authenticates with
-    Digest against Kamailio's ``subscriber`` table (``auth_db``, default ``db``), exactly as
-    ``serve`` does; ``xcap-wsgi adduser`` creates accounts.
+    Outside the XCAP root it answers 404. The health endpoints (``health_path``, ``ready_path``)
+    and the Prometheus metrics (``metrics_path``) answer in front of authentication
+    (xcap_wsgi.health, xcap_wsgi.metrics). Unless ``anonymous = true`` it
+    authenticates with Digest against Kamailio's ``subscriber`` table (``auth_db``, default ``db``),
+    exactly as ``serve`` does; ``xcap-wsgi adduser`` creates accounts.
     """
+    from .health import with_health
     from .metrics import with_metrics
 
     values = settings_from_conf(global_conf, local_conf, defaults={"log_requests": True})
     app = build_middleware(None, values)
     store = app.store
-    if not values["anonymous"]:
-        from .digest import from_settings
+    if values["anonymous"]:  # GET /metrics without credentials too (xcap_wsgi.metrics)
+        return with_health(with_metrics(app, values, store=store), values, store=store)
+    from .digest import from_settings
 
-        app = from_settings(app, values)
-    return with_metrics(app, values, store=store)  # GET /metrics without credentials (xcap_wsgi.metrics)
+    app = from_settings(app, values)
+    return with_health(with_metrics(app, values, store=store), values, store=store, subscribers=app.subscribers)

@@ -81,6 +81,21 @@ def parse_size(value: Any) -> int:
     return int(text[:-1] if factor > 1 else text) * factor
 
 
+def parse_positive(value: Any) -> float:
+    """A number of seconds (or a count) above zero: a zero timeout would close every connection."""
+    number = float(value)
+    if not number > 0:
+        raise ValueError(f"timeouts must be above zero, got {value!r}")
+    return number
+
+
+def parse_count(value: Any) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"connection_limit must be at least 1, got {value!r}")
+    return number
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -114,6 +129,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("workers", int, 1,
             "processes of the standalone server sharing one listening socket (each with --threads threads)",
             "server"),
+    # -- connection limits of the standalone server (xcap_wsgi.httpserver) -------------------------
+    Setting("connection_limit", parse_count, 5000,
+            "open client connections per process of the standalone server (idle keep-alive ones "
+            "included); new connections wait in the listen backlog beyond it; lowered to the open "
+            "files limit, whose soft value serve raises to the hard one", "server"),
+    Setting("idle_timeout", parse_positive, 30.0,
+            "seconds a keep-alive connection may stay silent between requests before it is closed",
+            "server"),
+    Setting("header_timeout", parse_positive, 10.0,
+            "seconds from the first byte of a request head to its end; slower heads (slowloris) get "
+            "408 and are closed", "server"),
+    Setting("body_timeout", parse_positive, 10.0,
+            "seconds a request body may stop arriving before the connection gets 408 and is closed",
+            "server"),
+    # -- unauthenticated health endpoints (xcap_wsgi.health), in front of Digest -------------------
+    Setting("health_path", lambda v: str(v).strip() or None, "/healthz",
+            "liveness path: GET answers 200 whenever the process serves (no authentication, no "
+            "database); empty disables it", "health"),
+    Setting("ready_path", lambda v: str(v).strip() or None, "/readyz",
+            "readiness path: GET answers 200 when the document store and the subscriber table answer, "
+            "else 503 with Retry-After (no authentication); empty disables it", "health"),
     Setting("root", parse_list, ("/xcap-root",),
             "XCAP root path(s) below the mount point; several comma-separated aliases allowed, "
             "the first is the one stored in doc_uri"),

@@ -260,15 +260,6 @@ class MySQLStore:
     def _connect(self, *, lock_node: bool = False):
         return self._db.connect(lock_node=lock_node)
 
-    def ping(self) -> None:
-        """Raise ``StoreUnavailable`` unless the database answers (and the schema check has passed)."""
-
-        def work(cursor):
-            cursor.execute("SELECT 1")
-            cursor.fetchall()
-
-        self._run(work, write=False)
-
     def check_schema(self) -> None:
         """Raise ``SchemaMismatch`` unless the version row is ('xcap', 4) and the columns are there."""
         connection = self._pool.acquire()
@@ -588,6 +579,21 @@ class MySQLStore:
     def close(self) -> None:
         self._db.close()
         self._turns.close()
+
+    def ping(self) -> None:
+        """Readiness: a trivial query on the xcap table through the pool (StoreUnavailable)."""
+        sql = f"SELECT 1 FROM `{self.table}` LIMIT 1"
+
+        def work(cursor):
+            cursor.execute(sql)
+            return cursor.fetchall()
+
+        try:
+            self._run(work, write=False)
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:  # e.g. the table is gone: not ready either
+            raise StoreUnavailable(str(exc), retry_after=self.retry_after) from exc
 
     def __repr__(self) -> str:
         return f"MySQLStore({self.url!r}, table={self.table!r})"

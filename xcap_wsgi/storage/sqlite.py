@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import sqlite3
 import threading
 import time
+from urllib.request import pathname2url
 
 from ..turns import WriteTurns
 from .rls_index import SQLiteSideTable
@@ -257,6 +258,27 @@ class SQLiteStore:
             self._local.connection = None
         self._keeper.close()
         self._turns.close()
+
+    def ping(self) -> None:
+        """Readiness: the database file can be opened by its path and the xcap table read
+        (StoreUnavailable otherwise).
+
+        A fresh connection, not this thread's: an open connection keeps reading a file that was
+        since removed, unmounted or replaced, which new threads and processes cannot open.
+        """
+        if self._uri:
+            self._execute("SELECT 1 FROM xcap LIMIT 1", ())
+            return
+        try:
+            connection = sqlite3.connect(f"file:{pathname2url(self.path)}?mode=rw", uri=True, timeout=self.timeout)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}", retry_after=1) from exc
+        try:
+            connection.execute("SELECT 1 FROM xcap LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite {self.path}: {exc}", retry_after=1) from exc
+        finally:
+            connection.close()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
