@@ -159,15 +159,17 @@ def test_dockerfile_steps_run_in_a_venv(tmp_path):
                               env=run_env, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 60
+        health = re.search(r"http://127\.0\.0\.1:8080(/[^'\"]+)", next(a for o, a in steps if o == "HEALTHCHECK"))
         while True:
             assert server.poll() is None, server.stdout.read()
             try:
-                response, body = request(port, "GET", "/metrics")  # the image's HEALTHCHECK
+                response, body = request(port, "GET", health.group(1))  # the image's HEALTHCHECK
                 break
             except OSError:
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
-        assert response.status == 200
+        assert response.status == 200 and health.group(1) == "/healthz"
+        assert request(port, "GET", "/metrics")[0].status == 200  # the metrics extra is installed
         assert request(port, "GET", "/xcap-root/resource-lists/users/sip:alice@localhost/index")[0].status == 401
         # Digest is on; whichever worker answers /metrics counts the other's 401 too.
         assert b'status="401"' in request(port, "GET", "/metrics")[1]
