@@ -49,9 +49,9 @@ def rows(count: int, share: float):
     for n in range(count):
         user = f"user{n}"
         if n % every == 0:
-            yield (user, "example.com", rls(n), 8, f"e{n}", f"/xcap-root/rls-services/users/sip:{user}@example.com/index")
+            yield user, "example.com", rls(n), 8, f"e{n}", f"/xcap-root/rls-services/users/sip:{user}@example.com/index"
         else:
-            yield (user, "example.com", RL, 4, f"e{n}", f"/xcap-root/resource-lists/users/sip:{user}@example.com/index")
+            yield user, "example.com", RL, 4, f"e{n}", f"/xcap-root/resource-lists/users/sip:{user}@example.com/index"
 
 
 def load(store, count: int, share: float, batch: int = 5000) -> float:

@@ -101,7 +101,8 @@ def test_systemd_unit_is_hardened(tmp_path):
 
 def dockerfile(path: Path) -> list[tuple[str, str]]:
     """(instruction, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n\s*", " ", "\n".join(l for l in path.read_text().splitlines() if not l.lstrip().startswith("#")))
+    lines = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")]
+    text = re.sub(r"\\\n\s*", " ", "\n".join(lines))
     return [(l.split(None, 1)[0].upper(), l.split(None, 1)[1] if " " in l.strip() else "")
             for l in text.splitlines() if l.strip()]
 
