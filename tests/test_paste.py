@@ -23,6 +23,7 @@ from conftest import RL_DOC, RL_MIME
 from xcap_wsgi import XCAPMiddleware
 from xcap_wsgi.digest import DigestAuthMiddleware
 from xcap_wsgi.health import HealthMiddleware
+from xcap_wsgi.metrics import MetricsMiddleware
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DOC = "/xcap-root/resource-lists/users/sip:alice@example.com/index"
@@ -38,9 +39,11 @@ def standalone_ini(tmp_path):
 
 
 def behind_health(app):
-    """The standalone app is the health endpoints' wrapper around the XCAP (or Digest) app."""
+    """The standalone app is the health endpoints' wrapper around the metrics layer (both answer
+    without credentials) around the XCAP (or Digest) app."""
     assert isinstance(app, HealthMiddleware)
-    return app.app
+    assert isinstance(app.app, MetricsMiddleware)
+    return app.app.app
 
 
 def test_standalone_ini_put_get_cycle(standalone_ini, tmp_path):

@@ -708,6 +708,10 @@ def _cmd_import(args) -> int:
         counts = import_documents(store, args.source, username=account[0], domain=account[1],
                                   progress=Progress("import", every=args.progress_every))
         print("imported {created} created, {replaced} replaced, {unchanged} unchanged".format(**counts))
+        from .rls_index import rebuild, side_table
+
+        if side_table(store) is not None:  # imported rls-services rows bypass the side table
+            print(f"{store.rls_index.side}: rebuilt, {rebuild(store)} service URI(s)")
         return 0
 
     return _run(args, body)
@@ -740,6 +744,10 @@ def _cmd_check(args) -> int:
             raise AdminError(str(exc)) from None
         problems = check_documents(store, registry, values["default_domain"], username=account[0],
                                    domain=account[1], progress=progress)
+        if not args.user:  # the rls-services side table against the rows (xcap_wsgi/rls_index.py)
+            from .rls_index import drift
+
+            problems += [f"rls-index: {p} (xcap-wsgi rls-index --rebuild repairs it)" for p in drift(store)]
         for problem in problems:
             print(problem)
         print(f"{progress.count} document(s) checked, {len(problems)} problem(s)")

@@ -15,6 +15,7 @@ from .auth import DefaultPolicy, TrustedProxyIdentity, remote_user
 from .constraints import with_local_references_only
 from .digest import DigestAuthMiddleware, from_settings
 from .health import with_health
+from .metrics import with_metrics
 from .middleware import XCAPMiddleware
 from .notify import KamailioNotifier
 from .settings import Settings, parse_usage
@@ -65,12 +66,17 @@ def build_middleware(app: Callable | None, settings: Settings, **overrides: Any)
     return XCAPMiddleware(app, store=store, **arguments)
 
 
-def standalone_app(settings: Settings, middleware: XCAPMiddleware | None = None) -> Callable:
-    """The application of ``serve`` and of the PasteDeploy app: the health endpoints in front of
-    Digest (against Kamailio's subscriber table; none when ``anonymous``) in front of the
-    middleware (``build_middleware(None, settings)`` unless given)."""
+def standalone_app(settings: Settings, middleware: XCAPMiddleware | None = None,
+                   digest: DigestAuthMiddleware | None = None) -> Callable:
+    """The application of ``serve`` and of the PasteDeploy app: the health endpoints and the
+    Prometheus metrics (no credentials; health probes not counted) in front of Digest (against
+    Kamailio's subscriber table; none when ``anonymous``) in front of the middleware.
+    ``middleware`` (default ``build_middleware(None, settings)``) and ``digest`` (default
+    ``digest.from_settings`` around it) may be built by the caller, to report errors its way."""
     middleware = middleware if middleware is not None else build_middleware(None, settings)
+    store = middleware.store
     if settings.anonymous:
-        return with_health(middleware, settings, store=middleware.store)
-    digest: DigestAuthMiddleware = from_settings(middleware, settings)
-    return with_health(digest, settings, store=middleware.store, subscribers=digest.subscribers)
+        return with_health(with_metrics(middleware, settings, store=store), settings, store=store)
+    digest = digest if digest is not None else from_settings(middleware, settings)
+    return with_health(with_metrics(digest, settings, store=store), settings, store=store,
+                       subscribers=digest.subscribers)

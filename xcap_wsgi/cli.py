@@ -66,8 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(adduser, db_help="database URL of the subscriber table (default: the auth_db setting, else db)")
 
     from .admin import add_commands  # export, import, purge, check (xcap_wsgi.admin)
+    from .rls_index_command import add_command as add_rls_index_command
 
     add_commands(commands)
+    add_rls_index_command(commands)
     return parser
 
 
@@ -126,6 +128,11 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     if settings.workers > 1:
+        if settings.metrics_path:
+            from .metrics import prepare_multiprocess
+
+            # one PROMETHEUS_MULTIPROC_DIR for every worker (xcap_wsgi.metrics)
+            prepare_multiprocess(settings.metrics_dir)
         return _serve_workers(settings)
     try:
         app, mode = _build_app(settings)
@@ -176,22 +183,22 @@ def _build_app(settings: Settings):
         raise SystemExit(1) from None
     if settings.anonymous:
         return standalone_app(settings, middleware), "ANONYMOUS (no authentication: development only)"
+    from .digest import from_settings
     from .subscribers import SubscriberError
 
     try:
-        app = standalone_app(settings, middleware)
-        if hasattr(app.subscribers, "table_exists") and not app.subscribers.table_exists():
+        digest = from_settings(middleware, settings)
+        if hasattr(digest.subscribers, "table_exists") and not digest.subscribers.table_exists():
             raise SubscriberError("Kamailio's subscriber table does not exist (kamdbctl create, or xcap-wsgi adduser)")
     except (SubscriberError, StoreError, ValueError, OSError) as exc:
         print(f"xcap-wsgi: cannot set up Digest authentication: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    # the health layer reads the Digest layer's attributes through
-    realm = app.realm or f"<domain of the XUI>, else {app.default_domain}"
-    mode = (f"Digest ({'/'.join(app.algorithms)}{', Basic' if app.basic else ''}) realm={realm} "
+    realm = digest.realm or f"<domain of the XUI>, else {digest.default_domain}"
+    mode = (f"Digest ({'/'.join(digest.algorithms)}{', Basic' if digest.basic else ''}) realm={realm} "
             f"against {_redact(settings.auth_db or settings.db)}")
     if settings.identity_header:
         mode += f"; {settings.identity_header} from {','.join(settings.trusted_proxies)}"
-    return app, mode
+    return standalone_app(settings, middleware, digest), mode
 
 
 def _initdb(args: argparse.Namespace) -> int:
@@ -207,10 +214,23 @@ def _initdb(args: argparse.Namespace) -> int:
         else:
             open_store(url).close()  # SQLite creates Kamailio's table and version row on first use
             print(f"xcap-wsgi: {url} is ready (xcap table, version 4)")
+        _initdb_rls_index(url)
     except (StoreError, ValueError, OSError) as exc:
         print(f"xcap-wsgi: initdb failed: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _initdb_rls_index(url: str) -> None:
+    """Create xcap-wsgi's optional rls-services side table if absent, filled from the rows."""
+    from .rls_index import rebuild
+
+    store = open_store(url)
+    try:
+        if store.rls_index.create():
+            print(f"xcap-wsgi: created {store.rls_index.side} ({rebuild(store)} service URIs)")
+    finally:
+        store.close()
 
 
 def _redact(url: str) -> str:

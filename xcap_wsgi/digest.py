@@ -354,6 +354,9 @@ class DigestAuthMiddleware:
     def _unavailable(environ, start_response, exc: StoreError):
         """503 + Retry-After while the subscriber lookup fails, like the document store's; one log
         line, no traceback, no database details to the client."""
+        from . import metrics
+
+        metrics.unavailable("subscribers")
         retry_after = getattr(exc, "retry_after", 5)
         if isinstance(exc, StoreUnavailable):
             log.warning("subscriber table unavailable: %s", exc)

@@ -28,7 +28,7 @@ from webob.exc import (
     HTTPServiceUnavailable,
 )
 
-from . import operations
+from . import metrics, operations
 from .auth import AllowAll, DefaultPolicy, IdentityResolver, Policy, remote_user
 from .caps import content_etag
 from .computed import ComputeContext
@@ -155,12 +155,14 @@ class XCAPMiddleware:
             return HTTPRequestEntityTooLarge(detail=f"the resulting document is too large for the database: {exc}")
         except StoreUnavailable as exc:
             log.warning("store unavailable: %s", exc)
+            metrics.unavailable("database")
             return HTTPServiceUnavailable(
                 detail="the document database is unavailable; retry later",
                 headers=[("Retry-After", str(exc.retry_after))],
             )
         except StoreError as exc:
             log.error("store error: %s", exc)
+            metrics.unavailable("database")
             return HTTPServiceUnavailable(detail="the document database failed; retry later",
                                           headers=[("Retry-After", "5")])
         except Exception:  # a bug: log it, answer a plain 500 without details
@@ -214,6 +216,7 @@ class XCAPMiddleware:
         usage = self.usages.get(uri.auid)
         if usage is None:
             raise HTTPNotFound(detail=f"unknown application usage {uri.auid!r}")
+        request.environ["xcap.auid"] = usage.auid  # a known AUID: the metrics' label (metrics.py)
         if not usage.allows_document(uri.tree, uri.segments):
             raise HTTPNotFound(detail=f"{uri.document_selector} is not a document of {uri.auid}")
         return uri, usage

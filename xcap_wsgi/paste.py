@@ -60,7 +60,8 @@ def app_factory(global_conf, **local_conf):
     """``paste.app_factory``: a standalone XCAP server, the application ``xcap-wsgi serve`` runs.
 
     Outside the XCAP root it answers 404. The health endpoints (``health_path``, ``ready_path``)
-    answer in front of authentication (xcap_wsgi.health). Unless ``anonymous = true`` it
+    and the Prometheus metrics (``metrics_path``) answer in front of authentication
+    (xcap_wsgi.health, xcap_wsgi.metrics). Unless ``anonymous = true`` it
     authenticates with Digest against Kamailio's ``subscriber`` table (``auth_db``, default ``db``),
     exactly as ``serve`` does; ``xcap-wsgi adduser`` creates accounts.
     """

@@ -171,6 +171,10 @@ def serve_workers(
             else:
                 pid, status = os.wait()
             started = children.pop(pid, None)
+            if started is not None:
+                from .metrics import worker_exited
+
+                worker_exited(pid)  # its live gauges stop counting (multiprocess metrics)
             if started is None or state["stopping"]:
                 continue
             code = os.waitstatus_to_exitcode(status)

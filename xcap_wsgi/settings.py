@@ -251,6 +251,13 @@ class Settings:
                                        "HMAC key for Digest nonces (default: one per user and host, kept in the "
                                        "private runtime directory; set it when processes on several hosts share "
                                        "clients)", "auth")
+    metrics_path: str | None = setting("/metrics", parse_text,
+                                       "Prometheus metrics, unauthenticated, in front of Digest (needs the extra "
+                                       "xcap-wsgi[metrics]: else 501); empty disables it", "metrics")
+    metrics_dir: str | None = setting(None, parse_text,
+                                      "an empty directory the processes of one server share for Prometheus "
+                                      "multiprocess mode (PROMETHEUS_MULTIPROC_DIR): set it under uWSGI with "
+                                      "several processes; serve --workers makes one", "metrics")
     basic_auth: bool = setting(False, parse_bool,
                                "also accept HTTP Basic (checked against the subscriber table); only over TLS",
                                "auth")

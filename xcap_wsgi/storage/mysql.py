@@ -124,6 +124,7 @@ from pymysql.constants import ER
 
 from ..turns import WriteTurns, host_turns_path
 from . import kamailio_ddl
+from .rls_index import MySQLSideTable
 from .base import (
     DocumentTooLarge,
     DocumentUriTaken,
@@ -227,6 +228,8 @@ class MySQLStore:
         self._schema_checked = not check_schema
         self.max_allowed_packet: int | None = None  # the server's, read with the schema check
         self._schema_lock = threading.Lock()
+        #: The optional rls-services service-URI side table (storage/rls_index.py).
+        self.rls_index = MySQLSideTable(self, table)
         if check_schema:
             try:
                 self.check_schema()

@@ -18,6 +18,7 @@ import time
 from urllib.request import pathname2url
 
 from ..turns import WriteTurns
+from .rls_index import SQLiteSideTable
 from .base import (
     ABSENT,
     ANY,
@@ -76,6 +77,8 @@ class SQLiteStore:
         # Turns without the recall cache: never a copy of a document outside the database file.
         self._turns = WriteTurns(None if self._uri else f"{path}.write-turns.lock")
         self._keeper = self._connect()
+        #: The optional rls-services service-URI side table (storage/rls_index.py).
+        self.rls_index = SQLiteSideTable(self, "xcap")
         self._create_schema(self._keeper)
 
     # -- connections ------------------------------------------------------------------------
@@ -118,6 +121,7 @@ class SQLiteStore:
 
     def _create_schema(self, connection: sqlite3.Connection) -> None:
         try:
+            new_file = connection.execute("SELECT 1 FROM sqlite_master WHERE name='xcap'").fetchone() is None
             for statement in SCHEMA:
                 connection.execute(statement)
             row = connection.execute("SELECT table_version FROM version WHERE table_name='xcap'").fetchone()
@@ -128,6 +132,8 @@ class SQLiteStore:
                 f"{self.path}: version row for table 'xcap' is {row and row[0]!r}, "
                 f"Kamailio's xcap table version {KAMAILIO_XCAP_TABLE_VERSION} is required"
             )
+        if new_file:  # an existing file gets the side table from 'xcap-wsgi initdb' (it needs a rebuild)
+            self.rls_index.create()
 
     def _execute(self, sql: str, params: tuple) -> sqlite3.Cursor:
         try:

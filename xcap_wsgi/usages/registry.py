@@ -52,6 +52,9 @@ class ApplicationUsage:
     #: Name of a store-wide lock held while validating and committing a write (for constraints
     #: that span documents, like rls-services service URIs); None: no lock.
     write_lock: str | None = None
+    #: ``on_commit(store, key, content, etag)`` called under ``write_lock`` right after each
+    #: committed write (``content=etag=None`` after a delete), e.g. to keep a side table in step.
+    on_commit: Callable | None = None
 
     def validate(self, tree: etree._ElementTree, context: ValidationContext) -> None:
         """Run every validation hook on a resulting document (after each PUT and DELETE)."""

@@ -15,10 +15,11 @@ from lxml import etree
 
 from ..computed import rls_services_index
 from ..constraints import RLS, decoded
-from ..errors import ConstraintFailure, Exists, UniquenessFailure, XCAPError
-from ..uri import canonical_xui, xui_account
+from ..errors import ConstraintFailure, Exists, UniquenessFailure
+from ..rls_index import claimed, service_key, service_keys
+from ..rls_index import record as rls_index_record
+from ..uri import canonical_xui
 from ..validation import schema_namespaces, schema_validator
-from ..xmlsafe import parse_document
 from .registry import ApplicationUsage
 from .resource_lists import resource_lists_constraints
 
@@ -58,49 +59,44 @@ def rls_service_uris_unique(tree: etree._ElementTree, context) -> None:
 
     Runs under the store's ``rls-service-uri`` lock together with the write (see
     ``ApplicationUsage.write_lock``), so two concurrent PUTs can never both claim one URI.
-    Suggestions (``<alt-value>``) are URIs no service anywhere uses.
+    Suggestions (``<alt-value>``) are URIs no service anywhere uses. With the store's side table
+    (``rls_index``) each URI is a primary-key lookup; without it, every rls-services row is read.
     """
     services = list(tree.getroot().iterchildren(f"{{{RLS}}}service"))
     if not services or context.store is None:
         return
-    taken: dict[str, str] = {}
     own_doc_uri = context.key.doc_uri if context.key else None
-    for key, content in context.store.documents_of_type(8):
-        if key.doc_uri == own_doc_uri or "/global/" in key.doc_uri:
-            continue
-        for uri in _service_uris(content):
-            taken.setdefault(_normal(decoded(uri)), key.doc_uri)
+    own = [service_key(s.get("uri", "")) for s in services]
+    taken = claimed(context.store, own, own_doc_uri)
+    if taken is None:
+        taken = _scanned_service_uris(context.store, own_doc_uri)
+        is_taken = taken.__contains__
+    else:
+        def is_taken(name: str) -> bool:
+            return name in taken or bool(claimed(context.store, [name], own_doc_uri))
     clashes, seen = [], set()
     # Compared decoded (sipsimple writes uri="sip%3Abuddies%40example.com"), like Kamailio's rls
     # normalises them to sip:user@host.
-    all_names = set(taken) | {_normal(decoded(s.get("uri", ""))) for s in services}
-    for position, service in enumerate(services, start=1):
-        normal = _normal(decoded(service.get("uri", "")))
+    for position, (service, normal) in enumerate(zip(services, own), start=1):
         if normal in taken or normal in seen:
             clashes.append(Exists(field=f"rls-services/service[{position}]/@uri",
-                                  alt_values=_free_service_uris(decoded(service.get("uri", "")), all_names)))
+                                  alt_values=_free_service_uris(decoded(service.get("uri", "")),
+                                                                lambda n: n in own or is_taken(n))))
         seen.add(normal)
     if clashes:
         raise UniquenessFailure(clashes, phrase="service URI already in use (unique across all users, RFC 4826 §4.4.3)")
 
 
-def _service_uris(content: bytes) -> list[str]:
-    try:
-        root = parse_document(content).getroot()
-    except XCAPError:
-        return []
-    return [s.get("uri", "") for s in root.iterchildren(f"{{{RLS}}}service")]
+def _scanned_service_uris(store, own_doc_uri: str | None) -> set[str]:
+    """Every service URI of the other rls-services documents, by reading them all (no side table)."""
+    taken: set[str] = set()
+    for key, content in store.documents_of_type(8):
+        if key.doc_uri != own_doc_uri and "/global/" not in key.doc_uri:
+            taken.update(service_keys(content))
+    return taken
 
 
-def _normal(uri: str) -> str:
-    """How Kamailio's rls matches service URIs: ``sip:user@host``, host case-insensitive, no params."""
-    if "@" not in uri:
-        return uri.strip()
-    user, host = xui_account(uri.strip(), "")
-    return f"sip:{user}@{host}"
-
-
-def _free_service_uris(uri: str, taken: set, count: int = 3) -> list[str]:
+def _free_service_uris(uri: str, is_taken, count: int = 3) -> list[str]:
     scheme, _, rest = uri.partition(":")
     user, at, host = rest.rpartition("@")
     if not (at and user and host):
@@ -108,7 +104,7 @@ def _free_service_uris(uri: str, taken: set, count: int = 3) -> list[str]:
     suggestions, n = [], 2
     while len(suggestions) < count:
         candidate = f"{scheme}:{user}-{n}@{host}"
-        if _normal(candidate) not in taken:
+        if not is_taken(service_key(candidate)):
             suggestions.append(candidate)
         n += 1
     return suggestions
@@ -122,6 +118,7 @@ RLS_SERVICES = ApplicationUsage(
     namespaces=schema_namespaces("rls-services"),  # rls-services + resource-lists (inline <list>)
     validators=(schema_validator("rls-services"), rls_services_constraints, rls_service_uris_unique),
     write_lock=RLS_SERVICE_LOCK,
+    on_commit=rls_index_record,  # the service-URI side table (xcap_wsgi/rls_index.py)
     global_documents=("index",),  # computed: the union of every user's services (RFC 4826 §4.4.7)
     compute=rls_services_index,
 )
