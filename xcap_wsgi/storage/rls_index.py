@@ -8,7 +8,7 @@ is a full table scan. xcap-wsgi keeps an optional side table, never read by Kama
 
 one row per (normalised service URI, rls-services document that declares it), with the ETag of
 the ``xcap`` row it was derived from. ``service_uri`` is the URI as Kamailio's rls matches it
-(``sip:user@host``, see ``constraints.rls_service_keys``); it is not UNIQUE on its own so that
+(``sip:user@host``, see ``xcap_wsgi.rls_index.service_key``); it is not UNIQUE on its own so that
 duplicates written by other tools can be represented (and reported by ``check``).
 
 The table is created by ``xcap-wsgi initdb`` (and with a new SQLite file); a database Kamailio
