@@ -29,7 +29,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
-from typing import Callable, Iterable, Mapping, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
 
 from webob.exc import HTTPForbidden, HTTPNotFound, HTTPUnauthorized
 
@@ -119,7 +120,9 @@ class DefaultPolicy:
 
     def owner(self, xui: str) -> tuple[str, str]:
         """The account whose home ``xui`` is, as the store keys it (``uri.xui_account``)."""
-        return self._remembered("xui", xui, xui_account)
+        owner = self._remembered("xui", xui, xui_account)
+        assert owner is not None  # xui_account maps every XUI
+        return owner
 
     def _remembered(self, kind: str, text: str, mapping) -> tuple[str, str] | None:
         key = (kind, text, self.default_domain)

@@ -9,7 +9,8 @@ PasteDeploy app run.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .auth import DefaultPolicy, TrustedProxyIdentity, remote_user
 from .constraints import with_local_references_only

@@ -6,7 +6,6 @@ import hashlib
 
 from lxml import etree
 
-
 XCAP_CAPS_NS = "urn:ietf:params:xml:ns:xcap-caps"
 
 
@@ -14,7 +13,8 @@ def xcap_caps_document(registry, extensions: tuple[str, ...] = ()) -> bytes:
     """``<xcap-caps>`` listing every AUID, the extensions (always present, maybe empty) and the
     namespaces whose schemas the server has."""
     ns = f"{{{XCAP_CAPS_NS}}}"
-    root = etree.Element(ns + "xcap-caps", nsmap={None: XCAP_CAPS_NS})
+    # lxml-stubs types nsmap keys as str; None (the default namespace) is what lxml documents
+    root = etree.Element(ns + "xcap-caps", nsmap={None: XCAP_CAPS_NS})  # type: ignore[dict-item]
     auids = etree.SubElement(root, ns + "auids")
     for usage in registry:
         etree.SubElement(auids, ns + "auid").text = usage.auid

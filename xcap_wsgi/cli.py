@@ -10,7 +10,6 @@ command takes ``--config FILE`` (the ``[xcap-wsgi]`` section of an ini file), ``
 from __future__ import annotations
 
 import argparse
-import configparser
 import logging
 import sys
 
@@ -136,8 +135,10 @@ def _serve(args: argparse.Namespace) -> int:
         return _serve_workers(settings)
     try:
         app, mode = _build_app(settings)
-    except SystemExit as exc:
-        return exc.code
+    except SystemExit as exc:  # the reason is printed (_build_app raises SystemExit(1))
+        if isinstance(exc.code, int):
+            return exc.code
+        raise
     from .httpserver import limits_from_settings, serve
 
     _banner(settings.host, settings.port, settings, mode)

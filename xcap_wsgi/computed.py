@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from lxml import etree
@@ -19,6 +20,11 @@ from lxml import etree
 from .caps import xcap_caps_document
 from .errors import XCAPError
 from .xmlsafe import parse_document
+
+if TYPE_CHECKING:
+    from .storage import Store
+    from .uri import XCAPURI
+    from .usages import UsageRegistry
 
 DIRECTORY_NS = "urn:oma:xml:xdm:xcap-directory"
 RLS_NS = "urn:ietf:params:xml:ns:rls-services"
@@ -30,9 +36,9 @@ _OUR_ETAG = re.compile(r"^xw-([0-9a-f]{6,})-")
 class ComputeContext:
     """What a computed document is made from."""
 
-    store: object  #: the Store
-    uri: object  #: the request's XCAPURI
-    usages: object  #: the UsageRegistry
+    store: Store
+    uri: XCAPURI  #: the request's URI
+    usages: UsageRegistry
     username: str
     domain: str
     host_url: str  #: scheme://host[:port] clients use (public_url or the request's host)
@@ -45,7 +51,8 @@ def xcap_caps(context: ComputeContext) -> bytes:
 def xcap_directory(context: ComputeContext) -> bytes:
     """``users/<xui>/directory.xml``: one ``<folder auid>`` per stored AUID, one ``<entry>`` per
     document with its absolute URI, ETag, size and (for rows xcap-wsgi wrote) last-modified."""
-    root = etree.Element(f"{{{DIRECTORY_NS}}}xcap-directory", nsmap={None: DIRECTORY_NS})
+    # lxml-stubs types nsmap keys as str; None (the default namespace) is what lxml documents
+    root = etree.Element(f"{{{DIRECTORY_NS}}}xcap-directory", nsmap={None: DIRECTORY_NS})  # type: ignore[dict-item]
     folders = {}
     for usage in context.usages:
         if usage.doc_type is not None and usage.has_users_tree:
@@ -72,7 +79,8 @@ def rls_services_index(context: ComputeContext) -> bytes:
     """
     from .rls_index import documents
 
-    root = etree.Element(f"{{{RLS_NS}}}rls-services", nsmap={None: RLS_NS})
+    # lxml-stubs types nsmap keys as str; None (the default namespace) is what lxml documents
+    root = etree.Element(f"{{{RLS_NS}}}rls-services", nsmap={None: RLS_NS})  # type: ignore[dict-item]
     for content in documents(context.store):
         try:
             document = parse_document(content).getroot()
@@ -89,7 +97,7 @@ def etag_time(etag: str) -> datetime | None:
     match = _OUR_ETAG.match(etag)
     if not match:
         return None
-    return datetime.fromtimestamp(int(match.group(1), 16) / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(int(match.group(1), 16) / 1000, tz=UTC)
 
 
 def _auid_of(doc_uri: str, doc_type: int, usages) -> str | None:

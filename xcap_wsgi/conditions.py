@@ -26,7 +26,7 @@ def check_preconditions(request: Request, current_etag: str | None, *, safe_meth
     if if_match is not None and not _matches(if_match, current_etag):
         raise HTTPPreconditionFailed(detail="If-Match does not match the document's current ETag")
     if_none_match = _header(request, "HTTP_IF_NONE_MATCH", strong=False)  # weak comparison
-    if if_none_match is not None and _matches(if_none_match, current_etag):
+    if if_none_match is not None and current_etag is not None and _matches(if_none_match, current_etag):
         if safe_method:
             raise HTTPNotModified(headers=[("ETag", quote_etag(current_etag))])
         raise HTTPPreconditionFailed(detail="If-None-Match matches the document's current ETag")

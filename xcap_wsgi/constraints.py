@@ -40,7 +40,7 @@ def selector_of(element: etree._Element, default_namespace: str) -> str:
     others, whose prefix a client would have to bind, are addressed as ``*[n]``.
     """
     steps = []
-    node = element
+    node: etree._Element | None = element
     while node is not None:
         qname = etree.QName(node)
         parent = node.getparent()
@@ -79,8 +79,9 @@ def local_references_only(tree: etree._ElementTree, context) -> None:
     for element in root.iter(f"{{{RLS}}}resource-list"):
         _require_own((element.text or "").strip(), context)
     for element in root.iter(f"{{{OMA_COMMON_POLICY}}}entry"):
-        if element.get("anc") is not None:
-            _require_own(element.get("anc"), context)
+        anc = element.get("anc")
+        if anc is not None:
+            _require_own(anc, context)
 
 
 def _require_own(reference: str, context, relative: bool = False) -> None:

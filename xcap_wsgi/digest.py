@@ -19,9 +19,9 @@ answer against the account in Kamailio's ``subscriber`` table and, on success, s
   new challenge says ``stale=true`` so the client retries without asking for the password.
 * **Replay protection**: each nonce's nonce-counts are tracked (sliding 64-value window) in a
   bounded, thread-safe table: this process's own for a random secret, the host's (shared by all
-  processes with the same ``secret``, see nonces.py) for a configured one. When the table is full, the oldest nonces are forgotten and every
-  nonce issued up to the newest forgotten one counts as stale from then on: replays are never
-  accepted, at worst a client re-authenticates.
+  processes with the same ``secret``, see nonces.py) for a configured one. When the table is
+  full, the oldest nonces are forgotten and every nonce issued up to the newest forgotten one
+  counts as stale from then on: replays are never accepted, at worst a client re-authenticates.
 * **Credentials**: the ``password`` column (cleartext) gives HA1 for any algorithm; ``ha1``
   (MD5(user:domain:password)) and ``ha1b`` (MD5(user@domain:domain:password)) give MD5 HA1 only,
   and only when the challenge realm is the account's domain (that is how Kamailio computes them).
@@ -51,16 +51,16 @@ import re
 import struct
 import threading
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import unquote, urlsplit
 
 from .accounts import account_problem
+from .auth import PUBLIC_GLOBAL
 from .middleware import raw_request_target
 from .nonces import count, host_secret, open_host_table
-from .storage import StoreError, StoreUnavailable
 from .settings import DEFAULTS, Settings
+from .storage import StoreError, StoreUnavailable
 from .subscribers import Subscriber, open_subscribers
-from .auth import PUBLIC_GLOBAL
 from .uri import XCAPURI, URIError, match_root, parse_xcap_path, xui_account
 
 log = logging.getLogger("xcap_wsgi.digest")
@@ -457,7 +457,7 @@ class DigestAuthMiddleware:
         user, domain = self._account(username, realm)
         subscriber = self._lookup(user, domain)
         ha1 = self._ha1(subscriber, username, algorithm, realm) if subscriber is not None else None
-        if ha1 is None:
+        if subscriber is None or ha1 is None:
             # Same work as a real check, so timing does not tell which accounts exist.
             compute_response(algorithm, "0" * 32, p["nonce"], p["nc"], p["cnonce"], p["qop"],
                              environ.get("REQUEST_METHOD", "GET"), p["uri"])
@@ -470,7 +470,8 @@ class DigestAuthMiddleware:
             return Credentials(stale=True, error="stale nonce")
         state = self.tracker.use(p["nonce"], issued, int(p["nc"], 16))
         if state != "ok":
-            return Credentials(stale=True, error=f"nonce-count {p['nc']} {'replayed' if state == 'replay' else 'of a forgotten nonce'}")
+            why = "replayed" if state == "replay" else "of a forgotten nonce"
+            return Credentials(stale=True, error=f"nonce-count {p['nc']} {why}")
         return Credentials(subscriber.identity)
 
     @staticmethod
@@ -529,7 +530,7 @@ class DigestAuthMiddleware:
                 who = s.username if column == "ha1" else f"{s.username}@{s.domain}"
                 ok = bool(stored) and hmac.compare_digest(
                     stored.lower().encode(), compute_ha1("MD5", who, s.domain, password).encode())
-        if not ok:
+        if s is None or not ok:
             return Credentials(error=f"wrong Basic credentials for {username!r}")
         return Credentials(s.identity, scheme="Basic")
 

@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
+from typing import cast
 
 from lxml import etree
 
@@ -65,7 +67,7 @@ def get_node(document: bytes, selector: NodeSelector) -> NodeBody:
         start, end = doc.span(element)
         return NodeBody(doc.data[start:end], ELEMENT_MIME)
     if selector.kind == "attribute":
-        attribute = doc.attribute(element, selector.attribute)
+        attribute = doc.attribute(element, selector.attribute_name)
         if attribute is None:
             raise NodeNotFound(f"the element has no attribute {selector.attribute_text[1:]!r}")
         return NodeBody(doc.data[attribute.value_start : attribute.value_end], ATTRIBUTE_MIME)
@@ -94,7 +96,7 @@ def delete_node(document: bytes, selector: NodeSelector) -> bytes:
         start, end = doc.span(element)
         new = data[:start] + data[end:]
     else:
-        attribute = doc.attribute(element, selector.attribute)
+        attribute = doc.attribute(element, selector.attribute_name)
         if attribute is None:
             raise NodeNotFound(f"the element has no attribute {selector.attribute_text[1:]!r}")
         new = data[: attribute.space_start] + data[attribute.end :]
@@ -104,7 +106,7 @@ def delete_node(document: bytes, selector: NodeSelector) -> bytes:
     if selector.kind == "element" and remaining:
         raise CannotDelete("after the delete the request URI would still select an element "
                            "(positional deletes are only allowed on the last such sibling)")
-    if selector.kind == "attribute" and any(el.get(selector.attribute) is not None for el in remaining):
+    if selector.kind == "attribute" and any(el.get(selector.attribute_name) is not None for el in remaining):
         raise CannotDelete("after the delete the request URI would still select an attribute")
     return new
 
@@ -112,7 +114,7 @@ def delete_node(document: bytes, selector: NodeSelector) -> bytes:
 # -- element PUT ----------------------------------------------------------------------------------
 
 
-def _put_element(doc: "_Document", selector: NodeSelector, body: bytes, document_url: str):
+def _put_element(doc: _Document, selector: NodeSelector, body: bytes, document_url: str):
     steps, data = selector.steps, doc.data
     if len(steps) == 1:  # the root element: it can be replaced, never created
         parent, context = None, {}
@@ -177,7 +179,7 @@ def _insert_element(doc, parent, step: Step, new_element, fragment: bytes) -> tu
         return _splice_after(doc, children[-1], fragment)
     tag = doc.start_tag(parent)
     if tag.empty:  # <p .../> becomes <p ...>fragment</p>
-        qname = _TAG_NAME.match(data, tag.start + 1).group(0)
+        qname = _scan(_TAG_NAME, data, tag.start + 1).group(0)
         head = data[: tag.end - 2] + b">"
         return head + fragment + b"</" + qname + b">" + data[tag.end :], int(_ELEMENTS_BEFORE(parent)) + 1
     offset = doc.end_tag_start(parent)  # directly before the parent's end tag (it has no element children)
@@ -242,7 +244,7 @@ def _no_parent(doc, selector: NodeSelector, parent_steps, document_url: str, cou
 # -- attribute PUT --------------------------------------------------------------------------------
 
 
-def _put_attribute(doc: "_Document", selector: NodeSelector, body: bytes, document_url: str):
+def _put_attribute(doc: _Document, selector: NodeSelector, body: bytes, document_url: str):
     steps, data = selector.steps, doc.data
     elements = select(doc.root, steps)
     if len(elements) != 1:
@@ -253,7 +255,7 @@ def _put_attribute(doc: "_Document", selector: NodeSelector, body: bytes, docume
     raw = xmlsafe.check_utf8(body)
     value = decode_att_value(raw, NotXMLAttValue)  # §8.2.2: a valid AttValue, or 409
 
-    existing = doc.attribute(element, selector.attribute)
+    existing = doc.attribute(element, selector.attribute_name)
     quote = chr(data[existing.value_start - 1]) if existing else '"'
     if quote in raw:
         other = "'" if quote == '"' else '"'
@@ -276,7 +278,7 @@ def _put_attribute(doc: "_Document", selector: NodeSelector, body: bytes, docume
     if (
         len(selected) != 1
         or after.start_tag(selected[0]).start != doc.start_tag(element).start
-        or selected[0].get(selector.attribute) != value
+        or selected[0].get(selector.attribute_name) != value
     ):
         raise CannotInsert("after the PUT the request URI would not select this attribute "
                            "(did it change a value the selector tests?)")
@@ -285,23 +287,23 @@ def _put_attribute(doc: "_Document", selector: NodeSelector, body: bytes, docume
 
 def _attribute_qname(element, selector: NodeSelector) -> tuple[bytes, bytes]:
     """The QName to write for a new attribute, plus a namespace declaration if one is needed."""
-    namespace, _, local = selector.attribute[1:].partition("}") if selector.attribute.startswith("{") else (
-        "", "", selector.attribute)
+    name = selector.attribute_name
+    namespace, _, local = name[1:].partition("}") if name.startswith("{") else ("", "", name)
     if not namespace:
         return b"", local.encode("utf-8")
     if namespace == "http://www.w3.org/XML/1998/namespace":
-        return b"", f"xml:{local}".encode("utf-8")
+        return b"", f"xml:{local}".encode()
     in_scope = element.nsmap
     for prefix, uri in in_scope.items():
         if prefix is not None and uri == namespace:
-            return b"", f"{prefix}:{local}".encode("utf-8")
+            return b"", f"{prefix}:{local}".encode()
     wanted = selector.attribute_prefixes[0] if selector.attribute_prefixes else "ns"
     prefix, counter = wanted, 0
     while prefix in in_scope:
         counter += 1
         prefix = f"{wanted}{counter}"
-    declaration = f' xmlns:{prefix}="{_escape_attr(namespace)}"'.encode("utf-8")
-    return declaration, f"{prefix}:{local}".encode("utf-8")
+    declaration = f' xmlns:{prefix}="{_escape_attr(namespace)}"'.encode()
+    return declaration, f"{prefix}:{local}".encode()
 
 
 # -- namespace bindings ---------------------------------------------------------------------------
@@ -318,7 +320,7 @@ def _namespace_bindings(element: etree._Element) -> bytes:
         declarations.append(f' xmlns="{_escape_attr(in_scope[None])}"')
     for prefix in sorted(p for p in in_scope if p is not None):
         declarations.append(f' xmlns:{prefix}="{_escape_attr(in_scope[prefix])}"')
-    return f"<{name}{''.join(declarations)}/>".encode("utf-8")
+    return f"<{name}{''.join(declarations)}/>".encode()
 
 
 def _escape_attr(text: str) -> str:
@@ -326,7 +328,7 @@ def _escape_attr(text: str) -> str:
             .replace("\t", "&#9;").replace("\n", "&#10;").replace("\r", "&#13;"))
 
 
-def _single(doc: "_Document", selector: NodeSelector) -> etree._Element:
+def _single(doc: _Document, selector: NodeSelector) -> etree._Element:
     elements = select(doc.root, selector.steps)
     if not elements:
         raise NodeNotFound("the node selector selects no element")
@@ -353,11 +355,12 @@ _TAG_NAME = re.compile(rb"[^\s/>]+")
 _ATTRIBUTE = re.compile(rb"""([ \t\r\n]+)([^\s=/>]+)[ \t\r\n]*=[ \t\r\n]*("[^"]*"|'[^']*')""")
 _CHUNKS = (4096, 256, 16, 1)
 
-_ELEMENTS_BEFORE = etree.XPath("count(preceding::*) + count(ancestor::*)")
-_DESCENDANTS = etree.XPath("count(descendant::*)")
+# (The casts state what the expressions return: lxml's stubs type every XPath result as a union.)
+_ELEMENTS_BEFORE = cast(Callable[[etree._Element], float], etree.XPath("count(preceding::*) + count(ancestor::*)"))
+_DESCENDANTS = cast(Callable[[etree._Element], float], etree.XPath("count(descendant::*)"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _skip_pattern(what: str, count: int) -> re.Pattern:
     """A regex that skips ``count`` start tags (or end tags) and everything before them."""
     if what == "start":
@@ -401,7 +404,7 @@ class _Attribute:
 _cache = threading.local()
 
 
-def document_of(data: bytes, error=NotWellFormed) -> "_Document":
+def document_of(data: bytes, error=NotWellFormed) -> _Document:
     """The parsed document for ``data``: this thread's last parse when the bytes are equal
     (a length check and a memcmp), else a fresh parse. Parsed trees are never modified, and each
     thread keeps its own, so no tree is shared between threads."""
@@ -430,7 +433,7 @@ class _Document:
 
     def _start_tag_from(self, position: int, skip: int) -> _Tag:
         data = self.data
-        position = _TO_NEXT_START.match(data, _skip(data, position, skip, "start")).end()
+        position = _scan(_TO_NEXT_START, data, _skip(data, position, skip, "start")).end()
         match = _START_TAG.match(data, position)
         if match is None:
             raise NotWellFormed("the stored document could not be scanned")  # pragma: no cover
@@ -471,7 +474,7 @@ class _Document:
     def attributes(self, element):
         """Yield (Clark name, _Attribute) for each attribute written in the start tag."""
         data, tag = self.data, self.start_tag(element)
-        position = _TAG_NAME.match(data, tag.start + 1).end()
+        position = _scan(_TAG_NAME, data, tag.start + 1).end()
         in_scope = element.nsmap
         while True:
             match = _ATTRIBUTE.match(data, position, tag.end)
@@ -501,12 +504,20 @@ class _Document:
     def attributes_end(self, element) -> int:
         """Where a new attribute goes: after the last attribute, or after the element name."""
         tag = self.start_tag(element)
-        position = _TAG_NAME.match(self.data, tag.start + 1).end()
+        position = _scan(_TAG_NAME, self.data, tag.start + 1).end()
         while True:
             match = _ATTRIBUTE.match(self.data, position, tag.end)
             if match is None:
                 return position
             position = match.end()
+
+
+def _scan(pattern: re.Pattern[bytes], data: bytes, position: int) -> re.Match[bytes]:
+    """``pattern`` matched at ``position`` of a parsed document, where it always matches."""
+    match = pattern.match(data, position)
+    if match is None:
+        raise NotWellFormed("the stored document could not be scanned")  # pragma: no cover
+    return match
 
 
 def _parse(data: bytes, error) -> etree._Element:
@@ -524,6 +535,7 @@ def _parse(data: bytes, error) -> etree._Element:
         root = etree.fromstring(data, xmlsafe.parser())
     except etree.XMLSyntaxError as exc:
         raise error(f"not well-formed XML: {exc.msg}") from None
-    if root.getroottree().docinfo.doctype:
+    # lxml-stubs' DocInfo lacks doctype (lxml has it)
+    if root.getroottree().docinfo.doctype:  # type: ignore[union-attr]
         raise error("document type declarations (DTDs) are not allowed")
     return root

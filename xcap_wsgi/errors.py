@@ -7,7 +7,8 @@ RFC 4825 xcap-error schema (exactly one condition element, optional ``phrase`` a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from urllib.parse import quote
 
 from lxml import etree
@@ -27,7 +28,7 @@ class XCAPError(HTTPConflict):
         super().__init__(detail=phrase)
         self.phrase = phrase
 
-    def __str__(self) -> str:
+    def __str__(self, skip_body: bool = False) -> str:  # WebOb's signature; there is no body to skip
         return f"{self.tag}: {self.phrase}" if self.phrase else self.tag
 
     def condition_element(self) -> etree._Element:
@@ -37,8 +38,11 @@ class XCAPError(HTTPConflict):
             element.set("phrase", _xml_safe(self.phrase))
         return element
 
-    def body(self) -> bytes:
-        root = etree.Element(f"{{{XCAP_ERROR_NS}}}xcap-error", nsmap={None: XCAP_ERROR_NS})
+    # Replaces WebOb's ``body`` property on purpose: the xcap-error document is built on demand
+    # (``__call__`` serves it; tests call ``body()``), never stored in the response.
+    def body(self) -> bytes:  # type: ignore[override]
+        # lxml-stubs types nsmap keys as str; None (the default namespace) is what lxml documents
+        root = etree.Element(f"{{{XCAP_ERROR_NS}}}xcap-error", nsmap={None: XCAP_ERROR_NS})  # type: ignore[dict-item]
         root.append(self.condition_element())
         return etree.tostring(root, xml_declaration=True, encoding="UTF-8") + b"\n"
 
@@ -130,7 +134,7 @@ class Exists:
     really free."""
 
     field: str
-    alt_values: list[str] = field(default_factory=list)
+    alt_values: list[str] = dataclass_field(default_factory=list)
 
 
 class UniquenessFailure(XCAPError):

@@ -10,9 +10,9 @@ diffing documents.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass, field
-from typing import Callable
 
 from lxml import etree
 
@@ -63,10 +63,11 @@ class ChangeEvent:
 
     def xcap_diff(self) -> bytes:
         """The RFC 5874 xcap-diff document for this change."""
-        nsmap = {"d": XCAP_DIFF_NS}
+        nsmap: dict[str | None, str] = {"d": XCAP_DIFF_NS}
         for prefix, uri in self.namespaces.items():
             nsmap[prefix or None] = uri
-        root = etree.Element(f"{{{XCAP_DIFF_NS}}}xcap-diff", nsmap=nsmap)
+        # lxml-stubs types nsmap keys as str; None (the default namespace) is what lxml documents
+        root = etree.Element(f"{{{XCAP_DIFF_NS}}}xcap-diff", nsmap=nsmap)  # type: ignore[arg-type]
         root.set("xcap-root", self.xcap_root)
         document = etree.SubElement(root, f"{{{XCAP_DIFF_NS}}}document")
         document.set("sel", self.document_selector)
@@ -115,12 +116,11 @@ def positional_path(element: etree._Element) -> str:
     Positional steps need no namespace bindings and cannot be ambiguous, whatever the names.
     """
     steps = []
-    node = element
-    while node.getparent() is not None:
-        parent = node.getparent()
+    node, parent = element, element.getparent()
+    while parent is not None:
         index = 1 + sum(1 for _ in node.itersiblings(etree.Element, preceding=True))
         steps.append(f"*[{index}]")
-        node = parent
+        node, parent = parent, parent.getparent()
     steps.append("*")
     return "/".join(reversed(steps))
 
@@ -131,11 +131,13 @@ def node_patch(selector, operation: str, old_root: etree._Element | None,
     from .selector import select
 
     if operation == "delete":
+        assert old_root is not None  # a DELETE removed a node from an existing document
         (old,) = select(old_root, selector.steps)
         path = positional_path(old)
         if selector.kind == "attribute":
             return (PatchOperation("remove", f"{path}/{selector.attribute_text}"),)
         return (PatchOperation("remove", path),)
+    assert new_root is not None  # a PUT left a document holding the node
     (new,) = select(new_root, selector.steps)
     path = positional_path(new)
     if selector.kind == "attribute":
@@ -151,4 +153,6 @@ def node_patch(selector, operation: str, old_root: etree._Element | None,
     following = next(new.itersiblings(etree.Element), None)
     if following is not None:
         return (PatchOperation("add", positional_path(following), element=new, pos="before"),)
-    return (PatchOperation("add", positional_path(new.getparent()), element=new),)
+    parent = new.getparent()
+    assert parent is not None  # a created element is never the root (the root can only be replaced)
+    return (PatchOperation("add", positional_path(parent), element=new),)

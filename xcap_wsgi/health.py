@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from .settings import DEFAULTS, Settings
 
@@ -70,6 +70,7 @@ class HealthMiddleware:
         # One thread pings; the others answer with the previous outcome instead of queueing
         # behind a database that takes its connect timeout to fail.
         if not self._lock.acquire(blocking=cached is None):
+            assert cached is not None  # only a non-blocking acquire fails
             return cached[1]
         try:
             failed = []

@@ -40,6 +40,7 @@ import select
 import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from waitress import wasyncore
 from waitress.adjustments import Adjustments
@@ -50,7 +51,6 @@ from waitress.task import ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import BadRequest, RequestEntityTooLarge
 
 from .settings import DEFAULTS, Settings
-
 
 log = logging.getLogger("xcap_wsgi.httpserver")
 
@@ -105,8 +105,11 @@ class XCAPRequestParser(HTTPRequestParser):
     """waitress' parser plus the bare-CR check and withholding of unauthenticated bodies."""
 
     body_withheld = False
+    # waitress' own attributes this class reads and sets (waitress has no type information)
+    completed: bool
+    body_rcv: Any
 
-    def __init__(self, adj: Adjustments, *, limits: Limits, channel: "XCAPChannel | None" = None):
+    def __init__(self, adj: Adjustments, *, limits: Limits, channel: XCAPChannel | None = None):
         super().__init__(adj)
         self.limits = limits
         self.channel = channel
@@ -176,6 +179,8 @@ class KeepAliveTask(WSGITask):
     nothing requires the close; XCAP clients that revalidate with ``If-None-Match`` get a 304 on
     nearly every poll and would pay a new TCP (and TLS) handshake for each.
     """
+
+    close_on_finish: bool  # waitress' (waitress has no type information)
 
     def build_response_header(self):
         if self.has_body or self.version != "1.1" or self.close_on_finish:
@@ -323,12 +328,12 @@ class EpollLoop:
     waitress' ``poll()`` loop asks every connection ``readable()``/``writable()`` and registers it
     anew on each iteration: with a thousand idle keep-alive connections a request took six times
     longer (measured: 3.4 ms -> 21 ms per request on one connection), and a burst of connections
-    waiting to be accepted (one per iteration) kept a new client waiting over 10 s with 2,000 open. Here a connection's interest is
-    recomputed only when something may have changed it: it had an event, it was added or closed, it
-    has a request in progress or output pending (a task thread works on it and wakes the loop
-    through waitress' trigger when done), or the timeout sweep marked it. Idle and slow connections
-    cost nothing between their events. Everything else (listening socket, trigger) is recomputed
-    on every iteration.
+    waiting to be accepted (one per iteration) kept a new client waiting over 10 s with 2,000 open.
+    Here a connection's interest is recomputed only when something may have changed it: it had an
+    event, it was added or closed, it has a request in progress or output pending (a task thread
+    works on it and wakes the loop through waitress' trigger when done), or the timeout sweep
+    marked it. Idle and slow connections cost nothing between their events. Everything else
+    (listening socket, trigger) is recomputed on every iteration.
     """
 
     def __init__(self, map: dict):

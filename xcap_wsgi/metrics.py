@@ -36,7 +36,8 @@ import shutil
 import tempfile
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
     from .settings import Settings
@@ -49,7 +50,8 @@ BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 HINT = b"metrics need the prometheus_client package: pip install 'xcap-wsgi[metrics]'\n"
 
 _create_lock = threading.Lock()
-_metrics: object = None  # the metric objects (created on first use), or False without the library
+#: The metric objects (created on first use), or False without the library.
+_metrics: _Metrics | Literal[False] | None = None
 
 
 class _Metrics:
@@ -109,7 +111,7 @@ def unavailable(reason: str) -> None:
         metrics.unavailable.labels(reason).inc()
 
 
-def notification(outcome: str, queued: int | None = None) -> None:
+def notification(outcome: str | None, queued: int | None = None) -> None:
     """A Kamailio notification call ``outcome`` (sent, failed, dropped, retried; None: only the
     queue length changed); ``queued``: calls now waiting."""
     metrics = _get()
@@ -241,7 +243,12 @@ def prepare_multiprocess(directory: str | None = None) -> str | None:
     directory = tempfile.mkdtemp(prefix="xcap-wsgi-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     parent = os.getpid()
-    atexit.register(lambda: os.getpid() == parent and shutil.rmtree(directory, ignore_errors=True))
+
+    def remove() -> None:
+        if os.getpid() == parent:  # forked workers run the inherited handler too: not theirs
+            shutil.rmtree(directory, ignore_errors=True)
+
+    atexit.register(remove)
     return directory
 
 

@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 from webob import Request
@@ -26,6 +26,7 @@ from webob.exc import (
     HTTPRequestEntityTooLarge,
     HTTPRequestURITooLong,
     HTTPServiceUnavailable,
+    WSGIHTTPException,
 )
 
 from . import metrics, operations
@@ -35,6 +36,7 @@ from .computed import ComputeContext
 from .errors import ConstraintFailure, XCAPError
 from .events import EventDispatcher
 from .operations import Target, xcap_response
+from .settings import DEFAULTS
 from .storage import (
     DocumentKey,
     DocumentTooLarge,
@@ -44,8 +46,7 @@ from .storage import (
     StoreUnavailable,
     UnrepresentableKey,
 )
-from .settings import DEFAULTS
-from .uri import URIError, XCAPURI, match_root, parse_xcap_path, xui_account
+from .uri import XCAPURI, URIError, match_root, parse_xcap_path, xui_account
 from .usages import UsageRegistry, default_registry
 from .validation import preload as preload_schemas
 
@@ -84,7 +85,8 @@ class XCAPMiddleware:
         max_body_size: int = DEFAULTS.max_body_size,  # larger request bodies get 413
         max_uri_length: int = DEFAULTS.max_uri_length,  # longer request URIs get 414
         public_url: str | None = DEFAULTS.public_url,  # e.g. "https://xcap.example.com" behind a proxy
-        doc_uri_root: str | None = DEFAULTS.doc_uri_root,  # path stored in doc_uri before the AUID (default: mount + root)
+        # path stored in doc_uri before the AUID (default: mount + root)
+        doc_uri_root: str | None = DEFAULTS.doc_uri_root,
         log_requests: bool = DEFAULTS.log_requests,  # one access-log line per XCAP request
         on_change: Callable | Iterable[Callable] = (),  # sinks called with a ChangeEvent after each write
         challenge: str | None = None,  # WWW-Authenticate value for 401s, e.g. 'Basic realm="example.com"'
@@ -121,7 +123,7 @@ class XCAPMiddleware:
         started = time.perf_counter() if self.log_requests else 0.0  # only the access log uses it
         request = Request(environ)
         response = self._respond(request, raw_path, raw_query, matched)
-        if request.method == "HEAD" and isinstance(response, HTTPException) and response.status_code >= 400:
+        if request.method == "HEAD" and isinstance(response, WSGIHTTPException) and response.status_code >= 400:
             # WebOb answers HEAD errors with "Content-Length: 0" and another Content-Type; RFC 9110
             # §9.3.2 wants GET's headers: render the error for GET (the HEAD call drops the body).
             response = Request(dict(environ, REQUEST_METHOD="GET")).get_response(response)
@@ -185,7 +187,7 @@ class XCAPMiddleware:
 
         computed = usage.compute is not None and (uri.tree == "global" or not usage.writable)
         allowed = READ_ONLY_METHODS if computed or not usage.writable else DOCUMENT_METHODS
-        selector = self._parse_selector(uri, usage) if uri.node_selector is not None else None
+        selector = self._parse_selector(uri.node_selector, uri, usage) if uri.node_selector is not None else None
         if selector is not None and selector.kind == "namespace":
             allowed = READ_ONLY_METHODS  # RFC 4825 §10: namespace bindings are read-only
         method = request.method
@@ -221,17 +223,18 @@ class XCAPMiddleware:
             raise HTTPNotFound(detail=f"{uri.document_selector} is not a document of {uri.auid}")
         return uri, usage
 
-    def _parse_selector(self, uri: XCAPURI, usage):
+    def _parse_selector(self, text: str, uri: XCAPURI, usage):
+        """The parsed node selector ``text`` (``uri.node_selector``)."""
         # parse_node_selector is a pure function of these three and returns a frozen NodeSelector,
         # so parsed selectors are reused (clients repeat the same few); errors are not cached.
-        key = (uri.node_selector, tuple(sorted(uri.namespaces.items())), usage.default_namespace)
+        key = (text, tuple(sorted(uri.namespaces.items())), usage.default_namespace)
         selector = _SELECTORS.get(key)
         if selector is not None:
             return selector
         from .selector import SelectorSyntaxError, UnsupportedSelector, parse_node_selector
 
         try:
-            selector = parse_node_selector(uri.node_selector, uri.namespaces, usage.default_namespace)
+            selector = parse_node_selector(text, uri.namespaces, usage.default_namespace)
             if len(_SELECTORS) >= _SELECTORS_MAX:
                 _SELECTORS.clear()
             _SELECTORS[key] = selector
@@ -245,7 +248,8 @@ class XCAPMiddleware:
         script_name = request.script_name
         username, domain, doc_uri, root_path, document_path = self._locate(uri, script_name)
         if len(username) > MAX_ACCOUNT_PART or len(domain) > MAX_ACCOUNT_PART:
-            raise HTTPRequestURITooLong(detail=f"user and domain of the XUI are limited to {MAX_ACCOUNT_PART} characters")
+            raise HTTPRequestURITooLong(
+                detail=f"user and domain of the XUI are limited to {MAX_ACCOUNT_PART} characters")
         if len(doc_uri) > MAX_DOC_URI:
             raise HTTPRequestURITooLong(detail=f"document path longer than {MAX_DOC_URI} characters "
                                         "(the limit of Kamailio's xcap.doc_uri)")
@@ -280,7 +284,9 @@ class XCAPMiddleware:
         context = ComputeContext(store=self.store, uri=target.uri, usages=self.usages,
                                  username=target.key.username, domain=target.key.domain,
                                  host_url=self.public_url or request.host_url)
-        content = target.usage.compute(context)
+        compute = target.usage.compute
+        assert compute is not None  # only usages with a compute function get here
+        content = compute(context)
         return operations.read(request, target, content, content_etag(content))
 
     def _read_body(self, request: Request) -> bytes:

@@ -207,8 +207,14 @@ class HostNonceTable:
         log.warning("nonce table %s stayed locked for %.1f s: nonce refused as stale", self.path, self.lock_timeout)
         return "stale"  # fail closed: the client asks for a new nonce
 
+    def _mapped(self) -> mmap.mmap:
+        """The table's mapping (``_ensure_open`` ran: only a closed table has none)."""
+        if self._map is None:
+            raise ValueError(f"nonce table {self.path} is closed")
+        return self._map
+
     def _use_bucket(self, offset: int, digest: bytes, issued: int, nc: int) -> str:
-        mapped = self._map
+        mapped = self._mapped()
         (floor,) = _FLOOR.unpack_from(mapped, offset)
         first = offset + _FLOOR.size
         free = oldest = None
@@ -231,6 +237,7 @@ class HostNonceTable:
             return "stale"  # evicted from this bucket at some point, or older than anything it forgot
         if free is None:  # full: forget the oldest; everything issued up to it is stale from now on
             free, free_issued = oldest, oldest_issued
+        assert free is not None  # no free slot means every slot is in use, and one is the oldest
         if free_issued > floor:  # an expired slot too: safe even if processes disagree on the lifetime
             _FLOOR.pack_into(mapped, offset, free_issued)
         _SLOT.pack_into(mapped, free, digest, issued, nc, 1)
@@ -241,7 +248,7 @@ class HostNonceTable:
         now = int(time.time())
         if now + 1 > self._keep_until:
             self._keep_until = now + int(self.lifetime) + 60
-            struct.pack_into("<Q", self._map, 16, self._keep_until)  # header field keep-until
+            struct.pack_into("<Q", self._mapped(), 16, self._keep_until)  # header field keep-until
 
     def forget_older_than(self, issued_limit: int) -> None:
         """Slots of nonces issued before ``issued_limit`` (expired anyway) may be reused."""
@@ -250,11 +257,11 @@ class HostNonceTable:
     def __len__(self) -> int:
         """Nonces tracked and not yet expired (a full scan: for tests and diagnostics)."""
         self._ensure_open()
-        count = 0
+        count, mapped = 0, self._mapped()
         for bucket in range(self.buckets):
             first = _HEADER_BYTES + bucket * self._bucket_bytes + _FLOOR.size
             for way in range(self.ways):
-                _, slot_issued, _, _ = _SLOT.unpack_from(self._map, first + way * _SLOT.size)
+                _, slot_issued, _, _ = _SLOT.unpack_from(mapped, first + way * _SLOT.size)
                 count += slot_issued != 0 and slot_issued >= self._expired_before
         return count
 

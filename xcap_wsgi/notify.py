@@ -62,6 +62,7 @@ class KamailioNotifier:
             raise ValueError(f"Kamailio JSON-RPC URL must be http(s)://host[:port]/path, not {url!r}")
         self.url = url
         self._parts = parts
+        self._hostname: str = parts.hostname
         self._doc_types = doc_types
         self.retries, self.backoff, self.max_backoff, self.timeout = retries, backoff, max_backoff, timeout
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -170,7 +171,7 @@ class KamailioNotifier:
 
     def _connect(self) -> http.client.HTTPConnection:
         cls = http.client.HTTPSConnection if self._parts.scheme == "https" else http.client.HTTPConnection
-        return cls(self._parts.hostname, self._parts.port, timeout=self.timeout)
+        return cls(self._hostname, self._parts.port, timeout=self.timeout)
 
     def _drop_connection(self) -> None:
         if self._connection is not None:

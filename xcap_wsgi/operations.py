@@ -10,7 +10,6 @@ state itself (``Store.write``), and only when it refuses is the document read an
 
 from __future__ import annotations
 
-import threading
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -22,6 +21,7 @@ from .conditions import NEEDS_STORED_STATE, check_preconditions, quote_etag, wri
 from .editor import NodeNotFound, delete_node, get_node, parsed_tree, put_node
 from .errors import NoParent
 from .events import ChangeEvent, EventDispatcher, node_patch
+from .selector import NodeSelector
 from .storage import ABSENT, ANY, ConcurrentModification, DocumentKey, Store, StoredDocument
 from .turns import WriteTurns
 from .uri import XCAPURI
@@ -47,7 +47,14 @@ class Target:
     key: DocumentKey
     document_url: str  #: absolute HTTP URI of the document (for <ancestor> in no-parent)
     root_url: str  #: absolute HTTP URI of the XCAP root: the ancestor of a missing document
-    selector: object | None = None  #: parsed node selector (xcap_wsgi.selector.NodeSelector)
+    selector: NodeSelector | None = None  #: parsed node selector; None addresses the document
+
+    @property
+    def node(self) -> NodeSelector:
+        """``selector`` of a node operation (where it is never None)."""
+        if self.selector is None:
+            raise TypeError(f"{self.uri.document_selector} addresses a document, not a node")
+        return self.selector
 
 
 def xcap_response(status: int, body: bytes = b"", content_type: str | None = None, etag: str | None = None,
@@ -109,11 +116,11 @@ _NODE_CACHE_DOC_MAX = 32 * 1024
 
 def _get_node(content: bytes, target: Target):
     if len(content) > _NODE_CACHE_DOC_MAX:
-        return get_node(content, target.selector)
+        return get_node(content, target.node)
     key = (target.usage.auid, target.uri.node_selector, tuple(sorted(target.uri.namespaces.items())), content)
     node = _NODE_CACHE.get(key)
     if node is None:
-        node = get_node(content, target.selector)
+        node = get_node(content, target.node)
         if len(_NODE_CACHE) >= _NODE_CACHE_MAX:
             _NODE_CACHE.clear()
         _NODE_CACHE[key] = node
@@ -180,7 +187,7 @@ def _put_node_on(request: Request, store: Store, target: Target, body: bytes, ev
     check_preconditions(request, current_etag, safe_method=False)
     if stored is None:
         raise NoParent(phrase="the document does not exist", ancestor=target.root_url)
-    new_content, created = put_node(stored.content, target.selector, body, target.document_url)
+    new_content, created = put_node(stored.content, target.node, body, target.document_url)
     new_tree = parsed_tree(new_content)  # the editor's own parse of its result, not a second one
     check_limits(new_tree.getroot())
     if new_content == stored.content:
@@ -278,7 +285,7 @@ def _delete_on(request: Request, store: Store, target: Target, events: EventDisp
             events.emit(change_event(target, "delete", stored.etag, None))
         return xcap_response(200)
     try:
-        new_content = delete_node(stored.content, target.selector)
+        new_content = delete_node(stored.content, target.node)
     except NodeNotFound as exc:
         raise HTTPNotFound(detail=f"no node {target.uri.node_selector!r} in the document: {exc}") from None
     with _write_lock(store, target):

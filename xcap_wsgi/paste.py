@@ -28,7 +28,8 @@ unless ``anonymous = true``; the access log is on unless ``log_requests = false`
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .build import build_middleware, standalone_app
 from .settings import BY_NAME, STANDALONE_DEFAULTS, Settings

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from typing import Iterator
+from collections.abc import Iterator
 
 from .constraints import RLS, decoded
 from .errors import XCAPError
@@ -131,8 +131,9 @@ def drift(store) -> list[str]:
     problems = []
     if not index.available():
         return []  # optional (a database Kamailio created): nothing to drift
-    expected, owners = {}, {}
-    for username, domain, doc_uri, content, etag in index.scan_rls_rows():
+    expected: dict[tuple[str, str], str] = {}
+    owners: dict[str, list[str]] = {}
+    for _username, _domain, doc_uri, content, etag in index.scan_rls_rows():
         for service_uri in service_keys(content):
             expected[(service_uri, doc_uri)] = etag
             if "/global/" not in doc_uri:

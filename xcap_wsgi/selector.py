@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 from types import MappingProxyType
-from typing import Mapping
 from urllib.parse import quote
 
 from lxml import etree
@@ -90,6 +90,13 @@ class NodeSelector:
     #: the xmlns() bindings this selector uses (prefix -> URI); unused bindings are dropped
     namespaces: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
+    @property
+    def attribute_name(self) -> str:
+        """``attribute`` of an attribute selector (kind "attribute", where it is never None)."""
+        if self.attribute is None:
+            raise TypeError(f"{self.text!r} does not select an attribute")
+        return self.attribute
+
     def uri_suffix(self, steps: tuple[Step, ...]) -> str:
         """``/~~/<steps>[?xmlns(...)]``, percent-encoded: how a URI names the element that
         ``steps`` (a prefix of ``self.steps``) select, e.g. for a no-parent ``<ancestor>``."""
@@ -131,7 +138,7 @@ def select(root: etree._Element, steps: tuple[Step, ...]) -> list[etree._Element
 def step_children(parent: etree._Element, step: Step) -> list[etree._Element]:
     """The children of ``parent`` that ``step`` selects (a step below the root, §6.3)."""
     # C-level filtering by expanded name; comments and PIs are never counted.
-    children = parent.iterchildren(tag=step.tag if step.tag is not None else etree.Element)
+    children: Iterable[etree._Element] = parent.iterchildren(tag=step.tag if step.tag is not None else etree.Element)
     if step.position is not None:  # the position first, then the attribute test
         position = step.position
         children = list(islice(children, position - 1, position)) if 1 <= position <= sys.maxsize else []

@@ -31,7 +31,7 @@ import signal
 import socket
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .httpserver import Limits, raise_open_files_limit, serve
 

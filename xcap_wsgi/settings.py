@@ -27,9 +27,10 @@ from __future__ import annotations
 import configparser
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .storage import DEFAULT_DATABASE_URL
 from .usages import DEFAULT_USAGES
@@ -288,22 +289,22 @@ class Settings:
     # -- building ---------------------------------------------------------------------------------
 
     @classmethod
-    def from_strings(cls, values: Mapping[str, Any], *, base: "Settings | None" = None) -> "Settings":
+    def from_strings(cls, values: Mapping[str, Any], *, base: Settings | None = None) -> Settings:
         """``base`` (default: the defaults) with ``values`` applied: strings or typed values, names
         with ``_`` or ``-``; ``None`` values are skipped; an unknown name is a ``ValueError``."""
         changes = _known(values)
         return replace(base, **changes) if base is not None else cls(**changes)
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None, *, base: "Settings | None" = None) -> "Settings":
+    def from_environ(cls, environ: Mapping[str, str] | None = None, *, base: Settings | None = None) -> Settings:
         """``base`` with every ``XCAP_<NAME>`` variable of ``environ`` (default ``os.environ``) applied."""
         environ = os.environ if environ is None else environ
         return cls.from_strings({s.name: environ[s.env] for s in SETTINGS if s.env in environ}, base=base)
 
     @classmethod
-    def from_sources(cls, given: Mapping[str, Any] | None = None, *, config: str | os.PathLike | None = None,
+    def from_sources(cls, given: Mapping[str, Any] | None = None, *, config: str | os.PathLike[str] | None = None,
                      environ: Mapping[str, str] | None = None,
-                     defaults: Mapping[str, Any] | None = None) -> "Settings":
+                     defaults: Mapping[str, Any] | None = None) -> Settings:
         """Command line (``given``) > ``config`` ini file > environment > ``defaults`` > field defaults."""
         settings = cls.from_strings(defaults or {})
         settings = cls.from_environ(environ, base=settings)
@@ -311,7 +312,7 @@ class Settings:
             settings = cls.from_strings(read_config(config), base=settings)
         return cls.from_strings(given or {}, base=settings)
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied (converted and checked like every value)."""
         return self.from_strings(changes, base=self)
 
@@ -392,7 +393,7 @@ def _known(values: Mapping[str, Any]) -> dict[str, Any]:
     return known
 
 
-def read_config(path: str | os.PathLike) -> dict[str, str]:
+def read_config(path: str | os.PathLike[str]) -> dict[str, str]:
     """The ``[xcap-wsgi]`` section of an ini file (names as in ``Settings``, dashes accepted)."""
     config = configparser.ConfigParser()
     if not config.read(path):

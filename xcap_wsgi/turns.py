@@ -55,10 +55,11 @@ from .hostdir import private_directory
 #: for each other; 100 busy documents on 64 stripes did), and one lock file whatever the number.
 STRIPES = 1024
 
-_OFD_SETLK = getattr(fcntl, "F_OFD_SETLK", None)
+#: The fcntl command of open-file-description locks (Linux); 0 where there is none.
+_OFD_SETLK: int = getattr(fcntl, "F_OFD_SETLK", 0)
 # struct flock on 64-bit Linux: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid.
 _FLOCK = struct.Struct("hhqqi4x")
-_SUPPORTED = _OFD_SETLK is not None and struct.calcsize("P") == 8
+_SUPPORTED = _OFD_SETLK != 0 and struct.calcsize("P") == 8
 
 
 #: Seconds a writer waits for a turn before it goes on without one (compare-and-swap only).
@@ -162,7 +163,7 @@ class WriteTurns:
                 return
             fd, recall_fd = self._fds
             self._fds, self._fds_pid = (None, None), 0
-            if recall_fd is not None:
+            if recall_fd is not None and self.path is not None:  # a recall file implies a path
                 _close_recall(self.path + ".last", recall_fd)
             if fd is not None:
                 os.close(fd)
@@ -262,12 +263,12 @@ class Turn:
         name, tag = self._name.encode("utf-8", "surrogatepass"), etag.encode("utf-8")
         try:
             if len(content) > RECALL_MAX_BYTES or len(name) > _NAME_MAX or len(tag) > 128:
-                self._wipe()  # forget the older version
+                self._wipe(self._fd)  # forget the older version
                 return
             rest = name + tag + content
             record = _SLOT.pack(_MAGIC, zlib.crc32(rest), len(name), len(tag), len(content)) + rest
             # Zero what an older, longer record leaves beyond this one: no stale text stays behind.
-            os.pwrite(self._fd, record + bytes(max(0, self._extent() - len(record))), self._offset)
+            os.pwrite(self._fd, record + bytes(max(0, self._extent(self._fd) - len(record))), self._offset)
         except OSError:
             pass  # nothing to recall next time: the next edit reads the document
 
@@ -282,13 +283,13 @@ class Turn:
                 name = os.pread(self._fd, name_length, self._offset + _SLOT.size)
                 if name != self._name.encode("utf-8", "surrogatepass"):
                     return
-            self._wipe()
+            self._wipe(self._fd)
         except OSError:
             pass
 
-    def _extent(self) -> int:
+    def _extent(self, fd: int) -> int:
         """Bytes of the slot in use: its record's length (the whole slot when unreadable)."""
-        header = os.pread(self._fd, _SLOT.size, self._offset)
+        header = os.pread(fd, _SLOT.size, self._offset)
         if len(header) < _SLOT.size or header == bytes(_SLOT.size):
             return 0
         magic, _, name_length, etag_length, content_length = _SLOT.unpack(header)
@@ -296,10 +297,10 @@ class Turn:
             return _SLOT_BYTES
         return min(_SLOT_BYTES, _SLOT.size + name_length + etag_length + content_length)
 
-    def _wipe(self) -> None:
-        extent = self._extent()
+    def _wipe(self, fd: int) -> None:
+        extent = self._extent(fd)
         if extent:
-            os.pwrite(self._fd, bytes(extent), self._offset)
+            os.pwrite(fd, bytes(extent), self._offset)
 
 
 def _lock(fd: int, command: int, kind: int, stripe: int) -> bool:

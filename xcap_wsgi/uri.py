@@ -9,9 +9,9 @@ decoded exactly once, as a whole, after the ``~~`` segment.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 from urllib.parse import unquote_to_bytes
 
 NODE_SEPARATOR = "~~"

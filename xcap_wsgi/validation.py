@@ -37,8 +37,9 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, cast
 
 from lxml import etree
 
@@ -131,7 +132,7 @@ class SchemaValidator:
         self.schema_set = _schema_set(name)
         self.name = name
 
-    def __call__(self, tree: etree._ElementTree, context: "ValidationContext | None" = None) -> None:
+    def __call__(self, tree: etree._ElementTree, context: ValidationContext | None = None) -> None:
         validate(tree, self.name)
 
     def preload(self) -> etree.XMLSchema:
@@ -167,11 +168,12 @@ def validate(tree: etree._ElementTree | etree._Element, schema_name: str) -> Non
     schema = load_schemas(schema_set.schemas)
     with _locks[schema_name]:
         if not schema.validate(document):
-            error = schema.error_log[0] if len(schema.error_log) else None
+            # lxml-stubs declares the error log as an empty class; lxml's is a sequence of entries
+            error = schema.error_log[0] if len(schema.error_log) else None  # type: ignore[arg-type, index]
             raise SchemaValidationError(_phrase(error, document))
 
 
-def with_schema_validation(registry: "UsageRegistry", enabled_auids: Iterable[str] | None = None) -> "UsageRegistry":
+def with_schema_validation(registry: UsageRegistry, enabled_auids: Iterable[str] | None = None) -> UsageRegistry:
     """A copy of ``registry`` (of the same class) where exactly ``enabled_auids`` validate against
     their schema set.
 
@@ -181,8 +183,8 @@ def with_schema_validation(registry: "UsageRegistry", enabled_auids: Iterable[st
     and ``namespaces`` (advertised in xcap-caps) stay as they are. Listing an AUID that is not in
     the registry or has no schema set raises ``ValueError`` (a configuration typo, most likely).
     """
-    validatable = {usage.auid: _schema_validator_for(usage) for usage in registry}
-    validatable = {auid: validator for auid, validator in validatable.items() if validator is not None}
+    candidates = {usage.auid: _schema_validator_for(usage) for usage in registry}
+    validatable = {auid: validator for auid, validator in candidates.items() if validator is not None}
     enabled = set(validatable if enabled_auids is None else enabled_auids)
     unknown = enabled - set(validatable)
     if unknown:
@@ -195,7 +197,7 @@ def with_schema_validation(registry: "UsageRegistry", enabled_auids: Iterable[st
     return type(registry)(usages)
 
 
-def without_schema_validation(registry: "UsageRegistry", disabled_auids: Iterable[str]) -> "UsageRegistry":
+def without_schema_validation(registry: UsageRegistry, disabled_auids: Iterable[str]) -> UsageRegistry:
     """A copy of ``registry`` where the listed AUIDs skip schema validation and all others that
     have a schema set do it (the usual configuration knob: "don't schema-check pidf-manipulation")."""
     disabled = set(disabled_auids)
@@ -206,7 +208,7 @@ def without_schema_validation(registry: "UsageRegistry", disabled_auids: Iterabl
     return with_schema_validation(registry, enabled)
 
 
-def _schema_validator_for(usage) -> "SchemaValidator | None":
+def _schema_validator_for(usage) -> SchemaValidator | None:
     existing = [v for v in usage.validators if isinstance(v, SchemaValidator)]
     if existing:
         return existing[0]
@@ -220,7 +222,7 @@ def schema_validation_enabled(usage) -> bool:
     return any(isinstance(v, SchemaValidator) for v in usage.validators)
 
 
-def preload(registry: "UsageRegistry") -> None:
+def preload(registry: UsageRegistry) -> None:
     """Compile every schema set the registry's usages use (call once at application start-up)."""
     for usage in registry:
         for validator in usage.validators:
@@ -238,6 +240,12 @@ def _schema_set(name: str) -> SchemaSet:
         raise ValueError(f"unknown schema set {name!r}; known: {', '.join(sorted(SCHEMA_SETS))}") from None
 
 
+def _nodes(document: etree._ElementTree, path: str, namespaces: dict[str, str]) -> list[object]:
+    """What the location path ``path`` selects: a list (lxml's stubs type every XPath result as
+    the union of all result kinds)."""
+    return cast("list[object]", document.xpath(path, namespaces=namespaces))
+
+
 _CLARK = re.compile(r"\{([^}]*)\}([\w.\-]+)")
 
 
@@ -248,13 +256,13 @@ def _phrase(error, document: etree._ElementTree) -> str:
     if error.path:
         namespaces = {prefix: ns for prefix, ns in document.getroot().nsmap.items() if prefix}
         try:
-            found = document.xpath(error.path, namespaces=namespaces)
+            found = _nodes(document, error.path, namespaces)
         except etree.XPathError:  # a prefix declared below the root (rare): gather every prefix
-            for prefix, ns in document.xpath("//namespace::*"):
+            for prefix, ns in cast("list[tuple[str | None, str]]", document.xpath("//namespace::*")):
                 if prefix and prefix != "xml":
                     namespaces.setdefault(prefix, ns)
             try:
-                found = document.xpath(error.path, namespaces=namespaces)
+                found = _nodes(document, error.path, namespaces)
             except etree.XPathError:
                 found = []
         if found and isinstance(found[0], etree._Element):
@@ -297,15 +305,17 @@ def _describe(element: etree._Element) -> str:
 def _path(element: etree._Element) -> str:
     """A readable location: /resource-lists/list[2]/entry[1] (prefixes as in the document)."""
     steps = []
-    while element is not None:
-        name = f"{element.prefix}:{etree.QName(element).localname}" if element.prefix else etree.QName(element).localname
-        parent = element.getparent()
+    node: etree._Element | None = element
+    while node is not None:
+        local = etree.QName(node).localname
+        name = f"{node.prefix}:{local}" if node.prefix else local
+        parent = node.getparent()
         if parent is not None:
-            same = [sibling for sibling in parent if sibling.tag == element.tag]
+            same = [sibling for sibling in parent if sibling.tag == node.tag]
             if len(same) > 1:
-                name += f"[{same.index(element) + 1}]"
+                name += f"[{same.index(node) + 1}]"
         steps.append(name)
-        element = parent
+        node = parent
     return "/" + "/".join(reversed(steps))
 
 

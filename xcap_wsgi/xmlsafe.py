@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
+from typing import cast
 
 from lxml import etree
 
@@ -106,8 +108,11 @@ def has_doctype(data: bytes) -> bool:
 
 #: Selects any element nested deeper than MAX_DEPTH: evaluated level by level in C, it stops at the
 #: document's real depth, so shallow documents cost little however large they are.
-_TOO_DEEP = etree.XPath("boolean(/" + "/".join(["*"] * (MAX_DEPTH + 1)) + ")")
-_NODE_COUNT = etree.XPath("count(//node()) + count(//@*)")  # a union (|) would sort: 1000x slower
+#: (The casts state what the expressions return: lxml's stubs type every XPath result as a union.)
+_TOO_DEEP = cast(Callable[[etree._Element], bool],
+                 etree.XPath("boolean(/" + "/".join(["*"] * (MAX_DEPTH + 1)) + ")"))
+_NODE_COUNT = cast(Callable[[etree._Element], float],
+                   etree.XPath("count(//node()) + count(//@*)"))  # a union (|) would sort: 1000x slower
 
 
 def _depth(root: etree._Element) -> int:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import unquote, urlsplit
 
 from lxml import etree
@@ -73,11 +73,12 @@ class SchemaLoadError(Exception):
 class _LocalResolver(etree.Resolver):
     """Serve schema documents from SCHEMA_DIR only; refuse every other location."""
 
-    def resolve(self, url, pubid, context):
+    # lxml-stubs omit resolve's context argument and resolve_filename, both lxml's documented API
+    def resolve(self, url, pubid, context):  # type: ignore[override]
         path = _local_path(url)
         if path is None:
             raise SchemaLoadError(f"refusing to load schema {url!r}: not a bundled schema")
-        return self.resolve_filename(path, context)
+        return self.resolve_filename(path, context)  # type: ignore[attr-defined]
 
 
 def _local_path(url: str | None) -> str | None:

@@ -14,6 +14,7 @@ from ..uri import canonical_xui
 from ..validation import schema_namespaces, schema_validator
 from .registry import ApplicationUsage
 
+
 def perm_presence_entity(tree: etree._ElementTree, context) -> None:
     """OMA permanent presence (pidf-manipulation ``perm-presence``): ``presence/@entity`` must be
     the document owner's XUI, else 403 (OMA Presence SIMPLE XDM)."""

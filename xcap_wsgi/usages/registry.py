@@ -8,8 +8,8 @@ each usage module (``xcap_wsgi.usages.resource_lists``, ...) imports it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 from lxml import etree
 
@@ -22,7 +22,7 @@ class ValidationContext:
     """What a validator may need beyond the document itself."""
 
     uri: object  #: the request's XCAPURI
-    usage: "ApplicationUsage"
+    usage: ApplicationUsage
     content: bytes  #: the resulting document's bytes
     store: object = None  #: the Store, for checks that span documents
     key: object = None  #: the DocumentKey being written

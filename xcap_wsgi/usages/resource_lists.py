@@ -10,6 +10,8 @@ compared percent-decoded once (see ``xcap_wsgi.constraints``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
 from urllib.parse import urlsplit
 
 from lxml import etree
@@ -54,8 +56,10 @@ def resource_lists_constraints(tree: etree._ElementTree, context) -> None:
             raise ConstraintFailure(f"external anchor={anchor!r} must be an absolute HTTP or HTTPS URI")
 
 
-#: Per unique kind, the values among one parent's children, gathered in C (plain strings).
-_UNIQUE_VALUES = tuple(etree.XPath(f"rl:{local}/@{attribute}", namespaces={"rl": RL}, smart_strings=False)
+#: Per unique kind, the values among one parent's children, gathered in C (plain strings; the cast
+#: states it: lxml's stubs type every XPath result as a union).
+_UNIQUE_VALUES = tuple(cast(Callable[[etree._Element], list[str]],
+                            etree.XPath(f"rl:{local}/@{attribute}", namespaces={"rl": RL}, smart_strings=False))
                        for local, attribute, _ in UNIQUE_AMONG_SIBLINGS)
 _DECODE = tuple(attribute in DECODED_ATTRIBUTES for _, attribute, _ in UNIQUE_AMONG_SIBLINGS)
 
@@ -63,7 +67,7 @@ _DECODE = tuple(attribute in DECODED_ATTRIBUTES for _, attribute, _ in UNIQUE_AM
 def _sibling_clashes(parent: etree._Element, default_namespace: str) -> list[Exists]:
     """The clashes among ``parent``'s children. Whether there are any (the usual answer is no,
     on every PUT) is decided on the values lxml collects in C; only then are they named."""
-    for values_of, decode in zip(_UNIQUE_VALUES, _DECODE):
+    for values_of, decode in zip(_UNIQUE_VALUES, _DECODE, strict=True):
         values = values_of(parent)
         if len(values) < 2:
             continue
@@ -95,7 +99,8 @@ def _name_clashes(parent: etree._Element, default_namespace: str) -> list[Exists
 
 def _free_names(value: str, taken: set, count: int = 3) -> list[str]:
     """``count`` names derived from ``value`` that no sibling uses."""
-    suggestions, n = [], 2
+    suggestions: list[str] = []
+    n = 2
     while len(suggestions) < count:
         candidate = f"{value}-{n}"
         if candidate not in taken:

@@ -9,6 +9,7 @@ computed: the union of every user's services (RFC 4826 §4.4.7).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from lxml import etree
@@ -68,6 +69,7 @@ def rls_service_uris_unique(tree: etree._ElementTree, context) -> None:
     own_doc_uri = context.key.doc_uri if context.key else None
     own = [service_key(s.get("uri", "")) for s in services]
     taken = claimed(context.store, own, own_doc_uri)
+    is_taken: Callable[[str], bool]
     if taken is None:
         taken = _scanned_service_uris(context.store, own_doc_uri)
         is_taken = taken.__contains__
@@ -77,7 +79,7 @@ def rls_service_uris_unique(tree: etree._ElementTree, context) -> None:
     clashes, seen = [], set()
     # Compared decoded (sipsimple writes uri="sip%3Abuddies%40example.com"), like Kamailio's rls
     # normalises them to sip:user@host.
-    for position, (service, normal) in enumerate(zip(services, own), start=1):
+    for position, (service, normal) in enumerate(zip(services, own, strict=True), start=1):
         if normal in taken or normal in seen:
             clashes.append(Exists(field=f"rls-services/service[{position}]/@uri",
                                   alt_values=_free_service_uris(decoded(service.get("uri", "")),
@@ -101,7 +103,8 @@ def _free_service_uris(uri: str, is_taken, count: int = 3) -> list[str]:
     user, at, host = rest.rpartition("@")
     if not (at and user and host):
         return []
-    suggestions, n = [], 2
+    suggestions: list[str] = []
+    n = 2
     while len(suggestions) < count:
         candidate = f"{scheme}:{user}-{n}@{host}"
         if not is_taken(service_key(candidate)):
