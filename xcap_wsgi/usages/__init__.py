@@ -25,6 +25,7 @@ from ..constraints import (
     rls_services_constraints,
 )
 from ..validation import schema_namespaces, schema_validator
+from ..storage import kamailio as doc_types  # Kamailio's doc_type numbers, stated once
 
 #: A validation hook: (resulting document tree, context) -> None, raising an XCAPError on failure.
 Validator = Callable[[etree._ElementTree, "ValidationContext"], None]
@@ -105,7 +106,7 @@ XCAP_CAPS = ApplicationUsage(
     auid="xcap-caps",
     mime_type="application/xcap-caps+xml",
     default_namespace="urn:ietf:params:xml:ns:xcap-caps",
-    doc_type=None,  # 32 in Kamailio, never stored
+    doc_type=None,  # doc_types.XCAP_CAPS in Kamailio, never stored
     global_documents=("index",),
     has_users_tree=False,
     writable=False,
@@ -117,7 +118,7 @@ RESOURCE_LISTS = ApplicationUsage(
     auid="resource-lists",
     mime_type="application/resource-lists+xml",
     default_namespace="urn:ietf:params:xml:ns:resource-lists",
-    doc_type=4,
+    doc_type=doc_types.RESOURCE_LISTS,
     namespaces=schema_namespaces("resource-lists"),
     validators=(schema_validator("resource-lists"), resource_lists_constraints),
 )
@@ -126,7 +127,7 @@ RLS_SERVICES = ApplicationUsage(
     auid="rls-services",
     mime_type="application/rls-services+xml",
     default_namespace="urn:ietf:params:xml:ns:rls-services",
-    doc_type=8,
+    doc_type=doc_types.RLS_SERVICES,
     namespaces=schema_namespaces("rls-services"),  # rls-services + resource-lists (inline <list>)
     validators=(schema_validator("rls-services"), rls_services_constraints, rls_service_uris_unique),
     write_lock=RLS_SERVICE_LOCK,
@@ -138,7 +139,7 @@ OMA_XCAP_DIRECTORY = ApplicationUsage(
     auid="org.openmobilealliance.xcap-directory",
     mime_type="application/vnd.oma.xcap-directory+xml",
     default_namespace="urn:oma:xml:xdm:xcap-directory",
-    doc_type=None,  # 512 in Kamailio, never stored
+    doc_type=None,  # doc_types.OMA_XCAP_DIRECTORY in Kamailio, never stored
     document_names=("directory.xml",),
     writable=False,
     namespaces=schema_namespaces("xcap-directory"),
@@ -149,7 +150,7 @@ PRES_RULES = ApplicationUsage(
     auid="pres-rules",
     mime_type="application/auth-policy+xml",
     default_namespace="urn:ietf:params:xml:ns:pres-rules",
-    doc_type=2,
+    doc_type=doc_types.PRES_RULES,
     namespaces=schema_namespaces("pres-rules"),  # common-policy + pres-rules
     # One pres-rules document per user, IETF or OMA (Kamailio applies only the first row).
     validators=(schema_validator("pres-rules"), one_pres_rules_document),
@@ -161,7 +162,7 @@ OMA_PRES_RULES = ApplicationUsage(
     mime_type="application/auth-policy+xml",
     # OMA clients write unprefixed ruleset/rule[...] selectors: the common-policy namespace.
     default_namespace="urn:ietf:params:xml:ns:common-policy",
-    doc_type=2,
+    doc_type=doc_types.PRES_RULES,
     # OMA Presence XDM names the document "pres-rules"; python3-sipsimple (Blink) writes "index".
     # Both are accepted; presence reads either (any doc_type 2 row), one per user.
     document_names=("pres-rules", "index"),
@@ -175,7 +176,7 @@ PIDF_MANIPULATION = ApplicationUsage(
     auid="pidf-manipulation",
     mime_type="application/pidf+xml",
     default_namespace="urn:ietf:params:xml:ns:pidf",
-    doc_type=16,
+    doc_type=doc_types.PIDF_MANIPULATION,
     document_names=("index", "perm-presence"),  # IETF, OMA/RCS
     namespaces=schema_namespaces("pidf-manipulation"),  # PIDF, data model, RPID, CIPID
     validators=(schema_validator("pidf-manipulation"), perm_presence_entity),
@@ -185,7 +186,7 @@ OMA_PRES_CONTENT = ApplicationUsage(
     auid="org.openmobilealliance.pres-content",
     mime_type="application/vnd.oma.pres-content+xml",
     default_namespace="urn:oma:xml:prs:pres-content",
-    doc_type=128,
+    doc_type=doc_types.OMA_PRES_CONTENT,
     namespaces=schema_namespaces("pres-content"),
     validators=(schema_validator("pres-content"), pres_content_rules),
 )
@@ -194,7 +195,7 @@ OMA_USER_PROFILE = ApplicationUsage(
     auid="org.openmobilealliance.user-profile",
     mime_type="application/vnd.oma.user-profile+xml",
     default_namespace="urn:oma:xml:xdm:user-profile",
-    doc_type=64,
+    doc_type=doc_types.OMA_USER_PROFILE,
     # No bundled schema for OMA user-profile: not validated, so its namespace is not advertised.
     namespaces=(),
 )
@@ -220,7 +221,7 @@ DEFAULT_USAGES = (
 #: etc. 64 (OMA user-profile) is read by no Kamailio module: such rows are inert for Kamailio (its
 #: own directory lists them in the user-profile folder); xcap-wsgi tells them apart by the AUID
 #: in doc_uri.
-GENERIC_DOC_TYPE = 64
+GENERIC_DOC_TYPE = doc_types.OMA_USER_PROFILE
 
 
 def generic_usage(auid: str, namespace: str, mime_type: str) -> ApplicationUsage:
