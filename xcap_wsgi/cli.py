@@ -7,12 +7,11 @@ work too (command line > config file > environment > defaults).
 from __future__ import annotations
 
 import argparse
-import configparser
 import logging
 import sys
 
 from . import __version__
-from .settings import SETTINGS, build_middleware, resolve
+from .settings import SETTINGS, build_middleware, read_config, resolve
 from .storage import StoreError, open_store
 
 
@@ -48,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                          help="store only ha1/ha1b, not the cleartext password (then Digest is MD5 only)")
     adduser.add_argument("--db", default=None, help="database URL (default: $XCAP_AUTH_DB, $XCAP_DB or the embedded SQLite file)")
 
-    from .admin import add_commands  # export, import, purge, check (xcap_wsgi.admin)
+    from .admin.commands import add_commands  # export, import, purge, check (xcap_wsgi.admin)
 
     add_commands(commands)
 
@@ -210,13 +209,7 @@ def _adduser(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_config(path: str) -> dict[str, str]:
-    config = configparser.ConfigParser()
-    if not config.read(path):
-        raise SystemExit(f"xcap-wsgi: cannot read config file {path}")
-    if not config.has_section("xcap-wsgi"):
-        raise SystemExit(f"xcap-wsgi: {path} has no [xcap-wsgi] section")
-    return dict(config.items("xcap-wsgi"))
+_read_config = read_config  # the name this module used before settings.read_config
 
 
 if __name__ == "__main__":

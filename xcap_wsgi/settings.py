@@ -173,6 +173,18 @@ SETTINGS: tuple[Setting, ...] = (
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 
 
+def read_config(path: str) -> dict[str, str]:
+    """The ``[xcap-wsgi]`` section of an ini file; ``SystemExit`` with the reason when it cannot be read."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    if not config.read(path):
+        raise SystemExit(f"xcap-wsgi: cannot read config file {path}")
+    if not config.has_section("xcap-wsgi"):
+        raise SystemExit(f"xcap-wsgi: {path} has no [xcap-wsgi] section")
+    return dict(config.items("xcap-wsgi"))
+
+
 def resolve(given: dict[str, Any] | None = None, *, environ: dict | None = None,
             defaults: dict[str, Any] | None = None) -> dict[str, Any]:
     """Merge values: ``given`` (command line, ini) over environment variables over defaults.
