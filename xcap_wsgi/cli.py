@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     initdb = commands.add_parser("initdb", help="create Kamailio's xcap table (and version row) if absent")
     initdb.add_argument("--db", default=None, help="database URL (default: $XCAP_DB or the embedded SQLite file)")
+    initdb.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
     adduser = commands.add_parser("adduser", help="add a SIP account to Kamailio's subscriber table (Digest login)",
                                   description="Add USER@DOMAIN to Kamailio's subscriber table, with the password "
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     adduser.add_argument("--no-cleartext", action="store_true",
                          help="store only ha1/ha1b, not the cleartext password (then Digest is MD5 only)")
     adduser.add_argument("--db", default=None, help="database URL (default: $XCAP_AUTH_DB, $XCAP_DB or the embedded SQLite file)")
+    adduser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors (and the prompt)")
 
     from .admin.commands import add_commands  # export, import, purge, check (xcap_wsgi.admin)
 
@@ -153,12 +155,15 @@ def _initdb(args: argparse.Namespace) -> int:
     url = args.db or resolve()["db"]
     try:
         if url.split(":", 1)[0].lower().startswith(("mysql", "mariadb")):
-            from .storage.mysql import initdb
+            from .storage.mysql_schema import initdb
 
-            print(initdb(url))
+            done = initdb(url)
+            if not args.quiet:
+                print(done)
         else:
             open_store(url).close()  # SQLite creates Kamailio's table and version row on first use
-            print(f"xcap-wsgi: {url} is ready (xcap table, version 4)")
+            if not args.quiet:
+                print(f"xcap-wsgi: {url} is ready (xcap table, version 4)")
     except (StoreError, ValueError, OSError) as exc:
         print(f"xcap-wsgi: initdb failed: {exc}", file=sys.stderr)
         return 1
@@ -198,14 +203,15 @@ def _adduser(args: argparse.Namespace) -> int:
         return 1
     try:
         subscribers = open_subscribers(url)
-        if hasattr(subscribers, "create_table") and subscribers.create_table():
+        if hasattr(subscribers, "create_table") and subscribers.create_table() and not args.quiet:
             print(f"xcap-wsgi: created Kamailio's subscriber table in {url.split('@')[-1]}")
         subscribers.add(user, domain, password, store_password=not args.no_cleartext)
         subscribers.close()
     except (SubscriberError, StoreError, ValueError, OSError) as exc:
         print(f"xcap-wsgi: adduser failed: {exc}", file=sys.stderr)
         return 1
-    print(f"xcap-wsgi: added {user}@{domain}")
+    if not args.quiet:
+        print(f"xcap-wsgi: added {user}@{domain}")
     return 0
 
 

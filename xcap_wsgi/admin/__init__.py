@@ -17,7 +17,7 @@ and written member after member, so memory is bounded whatever the number of doc
 
 from __future__ import annotations
 
-from ..settingsdoc import README_END, README_START, settings_reference_markdown, update_readme
+from ..settingsdoc import settings_reference_markdown  # docs/hooks.py imports it from here
 from ..storage.base import Row, iter_rows
 from .archive import AdminError, ExportedDocument, iter_entries, read_export
 from .check import Problem, check_documents, check_row, iter_problems, locate
@@ -27,10 +27,10 @@ from .progress import Progress
 from .purge import purge_documents
 
 __all__ = [
-    "AdminError", "ExportedDocument", "Problem", "Progress", "README_END", "README_START", "Row",
+    "AdminError", "ExportedDocument", "Problem", "Progress", "Row",
     "check_documents", "check_row", "export_documents", "import_documents", "iter_entries", "iter_problems",
     "iter_rows", "locate", "purge_documents", "read_export", "restore", "settings_reference_markdown",
-    "update_readme", "verify_export",
+    "verify_export",
 ]
 
 
