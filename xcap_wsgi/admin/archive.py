@@ -181,7 +181,7 @@ def read_export(source: str | os.PathLike) -> Iterator[ExportedDocument]:
         yield from _read_folder(source)
         return
     try:
-        with tarfile.open(source, "r|*") as tar:
+        with tarfile.open(source, "r:*") as tar:  # read in order all the same (no getmember)
             yield from _read_tar(tar, source)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise AdminError(f"{source}: not a folder or a readable tar file: {exc}") from exc

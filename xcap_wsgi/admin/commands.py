@@ -61,6 +61,8 @@ def add_commands(commands) -> None:
     common(restore_cmd, user="optional")
     restore_cmd.add_argument("--resume-after", type=int, default=0, metavar="N",
                              help="skip the first N documents of the restore (an interrupted run's count)")
+    restore_cmd.add_argument("--batch-size", type=int, default=None, metavar="N",
+                             help="documents restored per transaction (default 200)")
     restore_cmd.set_defaults(handler=_cmd_import)
 
     purge = commands.add_parser("purge", help="delete all documents of a user (needs --yes)",
@@ -149,7 +151,8 @@ def _cmd_import(args) -> int:
         account = _account(args.user, values["default_domain"]) if args.user else (None, None)
         counts = import_documents(store, args.source, username=account[0], domain=account[1],
                                   progress=progress_of(args, "import"), verify=progress_of(args, "verify"),
-                                  resume_after=args.resume_after)
+                                  resume_after=args.resume_after,
+                                  **({"batch_size": max(1, args.batch_size)} if args.batch_size else {}))
         _say(args, "imported {created} created, {replaced} replaced, {unchanged} unchanged".format(**counts)
              + (f", {counts['skipped']} skipped" if "skipped" in counts else ""))
         return 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import ContextManager, Iterator, Protocol, runtime_checkable
+from typing import ContextManager, Iterator, Protocol, Sequence, runtime_checkable
 
 from .kamailio import MAX_ETAG_LENGTH, XCAP_TABLE_VERSION
 
@@ -224,6 +224,10 @@ class Store(Protocol):
         port 0) or inserted, so a re-run never duplicates a document. Unconditional (a restore is
         meant to win). Raises ``InvalidETag``, ``UnrepresentableKey``, or ``DocumentUriTaken``
         when ``doc_uri`` belongs to another account (it is UNIQUE in Kamailio's table)."""
+
+    def restore_many(self, documents: Sequence[tuple[DocumentKey, bytes, str]]) -> list[str]:
+        """``restore`` of each ``(key, content, etag)``, in one transaction (all or none); the
+        outcome of each. Import restores a batch at a time: one commit per batch, not per row."""
 
     def close(self) -> None:
         """Release connections."""

@@ -117,6 +117,7 @@ import logging
 import re
 import threading
 from contextlib import contextmanager
+from typing import Sequence
 
 import pymysql
 from pymysql.constants import ER
@@ -543,23 +544,30 @@ class MySQLStore:
         return " AND username=%s AND domain=%s", (username, domain)
 
     def restore(self, key: DocumentKey, content: bytes, etag: str) -> str:
-        """See ``Store.restore``: ``UPDATE`` by key, else ``INSERT``, on one connection.
+        """See ``Store.restore``."""
+        return self.restore_many([(key, content, etag)])[0]
 
-        Unconditional and idempotent: a re-run after a lost connection finds the row (with the
-        same content and ETag when the first run landed) and never inserts a second one, as
-        ``doc_uri`` is UNIQUE.
+    def restore_many(self, documents: Sequence[tuple[DocumentKey, bytes, str]]) -> list[str]:
+        """See ``Store.restore_many``: ``UPDATE`` by key, else ``INSERT``, one transaction.
+
+        Unconditional and idempotent: a re-run after a lost connection or a deadlock runs the
+        whole transaction again, which finds the rows it already wrote (same content and ETag:
+        "unchanged") and never inserts a second one, as ``doc_uri`` is UNIQUE.
         """
-        check_etag(etag)
-        self._check_lengths(key)
-        content = bytes(content)
-        self._check_size(content)
+        prepared = []
+        for key, content, etag in documents:
+            check_etag(etag)
+            self._check_lengths(key)
+            content = bytes(content)
+            self._check_size(content)
+            prepared.append((key, content, etag))
         table = self.table
         select = f"SELECT doc, etag, doc_type FROM `{table}` WHERE username=%s AND domain=%s AND doc_uri=%s"
         update = (f"UPDATE `{table}` SET doc=%s, etag=%s, doc_type=%s, source=0, port=0 "
                   "WHERE username=%s AND domain=%s AND doc_uri=%s")
-        account = (key.username, key.domain, key.doc_uri)
 
-        def work(cursor):
+        def restore_one(cursor, key: DocumentKey, content: bytes, etag: str) -> str:
+            account = (key.username, key.domain, key.doc_uri)
             cursor.execute(select, account)
             row = cursor.fetchone()
             if row is not None and (bytes(row[0]), row[1], int(row[2])) == (content, etag, key.doc_type):
@@ -567,13 +575,63 @@ class MySQLStore:
             if row is not None:
                 cursor.execute(update, (content, etag, key.doc_type, *account))
                 return "replaced"
-            existing = self._insert(cursor, key, content, etag)
-            if existing is not None:  # created concurrently under the key: a restore wins
+            if self._insert(cursor, key, content, etag) is not None:  # created meanwhile: a restore wins
                 cursor.execute(update, (content, etag, key.doc_type, *account))
                 return "replaced"
             return "created"
 
+        def work(cursor):
+            if len(prepared) == 1:  # autocommitted, as every other statement of this store
+                return [restore_one(cursor, *prepared[0])]
+            cursor.execute("START TRANSACTION")
+            try:
+                if not self._insert_all_if_absent(cursor, prepared):
+                    outcomes = [restore_one(cursor, *document) for document in prepared]
+                else:
+                    outcomes = ["created"] * len(prepared)
+                cursor.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(pymysql.err.MySQLError, OSError):
+                    cursor.execute("ROLLBACK")
+                raise
+            return outcomes
+
         return self._run(work, write=True)
+
+    def _insert_all_if_absent(self, cursor, documents: list[tuple[DocumentKey, bytes, str]]) -> bool:
+        """The fast path of an import into an empty table: when no row has any of these doc_uris
+        (the database's own ``=`` decides, as everywhere in this store), INSERT them all with
+        multi-row statements and return True. False (nothing written) when some row exists, or
+        when two of them collide (a case variant on a ``_ci`` collation): then each is restored
+        on its own."""
+        marks = ", ".join(["%s"] * len(documents))
+        cursor.execute(f"SELECT 1 FROM `{self.table}` WHERE doc_uri IN ({marks}) LIMIT 1",
+                       [key.doc_uri for key, _, _ in documents])
+        if cursor.fetchone() is not None:
+            return False
+        limit = min(4 << 20, (self.max_allowed_packet or 4 << 20) // 2)  # bytes of documents per statement
+        chunks: list[list] = [[]]
+        size = 0
+        for document in documents:
+            if chunks[-1] and size + len(document[1]) > limit:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(document)
+            size += len(document[1])
+        cursor.execute("SAVEPOINT restore_all")
+        try:
+            for chunk in chunks:
+                values = ", ".join(["(%s, %s, %s, %s, %s, %s, 0, 0)"] * len(chunk))
+                cursor.execute(f"INSERT INTO `{self.table}` (username, domain, doc_type, doc_uri, doc, etag, source, "
+                               f"port) VALUES {values}",
+                               [v for key, content, etag in chunk
+                                for v in (key.username, key.domain, key.doc_type, key.doc_uri, content, etag)])
+        except pymysql.err.IntegrityError as exc:
+            if _error_code(exc) != ER.DUP_ENTRY:
+                raise
+            cursor.execute("ROLLBACK TO SAVEPOINT restore_all")
+            return False
+        return True
 
     # -- turns and locks ---------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import sqlite3
 import threading
 import time
+from typing import Sequence
 
 from ..turns import WriteTurns
 from .base import (
@@ -247,34 +248,43 @@ class SQLiteStore:
         return " AND username=? AND domain=?", (username, domain)
 
     def restore(self, key: DocumentKey, content: bytes, etag: str) -> str:
-        """See ``Store.restore``: UPDATE by key, else INSERT, in one ``BEGIN IMMEDIATE``."""
-        check_etag(etag)
-        content = bytes(content)
+        """See ``Store.restore``."""
+        return self.restore_many([(key, content, etag)])[0]
+
+    def restore_many(self, documents: Sequence[tuple[DocumentKey, bytes, str]]) -> list[str]:
+        """See ``Store.restore_many``: UPDATE by key, else INSERT, all in one ``BEGIN IMMEDIATE``."""
+        for _, _, etag in documents:
+            check_etag(etag)
+        outcomes = []
         self._execute("BEGIN IMMEDIATE", ())
         try:
-            row = self._execute("SELECT doc, etag, doc_type FROM xcap WHERE username=? AND domain=? AND doc_uri=?",
-                                (key.username, key.domain, key.doc_uri)).fetchone()
-            if row is not None and (bytes(row[0]), row[1], row[2]) == (content, etag, key.doc_type):
-                outcome = "unchanged"
-            elif row is not None:
-                self._execute("UPDATE xcap SET doc=?, etag=?, doc_type=?, source=0, port=0 "
-                              "WHERE username=? AND domain=? AND doc_uri=?",
-                              (sqlite3.Binary(content), etag, key.doc_type, key.username, key.domain, key.doc_uri))
-                outcome = "replaced"
-            else:
-                try:
-                    self._execute("INSERT INTO xcap (username, domain, doc_type, doc_uri, doc, etag, source, port) "
-                                  "VALUES (?, ?, ?, ?, ?, ?, 0, 0)",
-                                  (key.username, key.domain, key.doc_type, key.doc_uri, sqlite3.Binary(content), etag))
-                except sqlite3.IntegrityError as exc:
-                    raise DocumentUriTaken(f"{key.doc_uri} is stored for another account (doc_uri is unique): "
-                                           f"{exc}") from exc
-                outcome = "created"
+            for key, content, etag in documents:
+                outcomes.append(self._restore(key, bytes(content), etag))
             self._execute("COMMIT", ())
-            return outcome
         except BaseException:
             self._connection().rollback()
             raise
+        return outcomes
+
+    def _restore(self, key: DocumentKey, content: bytes, etag: str) -> str:
+        account = (key.username, key.domain, key.doc_uri)
+        row = self._execute("SELECT doc, etag, doc_type FROM xcap WHERE username=? AND domain=? AND doc_uri=?",
+                            account).fetchone()
+        if row is not None and (bytes(row[0]), row[1], row[2]) == (content, etag, key.doc_type):
+            return "unchanged"
+        if row is not None:
+            self._execute("UPDATE xcap SET doc=?, etag=?, doc_type=?, source=0, port=0 "
+                          "WHERE username=? AND domain=? AND doc_uri=?",
+                          (sqlite3.Binary(content), etag, key.doc_type, *account))
+            return "replaced"
+        try:
+            self._execute("INSERT INTO xcap (username, domain, doc_type, doc_uri, doc, etag, source, port) "
+                          "VALUES (?, ?, ?, ?, ?, ?, 0, 0)",
+                          (key.username, key.domain, key.doc_type, key.doc_uri, sqlite3.Binary(content), etag))
+        except sqlite3.IntegrityError as exc:
+            raise DocumentUriTaken(f"{key.doc_uri} is stored for another account (doc_uri is unique): "
+                                   f"{exc}") from exc
+        return "created"
 
     def ping(self) -> None:
         self._execute("SELECT 1", ()).fetchone()
