@@ -18,8 +18,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from mysql_support import db_url, kamailio_database, mysql_store  # noqa: F401  (fixtures)
+
 from xcap_wsgi import SQLiteStore
 from xcap_wsgi.admin import (
     AdminError,
@@ -341,3 +341,32 @@ def test_initdb_and_adduser_take_quiet(tmp_path, capsys):
     assert capsys.readouterr() == ("", "")
     assert main(["adduser", "--db", url, "--password", "secret", "bob@example.com"]) == 0
     assert "added bob@example.com" in capsys.readouterr().out
+
+
+# -- the storage boundary (issue 18 item 1) --------------------------------------------------------
+
+
+def test_both_stores_implement_every_method_of_the_store_protocol():
+    from xcap_wsgi.storage import Store
+    from xcap_wsgi.storage.mysql import MySQLStore
+
+    declared = {name for name, value in vars(Store).items() if callable(value) and not name.startswith("_")}
+    assert {"get", "put", "write", "delete", "write_turn", "forget_recalled", "list_documents", "lock", "ping",
+            "rows_after", "count_rows", "restore", "restore_many", "close"} <= declared
+    for store_type in (SQLiteStore, MySQLStore):
+        assert not {name for name in declared if not callable(getattr(store_type, name, None))}, store_type
+
+
+def test_no_sql_and_no_store_internals_outside_storage():
+    """Only storage/ speaks SQL to the xcap table; the engine and the operator commands use the
+    Store protocol, never a store's private members or its type."""
+    import re
+
+    sql = re.compile(r"\b(SELECT \w|INSERT INTO|UPDATE `|UPDATE xcap|DELETE FROM)")
+    internals = re.compile(r"store\._\w|isinstance\([^)]*Store\b|getattr\(store")
+    for path in (REPO / "xcap_wsgi").rglob("*.py"):
+        if "storage" in path.relative_to(REPO).parts:
+            continue
+        code = re.sub(r'""".*?"""', "", path.read_text(encoding="utf-8"), flags=re.S)  # docstrings may quote SQL
+        assert not sql.search(code), path
+        assert not internals.search(code), path

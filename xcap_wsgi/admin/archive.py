@@ -25,9 +25,9 @@ import os
 import re
 import tarfile
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 from ..storage import DocumentKey
 from ..storage.base import InvalidETag, Row, check_etag
@@ -102,7 +102,7 @@ class ExportWriter:
             self.partial = self.destination.with_name(self.destination.name + ".partial")
             # gzip level 6 (gzip's own default): level 9, tarfile's, is several times slower for ~2% less
             options = {"compresslevel": 6} if self.mode.endswith("gz") else {}
-            self.tar = tarfile.open(str(self.partial), self.mode, **options)
+            self.tar = tarfile.open(str(self.partial), self.mode, **options)  # type: ignore[call-overload]
         else:
             self.destination.mkdir(parents=True, exist_ok=True)
         self._put(MANIFEST, _json(self.header))
@@ -141,7 +141,7 @@ class ExportWriter:
             info = tarfile.TarInfo(name)
             info.size, info.mtime, info.mode = len(data), int(time.time()), 0o600
             self.tar.addfile(info, io.BytesIO(data))
-            self.tar.members.clear()  # tarfile keeps every TarInfo otherwise: memory would grow
+            self.tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every TarInfo otherwise: memory would grow
         else:
             target = self.destination / name
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -257,7 +257,7 @@ def _members(tar: tarfile.TarFile) -> Iterator[tuple[str, bytes]]:
             raise AdminError(f"{member.name}: not a regular file")
         handle = tar.extractfile(member)
         data = handle.read() if handle is not None else b""
-        tar.members.clear()  # tarfile keeps every TarInfo otherwise: memory would grow
+        tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every TarInfo otherwise: memory would grow
         yield member.name, data
 
 

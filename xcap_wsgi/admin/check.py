@@ -8,13 +8,18 @@ first).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING
 
 from ..storage import Store
 from ..storage.base import InvalidETag, Row, check_etag, iter_rows
 from ..storage.kamailio import PRES_RULES
 from .progress import Progress, silent
+
+if TYPE_CHECKING:
+    from ..uri import XCAPURI
+    from ..usages import ApplicationUsage
 
 
 @dataclass(frozen=True)
@@ -28,7 +33,7 @@ class Problem:
         return f"{self.doc_uri} ({self.username}@{self.domain}): {self.message}"
 
 
-def locate(doc_uri: str, registry) -> tuple[object, object] | None:
+def locate(doc_uri: str, registry) -> tuple[ApplicationUsage, XCAPURI] | None:
     """``(usage, XCAPURI)`` for a stored ``doc_uri`` (``<root>/<auid>/users/<xui>/...``), or None."""
     from ..uri import XCAPURI
 
@@ -42,6 +47,7 @@ def locate(doc_uri: str, registry) -> tuple[object, object] | None:
             return usage, XCAPURI(root=root, auid=part, tree="global", xui=None, segments=tuple(parts[i + 2:]))
         if len(parts) < i + 4:
             continue
+        segments: tuple[str, ...]
         if usage.document_names is not None:  # one document level: everything before it is the XUI
             xui, segments = "/".join(parts[i + 2:-1]), (parts[-1],)
         else:
@@ -121,10 +127,10 @@ def iter_problems(store: Store, registry=None, default_domain: str = "localhost"
             found += 1
             yield Problem(row.doc_uri, row.username, row.domain, message)
         if row.doc_type == PRES_RULES:
-            message = _several_pres_rules(store, row, first_pres_rules)
-            if message:
+            several = _several_pres_rules(store, row, first_pres_rules)
+            if several:
                 found += 1
-                yield Problem(row.doc_uri, row.username, row.domain, message)
+                yield Problem(row.doc_uri, row.username, row.domain, several)
         progress.step()
     progress.done(f"checked, {found} problem(s)")
 

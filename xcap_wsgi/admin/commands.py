@@ -7,7 +7,7 @@ store and calls the Python function of its module with explicit options.
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from ..settings import read_config, resolve, usage_registry
 from ..storage import Store, StoreError

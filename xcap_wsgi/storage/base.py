@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import ContextManager, Iterator, Protocol, Sequence, runtime_checkable
+from typing import ContextManager, Protocol, runtime_checkable
 
 from .kamailio import MAX_ETAG_LENGTH, XCAP_TABLE_VERSION
 
