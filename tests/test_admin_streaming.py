@@ -370,3 +370,16 @@ def test_no_sql_and_no_store_internals_outside_storage():
         code = re.sub(r'""".*?"""', "", path.read_text(encoding="utf-8"), flags=re.S)  # docstrings may quote SQL
         assert not sql.search(code), path
         assert not internals.search(code), path
+
+
+@pytest.mark.mysql
+def test_mysql_batch_restore_with_case_variants_falls_back_to_one_by_one(mysql_store):
+    """On Kamailio's latin1 (case-insensitive) table, two doc_uris of one batch that differ only in
+    case are one row for MariaDB: the multi-row INSERT fast path collides, is rolled back, and the
+    batch is restored one document at a time, exactly as the database's '=' sees it."""
+    upper = DocumentKey("user1", "example.com", key(1).doc_uri.upper(), 4)
+    outcomes = mysql_store.restore_many([(key(0), document(0), "e0"), (key(1), document(1), "e1"),
+                                         (upper, document(2), "e2")])
+    assert outcomes == ["created", "created", "replaced"]
+    assert mysql_store.count_rows() == 2
+    assert mysql_store.get(key(1)).etag == "e2"
