@@ -21,7 +21,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import doc_path, document  # noqa: E402
-from xcap_wsgi.settings import build_middleware, resolve  # noqa: E402
+from xcap_wsgi.build import build_middleware  # noqa: E402
+from xcap_wsgi.settings import resolve  # noqa: E402
 
 LIST = "/~~/resource-lists/list%5B@name=%22friends%22%5D"
 EL = LIST + "/entry%5B3%5D"

@@ -1,8 +1,8 @@
 """MkDocs hooks: the generated parts of the manual, computed from the code at build time.
 
 * ``<!-- generated: settings-reference -->`` becomes the table of every setting, from
-  ``xcap_wsgi.settings.SETTINGS`` (via ``xcap_wsgi.admin.settings_reference_markdown``), so a
-  setting added to the code appears in docs/settings.md without editing it.
+  the fields of ``xcap_wsgi.settings.Settings`` (via ``xcap_wsgi.settings.reference_markdown``),
+  so a setting added to the code appears in docs/settings.md without editing it.
 * ``<!-- generated: module-notes MODULE ... -->`` becomes the design notes kept next to the code:
   the docstring of every module of ``xcap_wsgi`` that has a long one (``LONG`` lines or more),
   each under its own heading, the named modules first in the order given, then the others by
@@ -29,9 +29,9 @@ MODULE_NOTES = re.compile(r"<!-- generated: module-notes ([\w. ]+?) -->")
 
 
 def settings_reference() -> str:
-    from xcap_wsgi.admin import settings_reference_markdown
+    from xcap_wsgi.settings import reference_markdown
 
-    return settings_reference_markdown()
+    return reference_markdown()
 
 
 def module_path(module: str) -> Path:

@@ -17,7 +17,8 @@ from xcap_wsgi.auth import (
     parse_asserted_identity,
     remote_user,
 )
-from xcap_wsgi.settings import build_middleware, resolve
+from xcap_wsgi.build import build_middleware
+from xcap_wsgi.settings import resolve
 from xcap_wsgi.uri import parse_xcap_path
 from xcap_wsgi.usages import ApplicationUsage, default_registry
 
@@ -61,11 +62,16 @@ class TestDefaultPolicy:
     def test_other_user_is_403_never_401(self, write):
         assert decide(self.policy, BOB, "/resource-lists/users/sip:alice@example.com/index", write) == 403
 
-    @pytest.mark.parametrize("path", ["/resource-lists/users/sip:alice@example.com/index", "/xcap-caps/global/index",
+    @pytest.mark.parametrize("path", ["/resource-lists/users/sip:alice@example.com/index", "/rls-services/global/index",
                                       "/org.openmobilealliance.pres-content/users/sip:alice@example.com/x"])
     def test_no_identity_is_401(self, path):
         assert decide(self.policy, None, path) == 401
         assert decide(self.policy, "", path) == 401
+
+    def test_xcap_caps_is_read_without_identity_never_written(self):
+        # Clients read it before they know which realm to answer (see digest._public).
+        assert decide(self.policy, None, "/xcap-caps/global/index") == "ok"
+        assert decide(self.policy, None, "/xcap-caps/global/index", write=True) == 401
 
     def test_global_tree_read_by_anyone_authenticated_written_by_admins_only(self):
         assert decide(self.policy, BOB, "/xcap-caps/global/index") == "ok"
@@ -143,7 +149,8 @@ def test_middleware_statuses(app):
     assert call(app, "DELETE", ALICE_DOC, user=BOB).status_int == 403
     assert call(app, "PUT", ALICE_DOC, RL_DOC, user=BOB, **{"Content-Type": RL_MIME}).status_int == 403
     assert call(app, "GET", CAPS, user=BOB).status_int == 200
-    assert call(app, "GET", CAPS, user=None).status_int == 401
+    assert call(app, "GET", CAPS, user=None).status_int == 200  # xcap-caps needs no login
+    assert call(app, "PUT", CAPS, user=None).status_int in (401, 405)
     assert call(app, "GET", ALICE_DOC).body == RL_DOC  # bob changed nothing
 
 
@@ -274,8 +281,9 @@ def test_settings_build_policy_and_proxy_identity(store):
 
 
 def test_settings_identity_header_needs_trusted_proxies(store):
-    values = resolve({"identity_header": HEADER}, environ={})
+    # refused when the settings are built (Settings.__post_init__), before any middleware exists
     with pytest.raises(ValueError):
+        values = resolve({"identity_header": HEADER}, environ={})
         build_middleware(None, values, store=store)
 
 

@@ -307,6 +307,35 @@ def test_the_other_domains_user_is_not_a_local_part_here(client, server):
     assert bob("GET", url).status == 403  # authenticated as himself, but it is alice's document
 
 
+def xcaplib_opener(root: str, account: str, password: str):
+    """urllib set up as python3-xcaplib does it (from memory of xcaplib/httpclient.py): the password
+    is given for the realm equal to the account's SIP domain and the username is the local part, so
+    the handler answers no challenge of any other realm."""
+    user, domain = account.split("@")
+    manager = urllib.request.HTTPPasswordMgrWithDefaultRealm()
+    manager.add_password(domain, root, user, password)
+    return urllib.request.build_opener(urllib.request.HTTPBasicAuthHandler(manager),
+                                       urllib.request.HTTPDigestAuthHandler(manager))
+
+
+@pytest.mark.parametrize("account", list(ACCOUNTS))
+def test_xcaplib_reads_xcap_caps_then_its_documents(server, account):
+    """What Blink does first: xcap-caps (global tree), then its own documents. default_domain is
+    localhost, which is neither account's domain: xcap-caps must not need that realm's login."""
+    root = server + "/xcap-root"
+    opener = xcaplib_opener(root, account, ACCOUNTS[account])
+    with opener.open(root + "/xcap-caps/global/index", timeout=20) as response:
+        assert response.status == 200 and b"<xcap-caps" in response.read()
+    doc = f"{root}/resource-lists/users/sip:{account}/xcaplib"
+    request = urllib.request.Request(doc, data=DOC, method="PUT", headers={"Content-Type": RL_MIME})
+    with opener.open(request, timeout=20) as response:
+        assert response.status == 201
+    with opener.open(doc + FRIENDS + "/@name", timeout=20) as response:
+        assert response.read() == b"friends"
+    with opener.open(urllib.request.Request(doc, method="DELETE"), timeout=20) as response:
+        assert response.status == 200
+
+
 # -- what the clients put on the wire --------------------------------------------------------------------
 
 

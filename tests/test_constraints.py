@@ -129,7 +129,8 @@ class TestRlsServices:
 def test_schema_validation_can_be_switched_off_per_auid():
     """Setting no_schema_validation: the schema is skipped for those AUIDs, RFC 4826 rules still apply."""
     from xcap_wsgi import SQLiteStore
-    from xcap_wsgi.settings import build_middleware, resolve
+    from xcap_wsgi.build import build_middleware
+    from xcap_wsgi.settings import resolve
 
     values = resolve({"no_schema_validation": "resource-lists", "anonymous": "true"}, environ={})
     app = build_middleware(None, values, store=SQLiteStore(":memory:"))
@@ -147,7 +148,8 @@ class TestLocalReferencesOnly:
     @pytest.fixture
     def strict(self):
         from xcap_wsgi import SQLiteStore
-        from xcap_wsgi.settings import build_middleware, resolve
+        from xcap_wsgi.build import build_middleware
+        from xcap_wsgi.settings import resolve
 
         values = resolve({"external_references": "false", "anonymous": "true"}, environ={})
         return build_middleware(None, values, store=SQLiteStore(":memory:"))
@@ -270,7 +272,8 @@ class TestPercentEncodedReferences:
 
     def test_local_references_only_decodes_too(self):
         from xcap_wsgi import SQLiteStore
-        from xcap_wsgi.settings import build_middleware, resolve
+        from xcap_wsgi.build import build_middleware
+        from xcap_wsgi.settings import resolve
 
         values = resolve({"external_references": "false", "anonymous": "true"}, environ={})
         strict = build_middleware(None, values, store=SQLiteStore(":memory:"))

@@ -640,7 +640,8 @@ def test_sqlite_subscribers_lookup_without_table_creation(tmp_path):
 def test_settings_compose_digest_and_trusted_proxy(db_url, tmp_path):
     from xcap_wsgi import SQLiteStore
     from xcap_wsgi.digest import from_settings
-    from xcap_wsgi.settings import build_middleware, resolve
+    from xcap_wsgi.build import build_middleware
+    from xcap_wsgi.settings import resolve
 
     values = resolve({"db": f"sqlite:///{tmp_path / 'xcap.sqlite3'}", "auth_db": db_url, "default_domain": REALM,
                       "identity_header": "X-3GPP-Intended-Identity", "trusted_proxies": "10.0.0.0/8"}, environ={})
@@ -699,6 +700,10 @@ def per_xui(db_url, clock):
     return DigestAuthMiddleware(whoami, subscribers=db_url, default_domain="localhost", clock=clock)
 
 
+#: A global-tree document that needs a login (xcap-caps does not: see test_xcap_caps_needs_no_login).
+GLOBAL_DOC = "/xcap-root/rls-services/global/index"
+
+
 @pytest.mark.parametrize("path, realm", [
     (ALICE_DOC, "example.com"),
     (DAVE_DOC, "other.org"),
@@ -706,7 +711,7 @@ def per_xui(db_url, clock):
     ("/xcap-root/resource-lists/users/alice@example.com/index/~~/resource-lists/list", "example.com"),
     ("/xcap-root/resource-lists/users/sip:alice%40example.com/index", "example.com"),
     ("/xcap-root/resource-lists/users/alice/index", "localhost"),  # no domain in the XUI
-    ("/xcap-root/xcap-caps/global/index", "localhost"),  # global tree
+    (GLOBAL_DOC, "localhost"),  # global tree
     ("/xcap-root/resource-lists/users/sip:a@ex%22ample.com/index", "localhost"),  # unusable as a realm
     ("/xcap-root/resource-lists/users/sip:a@ex%20ample.com/index", "localhost"),
     ("/xcap-root/resource-lists/users/sip:a@%C3%A9xample.com/index", "localhost"),  # not latin-1-safe ASCII
@@ -746,7 +751,7 @@ def test_realm_follows_the_configured_roots(db_url, clock):
     (DAVE_DOC, "dave", "dave@other.org"),
     (DAVE_DOC, "dave@other.org", "dave@other.org"),
     (ALICE_DOC, "dave@other.org", "dave@other.org"),  # user@domain is taken as is, whatever the realm
-    ("/xcap-root/xcap-caps/global/index", "alice@example.com", "alice@example.com"),
+    (GLOBAL_DOC, "alice@example.com", "alice@example.com"),
 ])
 def test_users_of_several_domains_log_in_without_settings(per_xui, algorithm, path, username, identity):
     password = {"alice": "wonder land", "dave": "elsewhere"}[username.split("@")[0]]
@@ -757,7 +762,7 @@ def test_users_of_several_domains_log_in_without_settings(per_xui, algorithm, pa
 
 def test_bare_username_belongs_to_the_realm_of_the_request(per_xui):
     # dave exists only in other.org: on example.com's document (and the global tree) "dave" is someone else
-    for path in (ALICE_DOC, "/xcap-root/xcap-caps/global/index"):
+    for path in (ALICE_DOC, GLOBAL_DOC):
         chal = challenge(per_xui, path)
         assert send(per_xui, authorization(chal, "dave", "elsewhere", uri=path), path=path).status_int == 401
 
@@ -767,7 +772,7 @@ def test_kamailio_hashes_work_where_the_realm_is_the_accounts_domain(per_xui):
     for username in ("carol", "carol@example.com"):
         chal = challenge(per_xui, ALICE_DOC, algorithm="MD5")
         assert send(per_xui, authorization(chal, username, "hashed only", uri=ALICE_DOC), path=ALICE_DOC).status_int == 200
-    path = "/xcap-root/xcap-caps/global/index"  # realm localhost: the stored hashes cannot answer it
+    path = GLOBAL_DOC  # realm localhost: the stored hashes cannot answer it
     chal = challenge(per_xui, path, algorithm="MD5")
     assert send(per_xui, authorization(chal, "carol@example.com", "hashed only", uri=path), path=path).status_int == 401
 
@@ -838,3 +843,29 @@ def test_raw_quoted_uri_is_still_hashed_and_compared(per_xui):
                                "00000001", "0a4f113b")  # hash over another uri than the one sent
     header = authorization(chal, "alice", "wonder land", uri=SELECTED, response=response)
     assert send(per_xui, header, path=SELECTED).status_int == 401
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_xcap_caps_needs_no_login(per_xui, method):
+    """python3-xcaplib (Blink) answers only the realm of its own SIP domain, and reads xcap-caps
+    before anything else: on a server whose default_domain is another domain, it must get it."""
+    response = Request.blank("/xcap-root/xcap-caps/global/index", method=method).get_response(per_xui)
+    assert response.status_int == 200
+    assert "WWW-Authenticate" not in response.headers
+
+
+@pytest.mark.parametrize("path, method", [
+    ("/xcap-root/xcap-caps/global/index", "PUT"),
+    ("/xcap-root/xcap-caps/global/index", "DELETE"),
+    ("/xcap-root/xcap-caps/users/sip:alice@example.com/index", "GET"),
+    ("/xcap-root/rls-services/global/index", "GET"),
+])
+def test_only_reading_the_global_xcap_caps_skips_the_login(per_xui, path, method):
+    assert Request.blank(path, method=method).get_response(per_xui).status_int == 401
+
+
+def test_xcap_caps_with_credentials_still_checks_them(per_xui):
+    path = "/xcap-root/xcap-caps/global/index"
+    chal = challenge(per_xui, ALICE_DOC)
+    wrong = authorization(dict(chal), "alice", "not the password", uri=path)
+    assert send(per_xui, wrong, path=path).status_int == 401

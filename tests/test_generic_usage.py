@@ -14,7 +14,8 @@ from test_documents import assert_xcap_error
 from xcap_wsgi import SQLiteStore
 from xcap_wsgi.admin import check_documents
 from xcap_wsgi.cli import main
-from xcap_wsgi.settings import build_middleware, parse_usages, resolve, usage_registry
+from xcap_wsgi.build import build_middleware, usage_registry
+from xcap_wsgi.settings import parse_usages, resolve
 from xcap_wsgi.storage import DocumentKey
 
 NOTES = "org.example.notes=urn:example:notes;application/vnd.example.notes+xml"
@@ -150,7 +151,7 @@ def test_paste_deploy_section(tmp_path):
                       usage=f"\n{NOTES}\n{TODO}")
     assert call(app, "PUT", DOC, BODY, **{"Content-Type": NOTES_MIME}).status_int == 201
     assert call(app, "GET", DOC).body == BODY
-    app.store.close()
+    app.app.store.close()  # app_factory puts the health endpoints in front
 
 
 # -- xcap-wsgi serve, over HTTP -------------------------------------------------------------------

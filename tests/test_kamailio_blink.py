@@ -129,7 +129,8 @@ def test_rls_expands_blinks_encoded_rls_services(rls_kamailio, encoded_service):
     """Written through xcap-wsgi (which checks them decoded and stores the bytes as sent), Blink's
     ``<resource-list>http%3A//...`` and ``service uri="sip%3A..."`` are found by Kamailio's rls."""
     kam, url = rls_kamailio
-    from xcap_wsgi.settings import build_middleware, resolve
+    from xcap_wsgi.build import build_middleware
+    from xcap_wsgi.settings import resolve
     from xcap_wsgi.storage.mysql import MySQLStore
 
     store = MySQLStore.from_url(url)

@@ -24,7 +24,8 @@ from xcap_wsgi.nonces import LOCK_STRIPES, HostNonceTable, open_host_table, remo
 
 FORK = multiprocessing.get_context("fork")
 WAIT = 20
-PATH = "/xcap-root/xcap-caps/global/index"
+# A computed document alice may read (xcap-caps needs no login at all).
+PATH = "/xcap-root/org.openmobilealliance.xcap-directory/users/sip:alice@example.com/directory.xml"
 
 
 @pytest.fixture(autouse=True)
@@ -275,3 +276,55 @@ def test_urllibs_digest_client_works_across_workers(digest_workers):
     for _ in range(6 * workers):  # every request: a challenge from one worker, the answer to any
         with opener.open(f"http://127.0.0.1:{port}{PATH}", timeout=10) as response:
             assert response.status == 200
+
+
+# -- the host secret: processes not forked from one serve share nonces without a setting ----------
+
+
+def _whoami(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [environ.get("REMOTE_USER", "").encode()]
+
+
+def _digest_app(db_url):
+    from xcap_wsgi.digest import from_settings
+    from xcap_wsgi.settings import resolve
+
+    return from_settings(_whoami, resolve({"db": db_url, "default_domain": "example.com"}, environ={}))
+
+
+def test_host_secret_is_one_private_file_shared_by_every_caller(private_runtime_dir):
+    from xcap_wsgi.nonces import host_secret
+
+    first = host_secret()
+    assert first is not None and len(first) == 32
+    assert host_secret() == first  # made once, read afterwards
+    (path,) = [p for p in private_runtime_dir.rglob("nonce-secret")]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_loose_host_secret_file_is_not_used(private_runtime_dir):
+    from xcap_wsgi.nonces import host_secret
+
+    host_secret()
+    (path,) = [p for p in private_runtime_dir.rglob("nonce-secret")]
+    path.chmod(0o644)
+    assert host_secret() is None
+
+
+def test_without_nonce_secret_separately_built_servers_accept_each_others_nonces_once(tmp_path):
+    """As uWSGI's lazy-apps workers do: each builds its own app. A nonce one issued works in the
+    other (no new login per request), and a captured header is still accepted once in all."""
+    from webob import Request
+
+    subprocess.run([sys.executable, "-m", "xcap_wsgi", "adduser", "alice@example.com", "--password", "wonder land",
+                    "--db", f"sqlite:///{tmp_path / 'x.sqlite3'}"], check=True, capture_output=True)
+    url = f"sqlite:///{tmp_path / 'x.sqlite3'}"
+    first, second = _digest_app(url), _digest_app(url)
+    path = "/xcap-root/resource-lists/users/sip:alice@example.com/index"
+    response = Request.blank(path).get_response(first)
+    chal = parse_auth_params(response.headers.getall("WWW-Authenticate")[0].partition(" ")[2])
+    header = authorization(chal, "alice", "wonder land", uri=path)
+    statuses = [Request.blank(path, headers={"Authorization": header}).get_response(app).status_int
+                for app in (second, first, second)]
+    assert statuses == [200, 401, 401]

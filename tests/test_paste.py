@@ -22,6 +22,8 @@ from webtest import TestApp
 from conftest import RL_DOC, RL_MIME
 from xcap_wsgi import XCAPMiddleware
 from xcap_wsgi.digest import DigestAuthMiddleware
+from xcap_wsgi.health import HealthMiddleware
+from xcap_wsgi.metrics import MetricsMiddleware
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 DOC = "/xcap-root/resource-lists/users/sip:alice@example.com/index"
@@ -36,9 +38,17 @@ def standalone_ini(tmp_path):
     return target
 
 
+def behind_health(app):
+    """The standalone app is the health endpoints' wrapper around the metrics layer (both answer
+    without credentials) around the XCAP (or Digest) app."""
+    assert isinstance(app, HealthMiddleware)
+    assert isinstance(app.app, MetricsMiddleware)
+    return app.app.app
+
+
 def test_standalone_ini_put_get_cycle(standalone_ini, tmp_path):
     app = loadapp(f"config:{standalone_ini}")
-    assert isinstance(app, XCAPMiddleware)
+    assert isinstance(behind_health(app), XCAPMiddleware)
     client = TestApp(app)
     created = client.put(DOC, RL_DOC, headers={"Content-Type": RL_MIME}, status=201)
     etag = created.headers["ETag"]
@@ -51,7 +61,7 @@ def test_standalone_ini_put_get_cycle(standalone_ini, tmp_path):
 
 
 def test_standalone_ini_settings_come_from_the_table(standalone_ini):
-    app = loadapp(f"config:{standalone_ini}")
+    app = behind_health(loadapp(f"config:{standalone_ini}"))
     assert app.default_domain == "example.com"
     assert app.roots == ("/xcap-root",)
     assert app.anonymous is True
@@ -65,7 +75,7 @@ def test_app_without_anonymous_authenticates_with_digest(tmp_path):
         "db = sqlite:///%(here)s/xcap.sqlite3\ndefault_domain = example.com\n"
     )
     app = loadapp(f"config:{ini}")
-    assert isinstance(app, DigestAuthMiddleware)
+    assert isinstance(behind_health(app), DigestAuthMiddleware)
     response = TestApp(app).get(DOC, status=401)
     assert response.headers["WWW-Authenticate"].startswith("Digest ")
     assert 'realm="example.com"' in response.headers["WWW-Authenticate"]

@@ -95,3 +95,12 @@ def test_concurrent_element_puts_through_the_router_lose_nothing(served):
     for n in range(6):
         for i in range(8):
             assert f'uri="sip:w{n}-{i}@example.com"'.encode() in body
+
+
+def test_health_endpoints_answer_under_uwsgi(served):
+    """The paste app of the example carries /healthz and /readyz too (issue 16.7)."""
+    port, _, _ = served
+    response, body = request(port, "GET", "/healthz")
+    assert (response.status, body) == (200, b"ok\n")
+    response, body = request(port, "GET", "/readyz")
+    assert (response.status, body) == (200, b"ready\n")

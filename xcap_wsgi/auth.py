@@ -34,6 +34,7 @@ from typing import Callable, Iterable, Mapping, Protocol
 from webob.exc import HTTPForbidden, HTTPNotFound, HTTPUnauthorized
 
 from .accounts import identity_account
+from .settings import DEFAULTS
 from .uri import XCAPURI, xui_account
 
 log = logging.getLogger("xcap_wsgi.auth")
@@ -41,7 +42,7 @@ log = logging.getLogger("xcap_wsgi.auth")
 IdentityResolver = Callable[[dict], "str | None"]
 
 #: AUIDs whose documents any authenticated user may read (OMA presence content: status icons).
-DEFAULT_PUBLIC_READ = ("org.openmobilealliance.pres-content",)
+DEFAULT_PUBLIC_READ = DEFAULTS.public_read
 
 
 def remote_user(environ: dict) -> str | None:
@@ -67,6 +68,9 @@ def _unauthorized() -> HTTPUnauthorized:
 #: AUIDs whose global documents hold every user's data: readable by trusted principals and admins
 #: only (RFC 4826 §4.4.7: the rls-services global index is for the RLS, not for users).
 RESTRICTED_GLOBAL = ("rls-services",)
+#: AUIDs whose global documents anyone may read, without logging in: xcap-caps (RFC 4825 §12) only
+#: says what the server supports, and clients read it before they log in (see digest._public).
+PUBLIC_GLOBAL = ("xcap-caps",)
 #: Bound of each DefaultPolicy's account cache (emptied when full).
 _ACCOUNTS_MAX = 1024
 
@@ -86,7 +90,7 @@ class DefaultPolicy:
     def __init__(
         self,
         *,
-        default_domain: str = "localhost",
+        default_domain: str = DEFAULTS.default_domain,
         admins: Iterable[str] = (),
         trusted: Iterable[str] = (),
         public_read: Iterable[str] = DEFAULT_PUBLIC_READ,
@@ -134,6 +138,8 @@ class DefaultPolicy:
         if override is not None:
             return override.authorize(identity, uri, write=write)
         if not identity:
+            if not write and uri.tree == "global" and uri.auid in PUBLIC_GLOBAL:
+                return
             raise _unauthorized()
         who = self.account(identity)
         if who is None:

@@ -1,58 +1,27 @@
 """The ``xcap-wsgi`` command: ``serve`` runs a standalone server under waitress, ``initdb``
-prepares a database. Options come from ``xcap_wsgi.settings``; ``--config FILE`` reads the same
-names from the ``[xcap-wsgi]`` section of an ini file, and ``XCAP_*`` environment variables
-work too (command line > config file > environment > defaults).
+prepares a database, ``adduser`` adds a Digest account; the document commands (export, import,
+purge, check) come from ``xcap_wsgi.admin``. Options come from ``xcap_wsgi.settings``: every
+command takes ``--config FILE`` (the ``[xcap-wsgi]`` section of an ini file), ``--db`` and
+``--default-domain``, and ``XCAP_*`` environment variables work too (command line > config file
+> environment > defaults). Every boolean setting has an on and an off option
+(``--log-requests``/``--no-log-requests``).
 """
 
 from __future__ import annotations
 
 import argparse
+import configparser
 import logging
 import sys
 
 from . import __version__
-from .settings import SETTINGS, build_middleware, read_config, resolve
+from .build import build_middleware, standalone_app
+from .settings import DEFAULTS, SETTINGS, STANDALONE_DEFAULTS, Setting, Settings
 from .storage import StoreError, open_store
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="xcap-wsgi", description="XCAP server (RFC 4825) over Kamailio's xcap table")
-    parser.add_argument("--version", action="version", version=f"xcap-wsgi {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    serve = commands.add_parser("serve", help="run a standalone XCAP server (waitress)",
-                                description="Run a standalone XCAP server under waitress.")
-    serve.add_argument("--config", metavar="FILE", help="ini file with an [xcap-wsgi] section of settings")
-    for setting in SETTINGS:
-        kind = {"parse_bool": "flag"}.get(getattr(setting.parse, "__name__", ""), "value")
-        env_help = f" [env {setting.env}; default {_show(setting.default)}]"
-        if kind == "flag":
-            serve.add_argument(setting.flag, dest=setting.name, action="store_const", const=True, default=None,
-                               help=setting.help + env_help)
-        else:
-            serve.add_argument(setting.flag, dest=setting.name, default=None, metavar=setting.name.upper(),
-                               action="append" if setting.repeatable else "store", help=setting.help + env_help)
-
-    initdb = commands.add_parser("initdb", help="create Kamailio's xcap table (and version row) if absent")
-    initdb.add_argument("--db", default=None, help="database URL (default: $XCAP_DB or the embedded SQLite file)")
-    initdb.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
-
-    adduser = commands.add_parser("adduser", help="add a SIP account to Kamailio's subscriber table (Digest login)",
-                                  description="Add USER@DOMAIN to Kamailio's subscriber table, with the password "
-                                  "and its ha1/ha1b hashes as kamctl add stores them. SQLite: the table is created "
-                                  "with Kamailio's DDL if absent. MySQL: created with Kamailio's DDL if absent, "
-                                  "provided Kamailio's version table exists (xcap-wsgi initdb or kamdbctl create).")
-    adduser.add_argument("account", metavar="USER@DOMAIN")
-    adduser.add_argument("--password", default=None, help="the password (default: prompt, or $XCAP_PASSWORD)")
-    adduser.add_argument("--no-cleartext", action="store_true",
-                         help="store only ha1/ha1b, not the cleartext password (then Digest is MD5 only)")
-    adduser.add_argument("--db", default=None, help="database URL (default: $XCAP_AUTH_DB, $XCAP_DB or the embedded SQLite file)")
-    adduser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors (and the prompt)")
-
-    from .admin.commands import add_commands  # export, import, purge, check (xcap_wsgi.admin)
-
-    add_commands(commands)
-
+    parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "handler", None) is not None:
         return args.handler(args)
@@ -66,93 +35,179 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The ``xcap-wsgi`` parser: ``serve`` has one option per setting, the other commands
+    ``--config``, ``--db`` and ``--default-domain`` (``admin.add_commands`` adds its own)."""
+    parser = argparse.ArgumentParser(prog="xcap-wsgi", description="XCAP server (RFC 4825) over Kamailio's xcap table")
+    parser.add_argument("--version", action="version", version=f"xcap-wsgi {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run a standalone XCAP server (waitress)",
+                                description="Run a standalone XCAP server under waitress.")
+    serve.add_argument("--config", metavar="FILE", help="ini file with an [xcap-wsgi] section of settings")
+    for setting in SETTINGS:
+        _add_setting(serve, setting)
+
+    initdb = commands.add_parser("initdb", help="create Kamailio's xcap table (and version row) if absent")
+    _add_common(initdb, db_help="database URL (default: the db setting: $XCAP_DB, the config file or the "
+                "embedded SQLite file)")
+    initdb.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+    adduser = commands.add_parser("adduser", help="add a SIP account to Kamailio's subscriber table (Digest login)",
+                                  description="Add USER@DOMAIN to Kamailio's subscriber table, with the password "
+                                  "and its ha1/ha1b hashes as kamctl add stores them. SQLite: the table is created "
+                                  "with Kamailio's DDL if absent. MySQL: created with Kamailio's DDL if absent, "
+                                  "provided Kamailio's version table exists (xcap-wsgi initdb or kamdbctl create).")
+    adduser.add_argument("account", metavar="USER@DOMAIN",
+                         help="the account; a bare USER takes the configured default_domain (if one is set)")
+    adduser.add_argument("--password", default=None, help="the password (default: prompt, or $XCAP_PASSWORD)")
+    adduser.add_argument("--cleartext", action=argparse.BooleanOptionalAction, default=True,
+                         help="store the cleartext password besides ha1/ha1b (--no-cleartext: hashes only, "
+                         "then Digest is MD5 only)")
+    _add_common(adduser, db_help="database URL of the subscriber table (default: the auth_db setting, else db)")
+    adduser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors (and the prompt)")
+
+    from .admin.commands import add_commands  # export, import, purge, check (xcap_wsgi.admin)
+    from .rls_index_command import add_command as add_rls_index_command
+
+    add_commands(commands)
+    add_rls_index_command(commands)
+    return parser
+
+
+def _add_setting(parser: argparse.ArgumentParser, setting: Setting) -> None:
+    """One ``serve`` option per setting: ``--x``/``--no-x`` for a boolean, repeatable ``--x V``
+    for a list given entry by entry, ``--x V`` otherwise (converted by the setting itself)."""
+    env_help = f" [env {setting.env}; default {_show(STANDALONE_DEFAULTS.get(setting.name, setting.default))}]"
+    if setting.is_bool:
+        parser.add_argument(setting.flag, dest=setting.name, action=argparse.BooleanOptionalAction, default=None,
+                            help=setting.help + env_help)
+    elif setting.repeatable:
+        parser.add_argument(setting.flag, dest=setting.name, action="append", default=None,
+                            metavar=setting.name.upper(), help=setting.help + env_help)
+    else:
+        parser.add_argument(setting.flag, dest=setting.name, default=None, metavar=setting.name.upper(),
+                            help=setting.help + env_help)
+
+
+def _add_common(parser: argparse.ArgumentParser, *, db_help: str) -> None:
+    """The options every command takes: --config, --db, --default-domain."""
+    parser.add_argument("--config", metavar="FILE", help="ini file with an [xcap-wsgi] section of settings")
+    parser.add_argument("--db", default=None, help=db_help)
+    parser.add_argument("--default-domain", default=None,
+                        help=f"domain of XUIs and accounts given without one (default: setting, "
+                        f"{DEFAULTS.default_domain})")
+
+
+def _settings(args: argparse.Namespace, given: dict, defaults=None) -> Settings | None:
+    """The one ``Settings`` of a command (printing the reason and returning None when refused)."""
+    try:
+        return Settings.from_sources(given, config=getattr(args, "config", None), defaults=defaults)
+    except ValueError as exc:
+        print(f"xcap-wsgi: {exc}", file=sys.stderr)
+        return None
+
+
 def _show(value) -> str:
     if isinstance(value, tuple):
         return ",".join(value) or "none"
     return "none" if value is None else str(value)
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from .waitress_server import serve
+def serve_settings(args: argparse.Namespace) -> Settings:
+    """The ``Settings`` of ``serve`` from its parsed options (``ValueError`` when refused):
+    options given > ``--config`` > environment > the standalone defaults > the field defaults."""
+    given = {s.name: getattr(args, s.name) for s in SETTINGS}
+    return Settings.from_sources(given, config=args.config, defaults=STANDALONE_DEFAULTS)
 
-    given = {}
-    if args.config:
-        given.update(_read_config(args.config))
-    given.update({s.name: getattr(args, s.name) for s in SETTINGS if getattr(args, s.name) is not None})
+
+def _serve(args: argparse.Namespace) -> int:
     try:
-        values = resolve(given, defaults={"log_requests": True})
+        settings = serve_settings(args)
     except ValueError as exc:
         print(f"xcap-wsgi: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    if values["workers"] > 1:
-        return _serve_workers(values)
+    if settings.workers > 1:
+        if settings.metrics_path:
+            from .metrics import prepare_multiprocess
+
+            # one PROMETHEUS_MULTIPROC_DIR for every worker (xcap_wsgi.metrics)
+            prepare_multiprocess(settings.metrics_dir)
+        return _serve_workers(settings)
     try:
-        app, mode = _build_app(values)
+        app, mode = _build_app(settings)
     except SystemExit as exc:
         return exc.code
-    _banner(values["host"], values["port"], values, mode)
-    serve(app, host=values["host"], port=values["port"], threads=values["threads"], ident="xcap-wsgi")
+    from .httpserver import limits_from_settings, serve
+
+    _banner(settings.host, settings.port, settings, mode)
+    serve(app, limits=limits_from_settings(settings), host=settings.host, port=settings.port,
+          threads=settings.threads, ident="xcap-wsgi")
     return 0
 
 
-def _serve_workers(values: dict) -> int:
+def _serve_workers(settings: Settings) -> int:
     """``--workers N``: N waitress processes on one socket (xcap_wsgi.server)."""
     import secrets
 
+    from .httpserver import limits_from_settings
     from .server import serve_workers
 
-    if not values.get("nonce_secret"):
-        values["nonce_secret"] = secrets.token_hex(32)  # one secret for all workers: nonces work in any
+    if not settings.nonce_secret:
+        settings = settings.replace(nonce_secret=secrets.token_hex(32))  # one secret: nonces work in any worker
 
     def ready(host, port):
-        auth = "ANONYMOUS (no authentication: development only)" if values["anonymous"] else "Digest"
-        _banner(host, port, values, auth, f" workers={values['workers']} threads={values['threads']}")
+        auth = "ANONYMOUS (no authentication: development only)" if settings.anonymous else "Digest"
+        _banner(host, port, settings, auth, f" workers={settings.workers} threads={settings.threads}")
 
-    return serve_workers(lambda: _build_app(values)[0], host=values["host"], port=values["port"],
-                         workers=values["workers"], threads=values["threads"], on_ready=ready,
-                         ident="xcap-wsgi")
+    return serve_workers(lambda: _build_app(settings)[0], host=settings.host, port=settings.port,
+                         workers=settings.workers, threads=settings.threads, on_ready=ready,
+                         limits=limits_from_settings(settings), ident="xcap-wsgi")
 
 
-def _banner(host: str, port: int, values: dict, auth: str, extra: str = "") -> None:
+def _banner(host: str, port: int, settings: Settings, auth: str, extra: str = "") -> None:
     """The one start-up line: URL, database (never its password), roots, authentication."""
-    url = f"http://{host}:{port}{values['root'][0]}/"
-    print(f"xcap-wsgi {__version__} serving XCAP at {url} database={_redact(values['db'])} "
-          f"roots={','.join(values['root'])} auth={auth}{extra}", flush=True)
+    url = f"http://{host}:{port}{settings.root[0]}/"
+    print(f"xcap-wsgi {__version__} serving XCAP at {url} database={_redact(settings.db)} "
+          f"roots={','.join(settings.root)} auth={auth}{extra}", flush=True)
 
 
-def _build_app(values: dict):
-    """The WSGI app of ``serve`` and a description of its authentication; ``SystemExit(1)`` after
-    printing the reason when the database or the authentication set-up fails."""
+def _build_app(settings: Settings):
+    """The WSGI app of ``serve`` (``xcap_wsgi.build.standalone_app``) and a description of its
+    authentication; ``SystemExit(1)`` after printing the reason when the database or the
+    authentication set-up fails."""
     try:
-        app = build_middleware(None, values)
+        middleware = build_middleware(None, settings)
     except (StoreError, ValueError, OSError) as exc:
-        print(f"xcap-wsgi: cannot open the database {_redact(values['db'])}: {exc}", file=sys.stderr)
+        print(f"xcap-wsgi: cannot open the database {_redact(settings.db)}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    if values["anonymous"]:
-        mode = "ANONYMOUS (no authentication: development only)"
-    else:
-        from .digest import from_settings
-        from .subscribers import SubscriberError
+    if settings.anonymous:
+        return standalone_app(settings, middleware), "ANONYMOUS (no authentication: development only)"
+    from .digest import from_settings
+    from .subscribers import SubscriberError
 
-        try:
-            app = from_settings(app, values)
-            if hasattr(app.subscribers, "table_exists") and not app.subscribers.table_exists():
-                raise SubscriberError("Kamailio's subscriber table does not exist (kamdbctl create, or xcap-wsgi adduser)")
-        except (SubscriberError, StoreError, ValueError, OSError) as exc:
-            print(f"xcap-wsgi: cannot set up Digest authentication: {exc}", file=sys.stderr)
-            raise SystemExit(1) from None
-        realm = app.realm or f"<domain of the XUI>, else {app.default_domain}"
-        mode = (f"Digest ({'/'.join(app.algorithms)}{', Basic' if app.basic else ''}) realm={realm} "
-                f"against {_redact(values['auth_db'] or values['db'])}")
-        if values["identity_header"]:
-            mode += f"; {values['identity_header']} from {','.join(values['trusted_proxies'])}"
-    return app, mode
+    try:
+        digest = from_settings(middleware, settings)
+        if hasattr(digest.subscribers, "table_exists") and not digest.subscribers.table_exists():
+            raise SubscriberError("Kamailio's subscriber table does not exist (kamdbctl create, or xcap-wsgi adduser)")
+    except (SubscriberError, StoreError, ValueError, OSError) as exc:
+        print(f"xcap-wsgi: cannot set up Digest authentication: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    realm = digest.realm or f"<domain of the XUI>, else {digest.default_domain}"
+    mode = (f"Digest ({'/'.join(digest.algorithms)}{', Basic' if digest.basic else ''}) realm={realm} "
+            f"against {_redact(settings.auth_db or settings.db)}")
+    if settings.identity_header:
+        mode += f"; {settings.identity_header} from {','.join(settings.trusted_proxies)}"
+    return standalone_app(settings, middleware, digest), mode
 
 
 def _initdb(args: argparse.Namespace) -> int:
-    url = args.db or resolve()["db"]
+    settings = _settings(args, {"db": args.db, "default_domain": args.default_domain})
+    if settings is None:
+        return 2
+    url = settings.db
     try:
         if url.split(":", 1)[0].lower().startswith(("mysql", "mariadb")):
             from .storage.mysql_schema import initdb
@@ -164,10 +219,23 @@ def _initdb(args: argparse.Namespace) -> int:
             open_store(url).close()  # SQLite creates Kamailio's table and version row on first use
             if not args.quiet:
                 print(f"xcap-wsgi: {url} is ready (xcap table, version 4)")
+        _initdb_rls_index(url, quiet=args.quiet)
     except (StoreError, ValueError, OSError) as exc:
         print(f"xcap-wsgi: initdb failed: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _initdb_rls_index(url: str, *, quiet: bool = False) -> None:
+    """Create xcap-wsgi's optional rls-services side table if absent, filled from the rows."""
+    from .rls_index import rebuild
+
+    store = open_store(url)
+    try:
+        if store.rls_index.create() and not quiet:
+            print(f"xcap-wsgi: created {store.rls_index.side} ({rebuild(store)} service URIs)")
+    finally:
+        store.close()
 
 
 def _redact(url: str) -> str:
@@ -186,9 +254,16 @@ def _adduser(args: argparse.Namespace) -> int:
 
     from .subscribers import SubscriberError, open_subscribers, split_account
 
-    url = args.db or resolve()["auth_db"] or resolve()["db"]
+    settings = _settings(args, {"default_domain": args.default_domain})
+    if settings is None:
+        return 2
+    url = args.db or settings.auth_db or settings.db
+    account = args.account
+    configured = args.default_domain is not None or settings.default_domain != DEFAULTS.default_domain
+    if "@" not in account and configured:
+        account = f"{account}@{settings.default_domain}"
     try:
-        user, domain = split_account(args.account)
+        user, domain = split_account(account)
     except ValueError as exc:
         print(f"xcap-wsgi: {exc}", file=sys.stderr)
         return 2
@@ -205,7 +280,7 @@ def _adduser(args: argparse.Namespace) -> int:
         subscribers = open_subscribers(url)
         if hasattr(subscribers, "create_table") and subscribers.create_table() and not args.quiet:
             print(f"xcap-wsgi: created Kamailio's subscriber table in {url.split('@')[-1]}")
-        subscribers.add(user, domain, password, store_password=not args.no_cleartext)
+        subscribers.add(user, domain, password, store_password=args.cleartext)
         subscribers.close()
     except (SubscriberError, StoreError, ValueError, OSError) as exc:
         print(f"xcap-wsgi: adduser failed: {exc}", file=sys.stderr)
@@ -213,9 +288,6 @@ def _adduser(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"xcap-wsgi: added {user}@{domain}")
     return 0
-
-
-_read_config = read_config  # the name this module used before settings.read_config
 
 
 if __name__ == "__main__":

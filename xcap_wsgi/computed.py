@@ -64,9 +64,16 @@ def xcap_directory(context: ComputeContext) -> bytes:
 
 
 def rls_services_index(context: ComputeContext) -> bytes:
-    """``rls-services/global/index``: every ``<service>`` of every user's rls-services documents."""
+    """``rls-services/global/index``: every ``<service>`` of every user's rls-services documents.
+
+    The documents come from the store's service-URI side table when it has one (the work grows
+    with the number of services, which is what the index lists, not with the table's rows), else
+    from a scan of the table (see ``rls_index.documents``).
+    """
+    from .rls_index import documents
+
     root = etree.Element(f"{{{RLS_NS}}}rls-services", nsmap={None: RLS_NS})
-    for _, content in context.store.documents_of_type(8):
+    for content in documents(context.store):
         try:
             document = parse_document(content).getroot()
         except XCAPError:

@@ -56,17 +56,18 @@ from urllib.parse import unquote, urlsplit
 
 from .accounts import account_problem
 from .middleware import raw_request_target
-from .nonces import open_host_table
+from .nonces import count, host_secret, open_host_table
 from .storage import StoreError, StoreUnavailable
+from .settings import DEFAULTS, Settings
 from .subscribers import Subscriber, open_subscribers
-from .uri import URIError, match_root, parse_xcap_path, xui_account
+from .auth import PUBLIC_GLOBAL
+from .uri import XCAPURI, URIError, match_root, parse_xcap_path, xui_account
 
 log = logging.getLogger("xcap_wsgi.digest")
 
 ALGORITHMS = {"SHA-256": hashlib.sha256, "MD5": hashlib.md5}
 PASSWORD_COLUMNS = ("auto", "password", "ha1", "ha1b")
 _NONCE_RAW = 8 + 8 + 16  # issue time (µs), random, MAC
-_WINDOW = 64
 #: A realm taken from an XUI must fit in a quoted-string as is (RFC 7616 §3.3) and in a latin-1 header.
 _SAFE_REALM = re.compile(r"[!#-\[\]-~]+")
 
@@ -154,16 +155,10 @@ class NonceTracker:
                     return "stale"
                 highest, seen = nc, 1
             else:
-                highest, seen = entry
-                if nc > highest:
-                    shift = nc - highest
-                    seen = ((seen << shift) | 1) & ((1 << _WINDOW) - 1) if shift < _WINDOW else 1
-                    highest = nc
-                else:
-                    offset = highest - nc
-                    if offset >= _WINDOW or seen & (1 << offset):
-                        return "replay"
-                    seen |= 1 << offset
+                counted = count(*entry, nc)
+                if counted is None:
+                    return "replay"
+                highest, seen = counted
             self._entries[nonce] = (highest, seen)
             self._entries.move_to_end(nonce)
             while len(self._entries) > self.capacity:
@@ -208,12 +203,12 @@ class DigestAuthMiddleware:
         *,
         subscribers,  # an object with lookup(user, domain) -> Subscriber | None, or a database URL
         realm: str | None = None,
-        default_domain: str = "localhost",
-        roots: Iterable[str] = ("/xcap-root",),
-        max_uri_length: int = 4096,
-        algorithms: Iterable[str] = ("MD5", "SHA-256"),
-        password_column: str = "auto",
-        nonce_lifetime: float = 300.0,
+        default_domain: str = DEFAULTS.default_domain,
+        roots: Iterable[str] = DEFAULTS.root,
+        max_uri_length: int = DEFAULTS.max_uri_length,
+        algorithms: Iterable[str] = DEFAULTS.digest_algorithms,
+        password_column: str = DEFAULTS.password_column,
+        nonce_lifetime: float = DEFAULTS.nonce_lifetime,
         secret: bytes | str | None = None,
         basic: bool = False,
         required: bool = True,
@@ -261,25 +256,43 @@ class DigestAuthMiddleware:
         """The fixed realm, else the domain of the request URI's XUI, else ``default_domain``."""
         if self.realm is not None:
             return self.realm
+        uri = self._xcap_uri(environ)
+        if uri is not None and uri.xui is not None:
+            domain = xui_account(uri.xui, self.default_domain)[1]
+            if _SAFE_REALM.fullmatch(domain):
+                return domain
+        return self.default_domain
+
+    def _xcap_uri(self, environ: dict) -> XCAPURI | None:
+        """The request's XCAP URI, or None when it is not one (or too long to look at)."""
         # Over-long URIs get XCAPMiddleware's 414 after login; before it, nothing of them is parsed
         # or remembered (the URI functions cache their results). The decoded length is checked first.
         decoded = len(environ.get("SCRIPT_NAME", "")) + len(environ.get("PATH_INFO", ""))
         if decoded + len(environ.get("QUERY_STRING", "")) > self.max_uri_length:
-            return self.default_domain
+            return None
         raw_path, raw_query = raw_request_target(environ)
         if len(raw_path) + len(raw_query) > self.max_uri_length:
-            return self.default_domain
+            return None
         matched = match_root(raw_path, self.roots)
-        if matched is not None:
-            try:
-                xui = parse_xcap_path(*matched, raw_query).xui
-            except URIError:
-                xui = None  # XCAPMiddleware answers it (400/404) once the client has authenticated
-            if xui is not None:
-                domain = xui_account(xui, self.default_domain)[1]
-                if _SAFE_REALM.fullmatch(domain):
-                    return domain
-        return self.default_domain
+        if matched is None:
+            return None
+        try:
+            return parse_xcap_path(*matched, raw_query)
+        except URIError:
+            return None  # XCAPMiddleware answers it (400/404) once the client has authenticated
+
+    def _public(self, environ: dict) -> bool:
+        """A read of a global document everyone may read without logging in (``PUBLIC_GLOBAL``).
+
+        xcap-caps says only what the server supports. Clients fetch it first, before they know
+        the realm their account answers: python3-xcaplib (Blink) gives its password for the realm
+        equal to its SIP domain only, and the global tree's realm is ``default_domain``, so in a
+        multi-domain server it could never read xcap-caps if it needed a login.
+        """
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return False
+        uri = self._xcap_uri(environ)
+        return uri is not None and uri.tree == "global" and uri.auid in PUBLIC_GLOBAL
 
     def opaque(self, realm: str) -> str:
         return base64.urlsafe_b64encode(
@@ -341,6 +354,9 @@ class DigestAuthMiddleware:
     def _unavailable(environ, start_response, exc: StoreError):
         """503 + Retry-After while the subscriber lookup fails, like the document store's; one log
         line, no traceback, no database details to the client."""
+        from . import metrics
+
+        metrics.unavailable("subscribers")
         retry_after = getattr(exc, "retry_after", 5)
         if isinstance(exc, StoreUnavailable):
             log.warning("subscriber table unavailable: %s", exc)
@@ -379,7 +395,7 @@ class DigestAuthMiddleware:
             environ["REMOTE_USER"] = result.identity
             environ["AUTH_TYPE"] = result.scheme
             return self.app(environ, start_response)
-        if self.required:
+        if self.required and not self._public(environ):
             return self._challenge(environ, start_response, realm)
         return self.app(environ, self._add_challenges(start_response, realm))
 
@@ -534,19 +550,22 @@ class DigestAuthMiddleware:
         return decoded == expected_path and query == environ.get("QUERY_STRING", "")
 
 
-def from_settings(app, values: dict, *, required: bool | None = None) -> DigestAuthMiddleware:
-    """``DigestAuthMiddleware`` around ``app`` from resolved settings (see ``xcap_wsgi.settings``)."""
+def from_settings(app, settings: Settings, *, required: bool | None = None) -> DigestAuthMiddleware:
+    """``DigestAuthMiddleware`` around ``app`` from ``settings`` (see ``xcap_wsgi.settings``);
+    ``required`` defaults to "no trusted identity header is set"."""
     return DigestAuthMiddleware(
         app,
-        subscribers=open_subscribers(values.get("auth_db") or values["db"], create=True),
-        realm=values.get("realm") or None,
-        default_domain=values["default_domain"],
-        roots=values.get("root") or ("/xcap-root",),
-        max_uri_length=values.get("max_uri_length") or 4096,
-        algorithms=values.get("digest_algorithms") or ("MD5", "SHA-256"),
-        password_column=values.get("password_column") or "auto",
-        nonce_lifetime=values.get("nonce_lifetime") or 300,
-        secret=values.get("nonce_secret") or None,
-        basic=bool(values.get("basic_auth")),
-        required=(not values.get("identity_header")) if required is None else required,
+        subscribers=open_subscribers(settings.auth_db or settings.db, create=True),
+        realm=settings.realm,
+        default_domain=settings.default_domain,
+        roots=settings.root,
+        max_uri_length=settings.max_uri_length,
+        algorithms=settings.digest_algorithms,
+        password_column=settings.password_column,
+        nonce_lifetime=settings.nonce_lifetime,
+        # No setting: the host's secret, so every process of this user on the host (uWSGI, several
+        # serve) accepts the others' nonces and counts them in one table; else one per process.
+        secret=settings.nonce_secret or host_secret(),
+        basic=settings.basic_auth,
+        required=not settings.identity_header if required is None else required,
     )

@@ -28,7 +28,7 @@ from webob.exc import (
     HTTPServiceUnavailable,
 )
 
-from . import operations
+from . import metrics, operations
 from .auth import AllowAll, DefaultPolicy, IdentityResolver, Policy, remote_user
 from .caps import content_etag
 from .computed import ComputeContext
@@ -44,6 +44,7 @@ from .storage import (
     StoreUnavailable,
     UnrepresentableKey,
 )
+from .settings import DEFAULTS
 from .storage.kamailio import MAX_DOC_URI, MAX_DOMAIN, MAX_USERNAME
 from .uri import URIError, XCAPURI, match_root, parse_xcap_path, xui_account
 from .usages import UsageRegistry, default_registry
@@ -74,18 +75,18 @@ class XCAPMiddleware:
         app: Callable | None,
         *,
         store: Store,
-        root: str | Iterable[str] = "/xcap-root",  # one path or several aliases; the first is canonical
+        root: str | Iterable[str] = DEFAULTS.root,  # one path or several aliases; the first is canonical
         usages: UsageRegistry | None = None,  # enabled application usages (default: all shipped ones)
-        default_domain: str = "localhost",  # SIP domain for XUIs and identities without one
+        default_domain: str = DEFAULTS.default_domain,  # SIP domain for XUIs and identities without one
         identity: IdentityResolver = remote_user,  # environ -> identity string or None
         policy: Policy | None = None,  # authorization (default: RFC 4825 default policy)
-        anonymous: bool = False,  # development only: no identity needed, everything allowed
-        admins: Iterable[str] = (),  # identities that may write the global tree (default policy)
-        max_body_size: int = 4 * 1024 * 1024,  # larger request bodies get 413
-        max_uri_length: int = 4096,  # longer request URIs get 414
-        public_url: str | None = None,  # e.g. "https://xcap.example.com" behind a proxy
-        doc_uri_root: str | None = None,  # path stored in doc_uri before the AUID (default: mount + root)
-        log_requests: bool = False,  # one access-log line per XCAP request
+        anonymous: bool = DEFAULTS.anonymous,  # development only: no identity needed, everything allowed
+        admins: Iterable[str] = DEFAULTS.admins,  # identities that may write the global tree (default policy)
+        max_body_size: int = DEFAULTS.max_body_size,  # larger request bodies get 413
+        max_uri_length: int = DEFAULTS.max_uri_length,  # longer request URIs get 414
+        public_url: str | None = DEFAULTS.public_url,  # e.g. "https://xcap.example.com" behind a proxy
+        doc_uri_root: str | None = DEFAULTS.doc_uri_root,  # path stored in doc_uri before the AUID (default: mount + root)
+        log_requests: bool = DEFAULTS.log_requests,  # one access-log line per XCAP request
         on_change: Callable | Iterable[Callable] = (),  # sinks called with a ChangeEvent after each write
         challenge: str | None = None,  # WWW-Authenticate value for 401s, e.g. 'Basic realm="example.com"'
     ):
@@ -155,12 +156,14 @@ class XCAPMiddleware:
             return HTTPRequestEntityTooLarge(detail=f"the resulting document is too large for the database: {exc}")
         except StoreUnavailable as exc:
             log.warning("store unavailable: %s", exc)
+            metrics.unavailable("database")
             return HTTPServiceUnavailable(
                 detail="the document database is unavailable; retry later",
                 headers=[("Retry-After", str(exc.retry_after))],
             )
         except StoreError as exc:
             log.error("store error: %s", exc)
+            metrics.unavailable("database")
             return HTTPServiceUnavailable(detail="the document database failed; retry later",
                                           headers=[("Retry-After", "5")])
         except Exception:  # a bug: log it, answer a plain 500 without details
@@ -214,6 +217,7 @@ class XCAPMiddleware:
         usage = self.usages.get(uri.auid)
         if usage is None:
             raise HTTPNotFound(detail=f"unknown application usage {uri.auid!r}")
+        request.environ["xcap.auid"] = usage.auid  # a known AUID: the metrics' label (metrics.py)
         if not usage.allows_document(uri.tree, uri.segments):
             raise HTTPNotFound(detail=f"{uri.document_selector} is not a document of {uri.auid}")
         return uri, usage
@@ -316,9 +320,22 @@ class XCAPMiddleware:
             "etag-in": before,  # ETags unquoted, as Kamailio's table stores them
             "etag-out": (response.headers.get("ETag") or "").strip('"') if hasattr(response, "headers") else None,
         }
-        access_log.info("%s %s %s %.1fms", request.method, _log_value(request.path_qs),
+        access_log.info("%s %s %s %.1fms", request.method, _log_value(_log_target(request.environ)),
                         " ".join(f"{key}={_log_value(value)}" for key, value in fields.items()),
                         (time.perf_counter() - started) * 1000)
+
+
+def _log_target(environ: dict) -> str:
+    """The request target as the client sent it (still percent-encoded). WebOb's ``path_qs``
+    decodes the path as UTF-8 and raises on bytes such as ``%C0%AE``: a log line must never
+    fail whatever bytes a client put in its request target."""
+    raw = environ.get("REQUEST_URI") or environ.get("RAW_URI")
+    if not raw:
+        path = (environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")).encode("latin-1", "replace")
+        raw = quote(path, safe="/" + _SEGMENT_SAFE)
+        if environ.get("QUERY_STRING"):
+            raw += "?" + environ["QUERY_STRING"]
+    return raw
 
 
 #: What makes an access-log value need JSON quoting: whitespace (str.isspace, which is exactly

@@ -47,6 +47,7 @@ import threading
 import time
 
 from .hostdir import private_directory
+from .settings import DEFAULTS
 
 log = logging.getLogger("xcap_wsgi.nonces")
 
@@ -64,6 +65,19 @@ _INIT_BYTE = LOCK_STRIPES + 1  # exclusive while a table is being laid out
 _PREFIX, _SUFFIX = "nonces-", ".table"
 
 
+def count(highest: int, seen: int, nc: int) -> tuple[int, int] | None:
+    """Record nonce-count ``nc`` in a nonce's window (``highest`` count seen, bit ``i`` of
+    ``seen`` = ``highest - i`` seen): the new ``(highest, seen)``, or None for a replay (a count
+    seen already, or fallen out of the window)."""
+    if nc > highest:
+        shift = nc - highest
+        return nc, ((seen << shift) | 1) & ((1 << WINDOW) - 1) if shift < WINDOW else 1
+    back = highest - nc
+    if back >= WINDOW or seen & (1 << back):
+        return None
+    return highest, seen | 1 << back
+
+
 class LockTimeout(OSError):
     """A lock of the table was not free within the timeout."""
 
@@ -77,7 +91,8 @@ class HostNonceTable:
     last use before a later server may remove it.
     """
 
-    def __init__(self, path: str, capacity: int = 10000, *, lifetime: float = 300.0, lock_timeout: float = 2.0):
+    def __init__(self, path: str, capacity: int = 10000, *, lifetime: float = DEFAULTS.nonce_lifetime,
+                 lock_timeout: float = 2.0):
         self.path = path
         self.lifetime = float(lifetime)
         self.lock_timeout = lock_timeout
@@ -202,16 +217,10 @@ class HostNonceTable:
             at = first + way * _SLOT.size
             key, slot_issued, highest, seen = _SLOT.unpack_from(mapped, at)
             if key == digest and slot_issued == issued:
-                if nc > highest:
-                    shift = nc - highest
-                    seen = ((seen << shift) | 1) & ((1 << WINDOW) - 1) if shift < WINDOW else 1
-                    highest = nc
-                else:
-                    back = highest - nc
-                    if back >= WINDOW or seen & (1 << back):
-                        return "replay"
-                    seen |= 1 << back
-                _SLOT.pack_into(mapped, at, digest, issued, highest, seen)
+                counted = count(highest, seen, nc)
+                if counted is None:
+                    return "replay"
+                _SLOT.pack_into(mapped, at, digest, issued, *counted)
                 return "ok"
             if slot_issued == 0 or slot_issued < self._expired_before:
                 if free is None:
@@ -259,7 +268,7 @@ def table_name(secret: bytes, realm: str) -> str:
     return f"{_PREFIX}{mac[:32]}{_SUFFIX}"
 
 
-def open_host_table(secret: bytes, realm: str, capacity: int = 10000, *, lifetime: float = 300.0,
+def open_host_table(secret: bytes, realm: str, capacity: int = 10000, *, lifetime: float = DEFAULTS.nonce_lifetime,
                     bases: tuple[str, ...] | None = None) -> HostNonceTable | None:
     """The host's table for nonces of ``secret`` and ``realm``, or None (logged) when no private
     directory or file can be had: then nonce-counts are tracked per process only."""
@@ -343,3 +352,50 @@ def _lock(fd: int, kind: int, byte: int, timeout: float) -> None:
 
 def _unlock(fd: int, byte: int) -> None:
     fcntl.lockf(fd, fcntl.LOCK_UN, 1, byte)
+
+
+_SECRET_FILE, _SECRET_BYTES = "nonce-secret", 32
+
+
+def host_secret(directory: str | None = None) -> bytes | None:
+    """The nonce secret every process of this user on this host shares, made on first use.
+
+    With no ``nonce_secret`` setting, processes that were not forked from one ``serve`` (uWSGI
+    with ``lazy-apps``, gunicorn, several ``serve`` behind one address) would each draw a random
+    one, and a client moved to another process would have to log in again on every request. The
+    file is 32 random bytes, mode 0600, in the private directory (hostdir.py); None when there
+    is no such directory or the file is not a sound one of ours (the caller then uses a
+    per-process secret, as before).
+    """
+    directory = directory or private_directory()
+    if directory is None:
+        return None
+    path = os.path.join(directory, _SECRET_FILE)
+    if not os.path.lexists(path):
+        # Written under another name, then linked: a reader never sees a short file, and of
+        # processes starting together the first link wins and the others read its secret.
+        temporary = f"{path}.{os.getpid()}.{threading.get_ident()}"
+        try:
+            with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600), "wb") as f:
+                f.write(os.urandom(_SECRET_BYTES))
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(temporary)
+        except OSError as exc:
+            log.warning("cannot create the host nonce secret %s: %s", path, exc)
+            return None
+    try:
+        with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f:
+            info = os.fstat(f.fileno())
+            secret = f.read(_SECRET_BYTES + 1)
+    except OSError as exc:
+        log.warning("cannot read the host nonce secret %s: %s", path, exc)
+        return None
+    if (stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+            and len(secret) == _SECRET_BYTES):
+        return secret
+    log.warning("ignoring the host nonce secret %s: not a private %d-byte file of ours", path, _SECRET_BYTES)
+    return None

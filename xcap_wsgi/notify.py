@@ -23,6 +23,7 @@ import threading
 import time
 from urllib.parse import urlsplit
 
+from . import metrics
 from .events import ChangeEvent
 
 log = logging.getLogger("xcap_wsgi.notify")
@@ -79,6 +80,7 @@ class KamailioNotifier:
         for call in kamailio_calls(event, doc_type):
             try:
                 self._queue.put_nowait(call)
+                metrics.notification(None, self._queue.qsize())
             except queue.Full:
                 self._count("dropped")
                 log.warning("notification queue full: dropped %s %s", *call)
@@ -114,6 +116,7 @@ class KamailioNotifier:
     def _count(self, name: str) -> None:
         with self._lock:
             self._counts[name] += 1
+        metrics.notification(name, self._queue.qsize())  # Prometheus (a no-op without it)
 
     def _run(self) -> None:
         while not self._closed.is_set():

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from webob import Request, Response
 from webob.exc import HTTPNotFound, HTTPServiceUnavailable, HTTPUnsupportedMediaType
 
+from . import metrics
 from .conditions import NEEDS_STORED_STATE, check_preconditions, quote_etag, write_expectation
 from .editor import NodeNotFound, delete_node, get_node, parsed_tree, put_node
 from .errors import NoParent
@@ -161,6 +162,7 @@ def _attempts(store: Store, target: Target, turn, attempt) -> Response:
         try:
             return attempt(store.get(target.key), False)
         except ConcurrentModification:
+            metrics.cas_retry(target.usage.auid)
             continue
     raise _contention()
 
@@ -188,6 +190,7 @@ def _put_node_on(request: Request, store: Store, target: Target, body: bytes, ev
     with _write_lock(store, target):
         _validate(store, target, new_tree, new_content)
         etag = store.put(target.key, new_content, current_etag)
+        _committed(store, target, new_content, etag)
     if turn is not None:
         turn.remember(etag, new_content)
     if events:
@@ -235,7 +238,9 @@ def _put_document(request: Request, store: Store, target: Target, body: bytes, e
                 if locked:
                     _validate(store, target, tree, body)
                 etag = store.put(target.key, body, current_etag)
+                _committed(store, target, body, etag)
         except ConcurrentModification:
+            metrics.cas_retry(target.usage.auid)
             continue
         _forget_recalled(store, target)
         if events:
@@ -265,7 +270,9 @@ def _delete_on(request: Request, store: Store, target: Target, events: EventDisp
     request.environ["xcap.etag_before"] = stored.etag
     check_preconditions(request, stored.etag, safe_method=False)
     if target.selector is None:
-        store.delete(target.key, stored.etag)
+        with _write_lock(store, target) if target.usage.on_commit else nullcontext():
+            store.delete(target.key, stored.etag)
+            _committed(store, target, None, None)
         if events:
             events.emit(change_event(target, "delete", stored.etag, None))
         return xcap_response(200)
@@ -276,6 +283,7 @@ def _delete_on(request: Request, store: Store, target: Target, events: EventDisp
     with _write_lock(store, target):
         _validate(store, target, parsed_tree(new_content), new_content)
         etag = store.put(target.key, new_content, stored.etag)
+        _committed(store, target, new_content, etag)
     if turn is not None:
         turn.remember(etag, new_content)
     if events:
@@ -316,6 +324,12 @@ def _forget_recalled(store: Store, target: Target) -> None:
     store.forget_recalled(target.key)
 
 
+def _committed(store: Store, target: Target, content: bytes | None, etag: str | None) -> None:
+    """The usage's ``on_commit`` hook after a committed write or delete (still under its lock)."""
+    if target.usage.on_commit is not None:
+        target.usage.on_commit(store, target.key, content, etag)
+
+
 def _write_lock(store: Store, target: Target):
     """The usage's store-wide lock around validate + commit, or nothing."""
     return store.lock(target.usage.write_lock) if target.usage.write_lock else nullcontext()
@@ -334,6 +348,7 @@ def change_event(target: Target, operation: str, previous_etag: str | None, new_
 
 
 def _contention() -> HTTPServiceUnavailable:
+    metrics.unavailable("contention")
     return HTTPServiceUnavailable(
         detail="the document is being changed by other requests right now; retry",
         headers=[("Retry-After", "1")],

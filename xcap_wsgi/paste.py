@@ -1,9 +1,9 @@
 """PasteDeploy entry points, built from the one settings table (``xcap_wsgi.settings``).
 
 An ini file names settings exactly as ``xcap-wsgi serve`` does (``default_domain``,
-``max_body_size``, ...; dashes are accepted too); the values are parsed by ``settings.resolve``
-and turned into middleware by ``settings.build_middleware``, so nothing here defines a setting a
-second time. Precedence: the filter's/app's own section > ``[DEFAULT]`` > ``XCAP_*`` environment
+``max_body_size``, ...; dashes are accepted too); the values become one ``Settings`` object
+(``Settings.from_sources``), turned into middleware by ``xcap_wsgi.build``, so nothing here
+defines a setting a second time. Precedence: the filter's/app's own section > ``[DEFAULT]`` > ``XCAP_*`` environment
 variables > the table's defaults. An unknown name in the section itself is an error (a typo must
 not pass silently); unknown names in ``[DEFAULT]`` are ignored, because that section is shared
 with every other app of the file.
@@ -28,21 +28,22 @@ unless ``anonymous = true``; the access log is on unless ``log_requests = false`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
-from .settings import BY_NAME, build_middleware, resolve
+from .build import build_middleware, standalone_app
+from .settings import BY_NAME, STANDALONE_DEFAULTS, Settings
 
 #: PasteDeploy's own keys in ``global_conf`` (never settings).
 _PASTE_KEYS = ("here", "__file__")
 
 
 def settings_from_conf(global_conf: dict[str, Any], local_conf: dict[str, Any], *,
-                       defaults: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Resolved settings from a PasteDeploy section (``local_conf``) and its ``[DEFAULT]``."""
+                       defaults: Mapping[str, Any] | None = None) -> Settings:
+    """``Settings`` from a PasteDeploy section (``local_conf``) and its ``[DEFAULT]``."""
     given = {name: value for name, value in (global_conf or {}).items()
              if name not in _PASTE_KEYS and name.replace("-", "_") in BY_NAME}
     given.update(local_conf)
-    return resolve(given, defaults=defaults)
+    return Settings.from_sources(given, defaults=defaults)
 
 
 def filter_app_factory(app, global_conf, **local_conf):
@@ -58,14 +59,10 @@ def filter_app_factory(app, global_conf, **local_conf):
 def app_factory(global_conf, **local_conf):
     """``paste.app_factory``: a standalone XCAP server, the application ``xcap-wsgi serve`` runs.
 
-    Outside the XCAP root it answers 404. Unless ``anonymous = true`` it authenticates with
-    Digest against Kamailio's ``subscriber`` table (``auth_db``, default ``db``), exactly as
-    ``serve`` does; ``xcap-wsgi adduser`` creates accounts.
+    Outside the XCAP root it answers 404. The health endpoints (``health_path``, ``ready_path``)
+    and the Prometheus metrics (``metrics_path``) answer in front of authentication
+    (xcap_wsgi.health, xcap_wsgi.metrics). Unless ``anonymous = true`` it
+    authenticates with Digest against Kamailio's ``subscriber`` table (``auth_db``, default ``db``),
+    exactly as ``serve`` does; ``xcap-wsgi adduser`` creates accounts.
     """
-    values = settings_from_conf(global_conf, local_conf, defaults={"log_requests": True})
-    app = build_middleware(None, values)
-    if values["anonymous"]:
-        return app
-    from .digest import from_settings
-
-    return from_settings(app, values)
+    return standalone_app(settings_from_conf(global_conf, local_conf, defaults=STANDALONE_DEFAULTS))

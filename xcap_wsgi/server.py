@@ -2,8 +2,8 @@
 
 ``xcap-wsgi serve --workers N`` (N > 1) reserves the port in the parent, then forks N worker
 processes. Each worker builds its own application (its own database pool: pooled connections
-must never cross a fork) and serves the port with waitress (``waitress_server.serve(app,
-sockets=[sock])``: waitress with xcap-wsgi's channel).
+must never cross a fork) and serves the port with waitress (``httpserver.serve(app,
+sockets=[sock])``).
 
 Where the OS has ``SO_REUSEPORT`` (Linux), every worker listens on a socket of its own bound to
 the port and the kernel spreads new connections evenly over them. One socket shared by all
@@ -33,6 +33,8 @@ import sys
 import time
 from typing import Callable
 
+from .httpserver import Limits, raise_open_files_limit, serve
+
 #: A worker that exits within this many seconds of being started failed its start-up.
 STARTUP_GRACE = 5.0
 
@@ -53,20 +55,18 @@ def bind_socket(host: str, port: int, backlog: int = 1024, *, reuse_port: bool =
 
 
 def _worker(sock: socket.socket | None, build_app: Callable[[], object], threads: int, waitress_options: dict,
-            host: str, port: int) -> int:
-    """Body of one worker process: build the app, serve until SIGTERM.
+            host: str, port: int, limits: Limits) -> int:
+    """Body of one worker process: build the app, serve until SIGTERM (xcap_wsgi.httpserver).
 
     ``sock`` None: listen on a socket of this worker's own (SO_REUSEPORT) once the app is built.
     """
-    from .waitress_server import serve
-
     try:
         app = build_app()
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 1
     if sock is None:
         sock = bind_socket(host, port, reuse_port=True)
-    serve(app, sockets=[sock], threads=threads, **waitress_options)
+    serve(app, limits=limits, sockets=[sock], threads=threads, **waitress_options)
     return 0
 
 
@@ -84,9 +84,13 @@ def serve_workers(
     graceful_timeout: float = 10.0,
     on_ready: Callable[[str, int], None] | None = None,
     reuse_port: bool | None = None,
+    limits: Limits | None = None,
     **waitress_options,
 ) -> int:
     """Run ``workers`` waitress processes on one port; return the exit status for ``main``.
+
+    Each worker serves with ``xcap_wsgi.httpserver`` and ``limits`` (connection limit and
+    timeouts per process).
 
     ``build_app()`` runs in each worker after the fork; it may raise ``SystemExit(code)`` to
     report a start-up failure (already explained on stderr). ``reuse_port`` (default: where
@@ -94,6 +98,9 @@ def serve_workers(
     """
     if workers < 1:
         raise ValueError("workers must be at least 1")
+    limits = limits or Limits()
+    waitress_options.pop("_quiet", None)  # waitress.serve's option; httpserver.serve prints nothing
+    raise_open_files_limit()  # inherited by every worker
     if reuse_port is None:
         reuse_port = hasattr(socket, "SO_REUSEPORT")
     # With SO_REUSEPORT the parent's socket only holds the port (bound, never listening: the
@@ -116,7 +123,7 @@ def serve_workers(
             try:
                 if reuse_port:
                     sock.close()  # the worker's own socket is bound after the app is built
-                code = _worker(worker_sock, build_app, threads, waitress_options, bound_host, bound_port)
+                code = _worker(worker_sock, build_app, threads, waitress_options, bound_host, bound_port, limits)
             except BaseException:  # noqa: BLE001 - report and leave; never return into the parent's loop
                 import traceback
 
@@ -164,6 +171,10 @@ def serve_workers(
             else:
                 pid, status = os.wait()
             started = children.pop(pid, None)
+            if started is not None:
+                from .metrics import worker_exited
+
+                worker_exited(pid)  # its live gauges stop counting (multiprocess metrics)
             if started is None or state["stopping"]:
                 continue
             code = os.waitstatus_to_exitcode(status)

@@ -1,18 +1,43 @@
-"""Every setting once: name, type, default, environment variable and help text.
+"""Every setting once: a frozen ``Settings`` dataclass, in the style of waitress' ``Adjustments``.
 
-The CLI builds its options from this table, an ini file or the environment can supply the same
-names, and ``build_middleware`` turns the values into ``XCAPMiddleware`` arguments, so a setting
-is never defined twice.
+Each field has its type, its default, a converter from strings and a one-line help; the command
+line (``xcap-wsgi serve --help``), the ini file, the ``XCAP_*`` environment variables, PasteDeploy
+sections and the docs' Settings page are all derived from the fields, and the public keyword
+defaults of ``XCAPMiddleware``, ``DigestAuthMiddleware`` and ``DefaultPolicy`` refer to
+``DEFAULTS`` (a ``Settings()``), so a default is stated here and nowhere else.
+
+A host application builds one object and hands it on::
+
+    settings = Settings.from_sources({"db": "sqlite:///xcap.sqlite3"}, config="xcap.ini")
+    settings = Settings(db="sqlite:///xcap.sqlite3", default_domain="example.com")  # no environment
+    app = xcap_wsgi.build_middleware(host_app, settings)
+
+Precedence in ``from_sources``: the given values (command line) > the ``[xcap-wsgi]`` section of
+the ``config`` ini file > ``XCAP_<NAME>`` environment variables > ``defaults`` (the standalone
+server's own: the access log on) > the field defaults. Values are converted by each field's
+converter whether they arrive as strings or typed (``Settings(max_body_size="4m")`` works), an
+unknown name is an error, and ``__post_init__`` refuses contradicting combinations. Booleans
+read ``true/false``, ``yes/no``, ``on/off``, ``1/0`` everywhere, and have an ``--x``/``--no-x``
+pair on the command line. This module imports no WSGI code; ``xcap_wsgi.build`` turns a
+``Settings`` into the running parts.
 """
 
 from __future__ import annotations
 
+import configparser
 import os
 import re
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import asdict, dataclass, field, fields, replace
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 from .storage import DEFAULT_DATABASE_URL
+from .usages import DEFAULT_USAGES
+
+#: The ini section ``--config FILE`` reads.
+CONFIG_SECTION = "xcap-wsgi"
+#: What the standalone server (``serve``, the PasteDeploy app) changes among the defaults.
+STANDALONE_DEFAULTS: Mapping[str, Any] = MappingProxyType({"log_requests": True})
 
 
 def parse_bool(value: Any) -> bool:
@@ -44,8 +69,6 @@ def parse_usages(value: Any) -> tuple[str, ...]:
     entries = [part.strip() for item in items for part in str(item).replace("\n", ",").split(",") if part.strip()]
     parsed = [parse_usage(entry) for entry in entries]
     if parsed:
-        from .usages import DEFAULT_USAGES
-
         shipped = {usage.auid for usage in DEFAULT_USAGES}
         auids = [auid for auid, _, _ in parsed]
         for auid in auids:
@@ -81,13 +104,251 @@ def parse_size(value: Any) -> int:
     return int(text[:-1] if factor > 1 else text) * factor
 
 
+def parse_positive(value: Any) -> float:
+    """A number of seconds (or a count) above zero: a zero timeout would close every connection."""
+    number = float(value)
+    if not number > 0:
+        raise ValueError(f"timeouts must be above zero, got {value!r}")
+    return number
+
+
+def parse_count(value: Any) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"connection_limit must be at least 1, got {value!r}")
+    return number
+
+
+def parse_text(value: Any) -> str | None:
+    """Optional text: ``None`` or blank is unset."""
+    return None if value is None else (str(value).strip() or None)
+
+
+def parse_raw(value: Any) -> str | None:
+    """Optional text kept as written (URLs, secrets): ``None`` or empty is unset."""
+    return None if value is None else (str(value) or None)
+
+
+def parse_int(value: Any) -> int:
+    return int(value)
+
+
+def setting(default: Any, parse: Callable[[Any], Any], help: str, scope: str = "middleware", *,
+            repeatable: bool = False) -> Any:
+    """A ``Settings`` field: its default, its converter from strings, a one-line help and who
+    uses it ("middleware" settings go to XCAPMiddleware, "server" ones to the standalone server,
+    "store", "health", "usages", "notify", "auth" to those parts)."""
+    return field(default=default, metadata={"parse": parse, "help": help, "scope": scope,
+                                            "repeatable": repeatable})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of xcap-wsgi, typed, converted and checked (see the module docstring)."""
+
+    db: str = setting(DEFAULT_DATABASE_URL, str,
+                      "database URL: sqlite:///path (embedded default) or mysql://user:pass@host[:port]/db", "server")
+    recall_cache: bool = setting(False, parse_bool,
+                                 "MySQL only: keep each document's last write in a private file on this host "
+                                 "(/dev/shm) so the next element edit skips its read; a copy of users' documents "
+                                 "outside the database, hence off", "store")
+    host: str = setting("127.0.0.1", str, "address the standalone server listens on", "server")
+    port: int = setting(8080, parse_int, "TCP port the standalone server listens on", "server")
+    threads: int = setting(8, parse_int, "worker threads of the standalone (waitress) server", "server")
+    workers: int = setting(1, parse_int, "processes of the standalone server sharing one listening socket "
+                           "(each with --threads threads)", "server")
+    # -- connection limits of the standalone server (xcap_wsgi.httpserver) ------------------------
+    connection_limit: int = setting(5000, parse_count,
+                                    "open client connections per process of the standalone server (idle "
+                                    "keep-alive ones included); new connections wait in the listen backlog beyond "
+                                    "it; lowered to the open files limit, whose soft value serve raises to the "
+                                    "hard one", "server")
+    idle_timeout: float = setting(30.0, parse_positive,
+                                  "seconds a keep-alive connection may stay silent between requests before it is "
+                                  "closed", "server")
+    header_timeout: float = setting(10.0, parse_positive,
+                                    "seconds from the first byte of a request head to its end; slower heads "
+                                    "(slowloris) get 408 and are closed", "server")
+    body_timeout: float = setting(10.0, parse_positive,
+                                  "seconds a request body may stop arriving before the connection gets 408 and is "
+                                  "closed", "server")
+    # -- unauthenticated health endpoints (xcap_wsgi.health), in front of Digest ------------------
+    health_path: str | None = setting("/healthz", parse_text,
+                                      "liveness path: GET answers 200 whenever the process serves (no "
+                                      "authentication, no database); empty disables it", "health")
+    ready_path: str | None = setting("/readyz", parse_text,
+                                     "readiness path: GET answers 200 when the document store and the subscriber "
+                                     "table answer, else 503 with Retry-After (no authentication); empty disables "
+                                     "it", "health")
+    # -- the middleware ---------------------------------------------------------------------------
+    root: tuple[str, ...] = setting(("/xcap-root",), parse_list,
+                                    "XCAP root path(s) below the mount point; several comma-separated aliases "
+                                    "allowed, the first is the one stored in doc_uri")
+    default_domain: str = setting("localhost", str,
+                                  "SIP domain for XUIs and identities that carry none (e.g. users/alice/...)")
+    anonymous: bool = setting(False, parse_bool,
+                              "development only: serve without authentication, everyone may read and write "
+                              "everything")
+    admins: tuple[str, ...] = setting((), parse_list, "identities allowed to write the global tree")
+    max_body_size: int = setting(4 * 1024 * 1024, parse_size,
+                                 "largest accepted request body in bytes (413 beyond)")
+    max_uri_length: int = setting(4096, parse_int, "longest accepted request URI (414 beyond)")
+    public_url: str | None = setting(None, parse_raw,
+                                     "scheme://host[:port] clients use to reach the server, for absolute URIs "
+                                     "behind a proxy")
+    doc_uri_root: str | None = setting(None, parse_raw,
+                                       "path stored in doc_uri before the AUID (default: mount point + first "
+                                       "root), set it to Kamailio's xcap_root when a proxy rewrites paths")
+    log_requests: bool = setting(False, parse_bool,
+                                 "log one access line per XCAP request (on by default in serve and the "
+                                 "PasteDeploy app)")
+    # -- application usages -----------------------------------------------------------------------
+    no_schema_validation: tuple[str, ...] = setting((), parse_list,
+                                                    "AUIDs whose resulting documents are not checked against "
+                                                    "their XML schema (RFC 4826/OMA constraints still apply)",
+                                                    "usages")
+    usage: tuple[str, ...] = setting((), parse_usages,
+                                     "generic application usage without a schema, AUID=NAMESPACE;MIME-TYPE (repeat "
+                                     "the option, or separate entries with commas or newlines): documents of any "
+                                     "name, checked for well-formed UTF-8 only, stored with doc_type 64", "usages",
+                                     repeatable=True)
+    external_references: bool = setting(True, parse_bool,
+                                        "allow references (entry-ref, external, resource-list, OMA external-list) "
+                                        "to other users' lists and other servers, as the RFCs do; false keeps every "
+                                        "reference inside the owner's own lists", "usages")
+    kamailio_rpc: str | None = setting(None, parse_text,
+                                       "Kamailio JSON-RPC URL (jsonrpcs over xhttp, e.g. "
+                                       "http://127.0.0.1:5071/RPC) told about every change so presence and rls "
+                                       "re-evaluate watchers", "notify")
+    # -- authentication and authorization (xcap_wsgi.auth, xcap_wsgi.digest) ----------------------
+    trusted_readers: tuple[str, ...] = setting((), parse_list,
+                                               "identities that may read every user's documents (presence server, "
+                                               "RLS)", "auth")
+    public_read: tuple[str, ...] = setting(("org.openmobilealliance.pres-content",), parse_list,
+                                           "AUIDs whose documents every authenticated user may read", "auth")
+    identity_header: str | None = setting(None, parse_text,
+                                          "asserted-identity header set by a trusted front proxy (e.g. "
+                                          "X-3GPP-Intended-Identity); believed only from --trusted-proxies", "auth")
+    trusted_proxies: tuple[str, ...] = setting((), parse_list,
+                                               "addresses/networks (CIDR) of front proxies whose identity header "
+                                               "is believed", "auth")
+    realm: str | None = setting(None, parse_text,
+                                "one fixed Digest realm for serve (default: the domain of the XUI in each request "
+                                "URI, default_domain for the global tree; Kamailio's ha1/ha1b need realm = SIP "
+                                "domain)", "auth")
+    auth_db: str | None = setting(None, parse_text,
+                                  "database URL holding Kamailio's subscriber table for Digest (default: db)", "auth")
+    password_column: str = setting("auto", str,
+                                   "subscriber column Digest checks: auto (password if set, else ha1/ha1b), "
+                                   "password, ha1, ha1b", "auth")
+    digest_algorithms: tuple[str, ...] = setting(("MD5", "SHA-256"), parse_list,
+                                                 "Digest algorithms offered, in this order (MD5 first: urllib-based "
+                                                 "clients such as xcaplib/Blink read only the first challenge; "
+                                                 "SHA-256 needs cleartext passwords)", "auth")
+    nonce_lifetime: float = setting(300.0, parse_positive,
+                                    "seconds a Digest nonce stays valid (then stale=true)", "auth")
+    nonce_secret: str | None = setting(None, parse_raw,
+                                       "HMAC key for Digest nonces (default: one per user and host, kept in the "
+                                       "private runtime directory; set it when processes on several hosts share "
+                                       "clients)", "auth")
+    metrics_path: str | None = setting("/metrics", parse_text,
+                                       "Prometheus metrics, unauthenticated, in front of Digest (needs the extra "
+                                       "xcap-wsgi[metrics]: else 501); empty disables it", "metrics")
+    metrics_dir: str | None = setting(None, parse_text,
+                                      "an empty directory the processes of one server share for Prometheus "
+                                      "multiprocess mode (PROMETHEUS_MULTIPROC_DIR): set it under uWSGI with "
+                                      "several processes; serve --workers makes one", "metrics")
+    basic_auth: bool = setting(False, parse_bool,
+                               "also accept HTTP Basic (checked against the subscriber table); only over TLS",
+                               "auth")
+
+    def __post_init__(self) -> None:
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            try:
+                object.__setattr__(self, spec.name, spec.metadata["parse"](value))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{spec.name}: {exc}") from None
+        self._check()
+
+    def _check(self) -> None:
+        """Refuse combinations that cannot work (each message names the settings involved)."""
+        if not self.root:
+            raise ValueError("root: at least one XCAP root is required")
+        if self.identity_header and not self.trusted_proxies:
+            raise ValueError("identity_header needs trusted_proxies (the proxies allowed to assert identities)")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port: {self.port} is not a TCP port")
+        for name in ("threads", "workers", "max_uri_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        if self.max_body_size < 0:
+            raise ValueError(f"max_body_size: must not be negative, got {self.max_body_size}")
+
+    # -- building ---------------------------------------------------------------------------------
+
+    @classmethod
+    def from_strings(cls, values: Mapping[str, Any], *, base: "Settings | None" = None) -> "Settings":
+        """``base`` (default: the defaults) with ``values`` applied: strings or typed values, names
+        with ``_`` or ``-``; ``None`` values are skipped; an unknown name is a ``ValueError``."""
+        changes = _known(values)
+        return replace(base, **changes) if base is not None else cls(**changes)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None, *, base: "Settings | None" = None) -> "Settings":
+        """``base`` with every ``XCAP_<NAME>`` variable of ``environ`` (default ``os.environ``) applied."""
+        environ = os.environ if environ is None else environ
+        return cls.from_strings({s.name: environ[s.env] for s in SETTINGS if s.env in environ}, base=base)
+
+    @classmethod
+    def from_sources(cls, given: Mapping[str, Any] | None = None, *, config: str | os.PathLike | None = None,
+                     environ: Mapping[str, str] | None = None,
+                     defaults: Mapping[str, Any] | None = None) -> "Settings":
+        """Command line (``given``) > ``config`` ini file > environment > ``defaults`` > field defaults."""
+        settings = cls.from_strings(defaults or {})
+        settings = cls.from_environ(environ, base=settings)
+        if config is not None:
+            settings = cls.from_strings(read_config(config), base=settings)
+        return cls.from_strings(given or {}, base=settings)
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with ``changes`` applied (converted and checked like every value)."""
+        return self.from_strings(changes, base=self)
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __getitem__(self, name: str) -> Any:
+        """Mapping-style reading (``settings["db"]``), for code written against a dict of values."""
+        if name not in BY_NAME:
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self, name) if name in BY_NAME else default
+
+    def middleware_arguments(self) -> dict[str, Any]:
+        """The ``XCAPMiddleware`` keyword arguments among the settings (store, policy excluded)."""
+        return {s.name: getattr(self, s.name) for s in SETTINGS if s.scope == "middleware"}
+
+    def store_arguments(self) -> dict[str, Any]:
+        """``open_store`` keyword arguments for ``db``. The recall cache is never used with SQLite
+        (the database is a file of its own beside the documents' users)."""
+        if self.recall_cache and self.db.split(":", 1)[0].lower() != "sqlite":
+            return {"recall_cache": True}
+        return {}
+
+
 @dataclass(frozen=True)
 class Setting:
+    """One field of ``Settings`` as the command line, the environment and the docs show it."""
+
     name: str
     parse: Callable[[Any], Any]
     default: Any
     help: str
-    #: "middleware" settings go to XCAPMiddleware; "server" ones to the standalone server only.
     scope: str = "middleware"
     #: The command-line option may be given several times (its values are collected in a list).
     repeatable: bool = False
@@ -100,176 +361,74 @@ class Setting:
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
+    @property
+    def negative_flag(self) -> str | None:
+        """``--no-NAME`` for a boolean (argparse.BooleanOptionalAction), else None."""
+        return "--no-" + self.name.replace("_", "-") if self.is_bool else None
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("db", str, DEFAULT_DATABASE_URL,
-            "database URL: sqlite:///path (embedded default) or mysql://user:pass@host[:port]/db", "server"),
-    Setting("recall_cache", parse_bool, False,
-            "MySQL only: keep each document's last write in a private file on this host (/dev/shm) so the "
-            "next element edit skips its read; a copy of users' documents outside the database, hence off",
-            "store"),
-    Setting("host", str, "127.0.0.1", "address the standalone server listens on", "server"),
-    Setting("port", int, 8080, "TCP port the standalone server listens on", "server"),
-    Setting("threads", int, 8, "worker threads of the standalone (waitress) server", "server"),
-    Setting("workers", int, 1,
-            "processes of the standalone server sharing one listening socket (each with --threads threads)",
-            "server"),
-    Setting("root", parse_list, ("/xcap-root",),
-            "XCAP root path(s) below the mount point; several comma-separated aliases allowed, "
-            "the first is the one stored in doc_uri"),
-    Setting("default_domain", str, "localhost",
-            "SIP domain for XUIs and identities that carry none (e.g. users/alice/...)"),
-    Setting("anonymous", parse_bool, False,
-            "development only: serve without authentication, everyone may read and write everything"),
-    Setting("admins", parse_list, (), "identities allowed to write the global tree"),
-    Setting("max_body_size", parse_size, 4 * 1024 * 1024, "largest accepted request body in bytes (413 beyond)"),
-    Setting("max_uri_length", int, 4096, "longest accepted request URI (414 beyond)"),
-    Setting("public_url", lambda v: str(v) or None, None,
-            "scheme://host[:port] clients use to reach the server, for absolute URIs behind a proxy"),
-    Setting("doc_uri_root", lambda v: str(v) or None, None,
-            "path stored in doc_uri before the AUID (default: mount point + first root), "
-            "set it to Kamailio's xcap_root when a proxy rewrites paths"),
-    Setting("log_requests", parse_bool, False, "log one access line per XCAP request (on by default in serve)"),
-    Setting("no_schema_validation", parse_list, (),
-            "AUIDs whose resulting documents are not checked against their XML schema (RFC 4826/OMA "
-            "constraints still apply)", "usages"),
-    Setting("usage", parse_usages, (),
-            "generic application usage without a schema, AUID=NAMESPACE;MIME-TYPE (repeat the option, or separate "
-            "entries with commas or newlines): documents of any name, checked for well-formed UTF-8 only, stored "
-            "with doc_type 64", "usages", repeatable=True),
-    Setting("external_references", parse_bool, True,
-            "allow references (entry-ref, external, resource-list, OMA external-list) to other users' lists "
-            "and other servers, as the RFCs do; false keeps every reference inside the owner's own lists", "usages"),
-    Setting("kamailio_rpc", lambda v: str(v).strip() or None, None,
-            "Kamailio JSON-RPC URL (jsonrpcs over xhttp, e.g. http://127.0.0.1:5071/RPC) told about every "
-            "change so presence and rls re-evaluate watchers", "notify"),
-    # -- authentication and authorization (xcap_wsgi.auth, xcap_wsgi.digest) -------------------------
-    Setting("trusted_readers", parse_list, (),
-            "identities that may read every user's documents (presence server, RLS)", "auth"),
-    Setting("public_read", parse_list, ("org.openmobilealliance.pres-content",),
-            "AUIDs whose documents every authenticated user may read", "auth"),
-    Setting("identity_header", lambda v: str(v).strip() or None, None,
-            "asserted-identity header set by a trusted front proxy (e.g. X-3GPP-Intended-Identity); "
-            "believed only from --trusted-proxies", "auth"),
-    Setting("trusted_proxies", parse_list, (),
-            "addresses/networks (CIDR) of front proxies whose identity header is believed", "auth"),
-    Setting("realm", lambda v: str(v).strip() or None, None,
-            "one fixed Digest realm for serve (default: the domain of the XUI in each request URI, "
-            "default_domain for the global tree; Kamailio's ha1/ha1b need realm = SIP domain)", "auth"),
-    Setting("auth_db", lambda v: str(v).strip() or None, None,
-            "database URL holding Kamailio's subscriber table for Digest (default: db)", "auth"),
-    Setting("password_column", str, "auto",
-            "subscriber column Digest checks: auto (password if set, else ha1/ha1b), password, ha1, ha1b", "auth"),
-    Setting("digest_algorithms", parse_list, ("MD5", "SHA-256"),
-            "Digest algorithms offered, in this order (MD5 first: urllib-based clients such as xcaplib/Blink "
-            "read only the first challenge; SHA-256 needs cleartext passwords)", "auth"),
-    Setting("nonce_lifetime", float, 300.0, "seconds a Digest nonce stays valid (then stale=true)", "auth"),
-    Setting("nonce_secret", lambda v: str(v) or None, None,
-            "HMAC key for Digest nonces (default: random per process; set it when processes share clients)", "auth"),
-    Setting("basic_auth", parse_bool, False,
-            "also accept HTTP Basic (checked against the subscriber table); only over TLS", "auth"),
+    @property
+    def is_bool(self) -> bool:
+        return self.parse is parse_bool
+
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(spec.name, spec.metadata["parse"], spec.default, spec.metadata["help"], spec.metadata["scope"],
+            spec.metadata["repeatable"])
+    for spec in fields(Settings)
 )
-
-BY_NAME = {setting.name: setting for setting in SETTINGS}
-
-
-def read_config(path: str) -> dict[str, str]:
-    """The ``[xcap-wsgi]`` section of an ini file; ``SystemExit`` with the reason when it cannot be read."""
-    import configparser
-
-    config = configparser.ConfigParser()
-    if not config.read(path):
-        raise SystemExit(f"xcap-wsgi: cannot read config file {path}")
-    if not config.has_section("xcap-wsgi"):
-        raise SystemExit(f"xcap-wsgi: {path} has no [xcap-wsgi] section")
-    return dict(config.items("xcap-wsgi"))
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+#: Every default, typed: what keyword defaults elsewhere refer to (``DEFAULTS.max_body_size``).
+DEFAULTS = Settings()
 
 
-def resolve(given: dict[str, Any] | None = None, *, environ: dict | None = None,
-            defaults: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Merge values: ``given`` (command line, ini) over environment variables over defaults.
-
-    Unknown names are an error, so a typo in a config file does not pass silently.
-    """
-    environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    for setting in SETTINGS:
-        values[setting.name] = (defaults or {}).get(setting.name, setting.default)
-        if setting.env in environ:
-            values[setting.name] = setting.parse(environ[setting.env])
-    for name, value in (given or {}).items():
+def _known(values: Mapping[str, Any]) -> dict[str, Any]:
+    known = {}
+    for name, value in values.items():
         key = name.replace("-", "_")
         if key not in BY_NAME:
             raise ValueError(f"unknown setting {name!r}")
         if value is not None:
-            values[key] = BY_NAME[key].parse(value)
-    return values
+            known[key] = value
+    return known
 
 
-def middleware_arguments(values: dict[str, Any]) -> dict[str, Any]:
-    """The ``XCAPMiddleware`` keyword arguments among resolved settings (store excluded)."""
-    return {s.name: values[s.name] for s in SETTINGS if s.scope == "middleware"}
+def read_config(path: str | os.PathLike) -> dict[str, str]:
+    """The ``[xcap-wsgi]`` section of an ini file (names as in ``Settings``, dashes accepted)."""
+    config = configparser.ConfigParser()
+    if not config.read(path):
+        raise ValueError(f"cannot read config file {path}")
+    if not config.has_section(CONFIG_SECTION):
+        raise ValueError(f"{path} has no [{CONFIG_SECTION}] section")
+    return dict(config.items(CONFIG_SECTION))
 
 
-def store_arguments(values: dict[str, Any]) -> dict[str, Any]:
-    """``open_store`` keyword arguments for ``db`` from the "store" settings. The recall cache is
-    never used with SQLite (the database is a file of its own beside the documents' users)."""
-    from urllib.parse import urlsplit
-
-    if values.get("recall_cache") and urlsplit(values["db"]).scheme.lower() != "sqlite":
-        return {"recall_cache": True}
-    return {}
+def resolve(given: Mapping[str, Any] | None = None, *, environ: Mapping[str, str] | None = None,
+            defaults: Mapping[str, Any] | None = None) -> Settings:
+    """``Settings.from_sources`` under its earlier name (values given > environment > defaults)."""
+    return Settings.from_sources(given, environ=environ, defaults=defaults)
 
 
-def authorization_arguments(values: dict[str, Any]) -> dict[str, Any]:
-    """``policy`` and ``identity`` for ``XCAPMiddleware`` from the "auth" settings."""
-    from .auth import DefaultPolicy, TrustedProxyIdentity, remote_user
-
-    identity = remote_user
-    if values.get("identity_header"):
-        if not values.get("trusted_proxies"):
-            raise ValueError("identity_header needs trusted_proxies (the proxies allowed to assert identities)")
-        identity = TrustedProxyIdentity(values["identity_header"], values["trusted_proxies"])
-    policy = DefaultPolicy(default_domain=values["default_domain"], admins=values.get("admins", ()),
-                           trusted=values.get("trusted_readers", ()),
-                           public_read=values.get("public_read", ()))
-    return {"policy": policy, "identity": identity}
+# -- the settings reference (docs/settings.md) ----------------------------------------------------
 
 
-def usage_registry(values: dict[str, Any]):
-    """The application usages as configured: the shipped ones plus the generic ``usage`` entries,
-    schema validation off for the AUIDs in ``no_schema_validation``, references kept local when
-    ``external_references`` is false."""
-    from .usages import default_registry, generic_usage
-    from .validation import without_schema_validation
-
-    registry = default_registry()
-    for entry in values.get("usage") or ():
-        auid, namespace, mime_type = parse_usage(entry)
-        if auid in registry:
-            raise ValueError(f"usage {entry!r}: {auid} is already an application usage of xcap-wsgi")
-        registry.register(generic_usage(auid, namespace, mime_type))
-    if values.get("no_schema_validation"):
-        registry = without_schema_validation(registry, values["no_schema_validation"])
-    if not values.get("external_references", True):
-        from .constraints import with_local_references_only
-
-        registry = with_local_references_only(registry)
-    return registry
+def _show_default(value: Any) -> str:
+    if isinstance(value, bool):
+        return "`true`" if value else "`false`"
+    if isinstance(value, tuple):
+        return "`" + ",".join(value) + "`" if value else "(none)"
+    if value is None:
+        return "(none)"
+    return f"`{value}`"
 
 
-def build_middleware(app, values: dict[str, Any], **overrides):
-    """An ``XCAPMiddleware`` around ``app`` from resolved settings (opens the store from ``db``)."""
-    from .middleware import XCAPMiddleware
-    from .storage import open_store
-
-    arguments = middleware_arguments(values)
-    arguments.update(authorization_arguments(values))
-    arguments["usages"] = usage_registry(values)
-    if values.get("kamailio_rpc"):
-        from .notify import KamailioNotifier
-
-        arguments["on_change"] = [KamailioNotifier(values["kamailio_rpc"])]
-    arguments.update(overrides)
-    store = arguments.pop("store", None) or open_store(values["db"], **store_arguments(values))
-    return XCAPMiddleware(app, store=store, **arguments)
+def reference_markdown() -> str:
+    """The table of every setting for docs/settings.md (docs/hooks.py puts it in at build time).
+    Booleans also have the ``--no-`` spelling of their option (not a column of its own)."""
+    lines = ["| Setting (ini / PasteDeploy) | `serve` option | Environment | Default | Used by | Meaning |",
+             "|---|---|---|---|---|---|"]
+    for s in SETTINGS:
+        help_text = s.help.replace("|", "\\|")
+        if s.is_bool:
+            help_text += f" (off: `{s.negative_flag}`)"
+        lines.append(f"| `{s.name}` | `{s.flag}` | `{s.env}` | {_show_default(s.default)} | {s.scope} | {help_text} |")
+    return "\n".join(lines) + "\n"

@@ -46,7 +46,7 @@ from .errors import SchemaValidationError
 from .schemas import load_schemas
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .usages import UsageRegistry, ValidationContext
+    from .usages.registry import UsageRegistry, ValidationContext
 
 RL = "urn:ietf:params:xml:ns:resource-lists"
 RLS = "urn:ietf:params:xml:ns:rls-services"
@@ -172,7 +172,8 @@ def validate(tree: etree._ElementTree | etree._Element, schema_name: str) -> Non
 
 
 def with_schema_validation(registry: "UsageRegistry", enabled_auids: Iterable[str] | None = None) -> "UsageRegistry":
-    """A copy of ``registry`` where exactly ``enabled_auids`` validate against their schema set.
+    """A copy of ``registry`` (of the same class) where exactly ``enabled_auids`` validate against
+    their schema set.
 
     ``None`` enables every usage that has a schema set (an AUID of ``AUID_SCHEMA_SETS``, or a
     usage already carrying a ``SchemaValidator``); ``()`` disables schema validation for all.
@@ -180,8 +181,6 @@ def with_schema_validation(registry: "UsageRegistry", enabled_auids: Iterable[st
     and ``namespaces`` (advertised in xcap-caps) stay as they are. Listing an AUID that is not in
     the registry or has no schema set raises ``ValueError`` (a configuration typo, most likely).
     """
-    from .usages import UsageRegistry  # late import: usages imports this module
-
     validatable = {usage.auid: _schema_validator_for(usage) for usage in registry}
     validatable = {auid: validator for auid, validator in validatable.items() if validator is not None}
     enabled = set(validatable if enabled_auids is None else enabled_auids)
@@ -193,7 +192,7 @@ def with_schema_validation(registry: "UsageRegistry", enabled_auids: Iterable[st
         others = tuple(v for v in usage.validators if not isinstance(v, SchemaValidator))
         schema = (validatable[usage.auid],) if usage.auid in enabled else ()
         usages.append(replace(usage, validators=schema + others))
-    return UsageRegistry(usages)
+    return type(registry)(usages)
 
 
 def without_schema_validation(registry: "UsageRegistry", disabled_auids: Iterable[str]) -> "UsageRegistry":

@@ -17,7 +17,7 @@ and written member after member, so memory is bounded whatever the number of doc
 
 from __future__ import annotations
 
-from ..settingsdoc import settings_reference_markdown  # docs/hooks.py imports it from here
+from ..settings import reference_markdown as settings_reference_markdown  # the former admin name
 from ..storage.base import Row, iter_rows
 from .archive import AdminError, ExportedDocument, iter_entries, read_export
 from .check import Problem, check_documents, check_row, iter_problems, locate

@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from ..settings import read_config, resolve, usage_registry
+from ..build import usage_registry
+from ..settings import read_config, resolve
 from ..storage import Store, StoreError
 from .archive import AdminError
 from .check import iter_problems
@@ -109,7 +110,9 @@ def _account(xui: str, default_domain: str) -> tuple[str, str]:
     return xui_account(xui.strip(), default_domain)
 
 
-def _run(args, body: Callable[[dict, Store], int]) -> int:
+def run_command(args, body: Callable[[dict, Store], int]) -> int:
+    """Resolve the settings of ``args``, open the store, run ``body(values, store)``, close it; the
+    exit status (errors printed, 1; bad settings, 2). Shared by every command on the store."""
     from ..storage import open_store
 
     try:
@@ -143,7 +146,7 @@ def _cmd_export(args) -> int:
         _say(args, f"exported {manifest['documents']} document(s) to {args.destination}")
         return 0
 
-    return _run(args, body)
+    return run_command(args, body)
 
 
 def _cmd_import(args) -> int:
@@ -155,9 +158,14 @@ def _cmd_import(args) -> int:
                                   **({"batch_size": max(1, args.batch_size)} if args.batch_size else {}))
         _say(args, "imported {created} created, {replaced} replaced, {unchanged} unchanged".format(**counts)
              + (f", {counts['skipped']} skipped" if "skipped" in counts else ""))
+        from ..rls_index import rebuild, side_table
+
+        if side_table(store) is not None:  # imported rls-services rows bypass the side table
+            services = rebuild(store)
+            _say(args, f"{store.rls_index.side}: rebuilt, {services} service URI(s)")
         return 0
 
-    return _run(args, body)
+    return run_command(args, body)
 
 
 def _cmd_purge(args) -> int:
@@ -174,7 +182,7 @@ def _cmd_purge(args) -> int:
         _say(args, f"deleted {deleted} document(s) of {username}@{domain}")
         return 0
 
-    return _run(args, body)
+    return run_command(args, body)
 
 
 def _cmd_check(args) -> int:
@@ -190,7 +198,13 @@ def _cmd_check(args) -> int:
                                      domain=account[1], progress=progress):
             found += 1
             print(problem, flush=True)
+        if not args.user:  # the rls-services side table against the rows (xcap_wsgi/rls_index.py)
+            from ..rls_index import drift
+
+            for message in drift(store):
+                found += 1
+                print(f"rls-index: {message} (xcap-wsgi rls-index --rebuild repairs it)", flush=True)
         _say(args, f"{progress.count} document(s) checked, {found} problem(s)")
         return 1 if found else 0
 
-    return _run(args, body)
+    return run_command(args, body)

@@ -123,6 +123,7 @@ import pymysql
 from pymysql.constants import ER
 
 from ..turns import WriteTurns, host_turns_path
+from .rls_index import MySQLSideTable
 from .base import (
     DocumentTooLarge,
     DocumentUriTaken,
@@ -222,6 +223,8 @@ class MySQLStore:
         self._schema_checked = not check_schema
         self.max_allowed_packet: int | None = None  # the server's, read with the schema check
         self._schema_lock = threading.Lock()
+        #: The optional rls-services service-URI side table (storage/rls_index.py).
+        self.rls_index = MySQLSideTable(self, table)
         if check_schema:
             try:
                 self.check_schema()
@@ -251,15 +254,6 @@ class MySQLStore:
 
     def _connect(self, *, lock_node: bool = False):
         return self._db.connect(lock_node=lock_node)
-
-    def ping(self) -> None:
-        """Raise ``StoreUnavailable`` unless the database answers (and the schema check has passed)."""
-
-        def work(cursor):
-            cursor.execute("SELECT 1")
-            cursor.fetchall()
-
-        self._run(work, write=False)
 
     def check_schema(self) -> None:
         """Raise ``SchemaMismatch`` unless the version row is ('xcap', 4) and the columns are there."""
@@ -680,6 +674,21 @@ class MySQLStore:
     def close(self) -> None:
         self._db.close()
         self._turns.close()
+
+    def ping(self) -> None:
+        """Readiness: a trivial query on the xcap table through the pool (StoreUnavailable)."""
+        sql = f"SELECT 1 FROM `{self.table}` LIMIT 1"
+
+        def work(cursor):
+            cursor.execute(sql)
+            return cursor.fetchall()
+
+        try:
+            self._run(work, write=False)
+        except StoreUnavailable:
+            raise
+        except StoreError as exc:  # e.g. the table is gone: not ready either
+            raise StoreUnavailable(str(exc), retry_after=self.retry_after) from exc
 
     def __repr__(self) -> str:
         return f"MySQLStore({self.url!r}, table={self.table!r})"

@@ -84,6 +84,7 @@ class Pool:
             raise ValueError("pool_size must be at least 1")
         self._factory = factory
         self._timeout = timeout
+        self.size = size
         self._slots = threading.BoundedSemaphore(size)
         self._idle: list = []  # most recently used last (warm connections are reused first)
         self._closed = False
@@ -109,6 +110,11 @@ class Pool:
                 self._idle.append(connection)
         finally:
             self._slots.release()
+
+    def state(self) -> tuple[int, int, int]:
+        """(size, connections checked out, idle connections open), for metrics (a moment's view)."""
+        available = self._slots._value  # BoundedSemaphore's free slots (CPython attribute)
+        return self.size, self.size - available, len(self._idle)
 
     def new_connection(self):
         """A fresh connection replacing a broken one (the caller keeps its slot)."""

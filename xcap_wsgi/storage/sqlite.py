@@ -16,8 +16,10 @@ import sqlite3
 import threading
 import time
 from typing import Sequence
+from urllib.request import pathname2url
 
 from ..turns import WriteTurns
+from .rls_index import SQLiteSideTable
 from .base import (
     ABSENT,
     ANY,
@@ -78,6 +80,8 @@ class SQLiteStore:
         # Turns without the recall cache: never a copy of a document outside the database file.
         self._turns = WriteTurns(None if self._uri else f"{path}.write-turns.lock")
         self._keeper = self._connect()
+        #: The optional rls-services service-URI side table (storage/rls_index.py).
+        self.rls_index = SQLiteSideTable(self, "xcap")
         self._create_schema(self._keeper)
 
     # -- connections ------------------------------------------------------------------------
@@ -120,6 +124,7 @@ class SQLiteStore:
 
     def _create_schema(self, connection: sqlite3.Connection) -> None:
         try:
+            new_file = connection.execute("SELECT 1 FROM sqlite_master WHERE name='xcap'").fetchone() is None
             for statement in SCHEMA:
                 connection.execute(statement)
             row = connection.execute("SELECT table_version FROM version WHERE table_name='xcap'").fetchone()
@@ -130,6 +135,8 @@ class SQLiteStore:
                 f"{self.path}: version row for table 'xcap' is {row and row[0]!r}, "
                 f"Kamailio's xcap table version {KAMAILIO_XCAP_TABLE_VERSION} is required"
             )
+        if new_file:  # an existing file gets the side table from 'xcap-wsgi initdb' (it needs a rebuild)
+            self.rls_index.create()
 
     def _execute(self, sql: str, params: tuple) -> sqlite3.Cursor:
         try:
@@ -286,9 +293,6 @@ class SQLiteStore:
                                    f"{exc}") from exc
         return "created"
 
-    def ping(self) -> None:
-        self._execute("SELECT 1", ()).fetchone()
-
     # -- turns and locks ---------------------------------------------------------------------
 
     def write_turn(self, key: DocumentKey):
@@ -321,6 +325,27 @@ class SQLiteStore:
             self._local.connection = None
         self._keeper.close()
         self._turns.close()
+
+    def ping(self) -> None:
+        """Readiness: the database file can be opened by its path and the xcap table read
+        (StoreUnavailable otherwise).
+
+        A fresh connection, not this thread's: an open connection keeps reading a file that was
+        since removed, unmounted or replaced, which new threads and processes cannot open.
+        """
+        if self._uri:
+            self._execute("SELECT 1 FROM xcap LIMIT 1", ())
+            return
+        try:
+            connection = sqlite3.connect(f"file:{pathname2url(self.path)}?mode=rw", uri=True, timeout=self.timeout)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}", retry_after=1) from exc
+        try:
+            connection.execute("SELECT 1 FROM xcap LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite {self.path}: {exc}", retry_after=1) from exc
+        finally:
+            connection.close()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"

@@ -1,0 +1,253 @@
+"""Prometheus metrics (issue 19.4), with the optional ``prometheus_client`` (extra ``metrics``).
+
+Everything is recorded at two boundaries, so the XCAP code stays free of instrumentation:
+
+* ``MetricsMiddleware``, the outermost WSGI layer (in front of Digest, like the health
+  endpoints): one count and one latency observation per request, by AUID, operation and status,
+  and the database pool's state after each request; it answers ``GET /metrics`` itself, without
+  authentication (it tells request counts, never documents or identities);
+* a tiny counter interface called where the events happen: ``cas_retry(auid)`` (operations'
+  compare-and-swap loops), ``unavailable(reason)`` (each 503), ``notification(outcome, queued)``
+  (notify.py's queue to Kamailio). Each is a no-op without ``prometheus_client``.
+
+Metric names: ``xcap_requests_total`` and ``xcap_request_duration_seconds`` {auid, operation,
+status}; ``xcap_cas_retries_total`` {auid}; ``xcap_unavailable_total`` {reason};
+``xcap_db_pool_connections`` {state=size|in_use|idle}; ``xcap_kamailio_notifications_total``
+{outcome=sent|failed|dropped|retried}; ``xcap_kamailio_notification_queue`` (calls waiting).
+
+Several processes (``serve --workers N``, uWSGI): prometheus_client's multiprocess mode. Every
+process writes its values to files in ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` (answered by
+any worker) adds them up. ``serve --workers`` creates and removes that directory itself unless the
+variable is set; under uWSGI set the ``metrics_dir`` setting (or the variable, with the uwsgi binary:
+pyuwsgi's ``env =`` comes too late for Python) to an empty directory that exists before the workers
+start, e.g. ``/run/xcap-wsgi/metrics`` (systemd empties RuntimeDirectory at each start). Gauges are
+summed over live processes (uWSGI does not report dead workers: a restarted worker's last gauge
+values stay until the server restarts).
+
+Without ``prometheus_client``, ``/metrics`` answers 501 with a hint and the server runs as usual.
+"""
+
+from __future__ import annotations
+
+import atexit
+import glob
+import os
+import shutil
+import tempfile
+import threading
+import time
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .settings import Settings
+
+#: Label value for requests outside any application usage (401 before routing, 404 outside the root).
+NO_AUID = "-"
+_METHODS = {"GET": "get", "HEAD": "head", "PUT": "put", "DELETE": "delete", "OPTIONS": "options"}
+#: Latency buckets (seconds): XCAP requests take about a millisecond; Kamailio-side waits more.
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+HINT = b"metrics need the prometheus_client package: pip install 'xcap-wsgi[metrics]'\n"
+
+_create_lock = threading.Lock()
+_metrics: object = None  # the metric objects (created on first use), or False without the library
+
+
+class _Metrics:
+    """This process's metric objects."""
+
+    def __init__(self, prometheus_client):
+        p = prometheus_client
+        self.client = p
+        self.requests = p.Counter("xcap_requests_total", "HTTP requests answered, by AUID, operation and status",
+                                  ["auid", "operation", "status"])
+        self.latency = p.Histogram("xcap_request_duration_seconds", "time to answer a request (until the "
+                                   "status line), by AUID, operation and status", ["auid", "operation", "status"],
+                                   buckets=BUCKETS)
+        self.cas_retries = p.Counter("xcap_cas_retries_total", "writes redone after losing a compare-and-swap "
+                                     "race (the document changed between read and write)", ["auid"])
+        self.unavailable = p.Counter("xcap_unavailable_total", "503 answers by reason (database, contention, "
+                                     "subscribers)", ["reason"])
+        self.pool = p.Gauge("xcap_db_pool_connections", "MySQL connection pool: size, in_use and idle "
+                            "connections (summed over live processes)", ["state"], multiprocess_mode="livesum")
+        self.notifications = p.Counter("xcap_kamailio_notifications_total", "calls to Kamailio's JSON-RPC after "
+                                       "document changes, by outcome", ["outcome"])
+        self.queue = p.Gauge("xcap_kamailio_notification_queue", "notification calls waiting for delivery "
+                             "(summed over live processes)", multiprocess_mode="livesum")
+
+
+def _get() -> _Metrics | None:
+    global _metrics
+    if _metrics is None:
+        with _create_lock:  # the first requests of a process may arrive together (threads)
+            if _metrics is None:
+                try:
+                    import prometheus_client
+                except ImportError:
+                    _metrics = False
+                else:
+                    _metrics = _Metrics(prometheus_client)
+    return _metrics or None
+
+
+def available() -> bool:
+    """Whether ``prometheus_client`` is installed."""
+    return _get() is not None
+
+
+# -- the counter interface (no-ops without prometheus_client) ----------------------------------------
+
+
+def cas_retry(auid: str) -> None:
+    metrics = _get()
+    if metrics is not None:
+        metrics.cas_retries.labels(auid).inc()
+
+
+def unavailable(reason: str) -> None:
+    metrics = _get()
+    if metrics is not None:
+        metrics.unavailable.labels(reason).inc()
+
+
+def notification(outcome: str, queued: int | None = None) -> None:
+    """A Kamailio notification call ``outcome`` (sent, failed, dropped, retried; None: only the
+    queue length changed); ``queued``: calls now waiting."""
+    metrics = _get()
+    if metrics is not None:
+        if outcome:
+            metrics.notifications.labels(outcome).inc()
+        if queued is not None:
+            metrics.queue.set(queued)
+
+
+# -- the WSGI boundary ------------------------------------------------------------------------
+
+
+class MetricsMiddleware:
+    """Count and time every request to ``app``; answer ``path`` (GET/HEAD) with the metrics.
+
+    ``pool_state()``, when given, returns the database pool's (size, in_use, idle), sampled after
+    each request.
+    """
+
+    def __init__(self, app: Callable, *, path: str = "/metrics", pool_state: Callable[[], tuple] | None = None):
+        self.app = app
+        self.path = path
+        self.pool_state = pool_state
+
+    def __getattr__(self, name: str):
+        """The wrapped app's attributes (``store``, ``subscribers``, ...): a transparent layer."""
+        if name == "app":  # not set yet (copy, unpickle): no recursion
+            raise AttributeError(name)
+        return getattr(self.app, name)
+
+    def __call__(self, environ, start_response):
+        if environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "") == self.path:
+            return self._expose(environ, start_response)
+        metrics = _get()
+        if metrics is None:
+            return self.app(environ, start_response)
+        started = time.perf_counter()
+        status = []
+
+        def capture(line, headers, exc_info=None):
+            status.append(line[:3])
+            return start_response(line, headers, exc_info) if exc_info else start_response(line, headers)
+
+        try:
+            return self.app(environ, capture)
+        except BaseException:
+            status.append("500")
+            raise
+        finally:
+            self._record(metrics, environ, status[-1] if status else "500", time.perf_counter() - started)
+
+    def _record(self, metrics: _Metrics, environ: dict, status: str, seconds: float) -> None:
+        auid = environ.get("xcap.auid", NO_AUID)
+        uri = environ.get("xcap.uri")
+        method = _METHODS.get(environ.get("REQUEST_METHOD", ""), "other")
+        kind = "-" if uri is None or auid == NO_AUID else ("document" if uri.node_selector is None else "node")
+        operation = f"{method}_{kind}" if kind != "-" else method
+        metrics.requests.labels(auid, operation, status).inc()
+        metrics.latency.labels(auid, operation, status).observe(seconds)
+        if self.pool_state is not None:
+            size, in_use, idle = self.pool_state()
+            metrics.pool.labels("size").set(size)
+            metrics.pool.labels("in_use").set(in_use)
+            metrics.pool.labels("idle").set(idle)
+
+    def _expose(self, environ, start_response):
+        method = environ.get("REQUEST_METHOD", "GET")
+        metrics = _get()
+        if method not in ("GET", "HEAD"):
+            status, body, headers = "405 Method Not Allowed", b"use GET or HEAD\n", [("Allow", "GET, HEAD")]
+            content_type = "text/plain; charset=UTF-8"
+        elif metrics is None:
+            status, body, headers, content_type = "501 Not Implemented", HINT, [], "text/plain; charset=UTF-8"
+        else:
+            status, headers = "200 OK", []
+            body, content_type = exposition(metrics.client)
+        start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body))),
+                                ("Cache-Control", "no-store")] + headers)
+        return [] if method == "HEAD" else [body]
+
+
+def exposition(client) -> tuple[bytes, str]:
+    """The text format of every metric: this process's, or all processes' in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = client.CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = client.REGISTRY
+    return client.generate_latest(registry), client.CONTENT_TYPE_LATEST
+
+
+def with_metrics(app: Callable, settings: Settings, *, store=None) -> Callable:
+    """``app`` behind the metrics layer of ``settings`` (``metrics_path``; empty: none)."""
+    path = settings.metrics_path
+    if not path:
+        return app
+    if settings.metrics_dir and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Before prometheus_client is first imported in this process (it reads the variable then).
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = settings.metrics_dir
+    pool = getattr(getattr(store, "_db", None), "pool", None)
+    return MetricsMiddleware(app, path=path, pool_state=getattr(pool, "state", None))
+
+
+# -- several processes ------------------------------------------------------------------------
+
+
+def prepare_multiprocess(directory: str | None = None) -> str | None:
+    """Before forking workers: make ``PROMETHEUS_MULTIPROC_DIR`` an empty directory: ``directory``
+    (the ``metrics_dir`` setting) or the variable's if given (their old ``*.db`` files are
+    removed), else a new one removed at exit. Returns it, or None without prometheus_client.
+    Call before prometheus_client is first imported."""
+    try:
+        import importlib.util
+
+        if importlib.util.find_spec("prometheus_client") is None:
+            return None
+    except (ImportError, ValueError):
+        return None
+    directory = directory or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        os.makedirs(directory, exist_ok=True)
+        for stale in glob.glob(os.path.join(directory, "*.db")):
+            os.unlink(stale)
+        return directory
+    directory = tempfile.mkdtemp(prefix="xcap-wsgi-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    parent = os.getpid()
+    atexit.register(lambda: os.getpid() == parent and shutil.rmtree(directory, ignore_errors=True))
+    return directory
+
+
+def worker_exited(pid: int) -> None:
+    """A worker process ended: its live gauges no longer count (multiprocess mode only)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and available():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)

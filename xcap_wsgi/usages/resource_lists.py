@@ -1,0 +1,116 @@
+"""resource-lists (RFC 4826 §3): buddy lists, and the data constraints beyond the schema.
+
+Among the children of one parent, ``list/@name``, ``entry/@uri``, ``entry-ref/@ref`` and
+``external/@anchor`` are unique (RFC 4826 §3.4.5); ``entry-ref/@ref`` is a relative path
+reference (relative to the XCAP root); ``external/@anchor`` is an absolute HTTP(S) URI.
+Uniqueness failures name each clash with a node selector relative to the document (``field``)
+and, for list names, suggest names that no sibling uses (``<alt-value>``). References are
+compared percent-decoded once (see ``xcap_wsgi.constraints``).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from lxml import etree
+
+from ..constraints import RL, RLS, decoded, selector_of
+from ..errors import ConstraintFailure, Exists, UniquenessFailure
+from ..validation import schema_namespaces, schema_validator
+from .registry import ApplicationUsage
+from ..storage import kamailio as doc_types  # Kamailio's doc_type numbers, stated once
+
+#: (child element, attribute that must be unique among such siblings, suggest alternatives?)
+UNIQUE_AMONG_SIBLINGS = (("list", "name", True), ("entry", "uri", False),
+                         ("entry-ref", "ref", False), ("external", "anchor", False))
+#: The attributes above that hold URIs, compared percent-decoded: ``entry uri="sip%3Abob%40x"``
+#: and ``entry uri="sip:bob@x"`` in one list clash. Strictly (RFC 3986 §6.2.2.2) an encoded
+#: reserved character is not equivalent to the character, but for these attributes the encoded
+#: form only ever comes from a client that encodes everything (Blink), which means the same
+#: contact; one list holding it twice is what RFC 4826 §3.4.5 forbids. ``list/@name`` is a name,
+#: not a URI, and is compared as written.
+DECODED_ATTRIBUTES = frozenset({"uri", "ref", "anchor"})
+
+_CONTAINERS = {f"{{{RL}}}resource-lists", f"{{{RL}}}list", f"{{{RLS}}}service", f"{{{RLS}}}list"}
+
+
+def resource_lists_constraints(tree: etree._ElementTree, context) -> None:
+    """The RFC 4826 §3.4.5 rules for a resource-lists document (and lists in rls-services)."""
+    default_namespace = context.usage.default_namespace
+    clashes: list[Exists] = []
+    for parent in tree.getroot().iter(*_CONTAINERS):
+        clashes.extend(_sibling_clashes(parent, default_namespace))
+    if clashes:
+        raise UniquenessFailure(clashes, phrase="duplicate values among sibling elements (RFC 4826 §3.4.5)")
+    for element in tree.getroot().iter(f"{{{RL}}}entry-ref"):
+        ref = element.get("ref", "")
+        parts = urlsplit(decoded(ref))
+        if parts.scheme or parts.netloc or decoded(ref).startswith("/") or not ref:
+            raise ConstraintFailure(f"entry-ref ref={ref!r} must be a relative path reference "
+                                    "(relative to the XCAP root)")
+    for element in tree.getroot().iter(f"{{{RL}}}external"):
+        anchor = element.get("anchor", "")
+        parts = urlsplit(decoded(anchor))
+        if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+            raise ConstraintFailure(f"external anchor={anchor!r} must be an absolute HTTP or HTTPS URI")
+
+
+#: Per unique kind, the values among one parent's children, gathered in C (plain strings).
+_UNIQUE_VALUES = tuple(etree.XPath(f"rl:{local}/@{attribute}", namespaces={"rl": RL}, smart_strings=False)
+                       for local, attribute, _ in UNIQUE_AMONG_SIBLINGS)
+_DECODE = tuple(attribute in DECODED_ATTRIBUTES for _, attribute, _ in UNIQUE_AMONG_SIBLINGS)
+
+
+def _sibling_clashes(parent: etree._Element, default_namespace: str) -> list[Exists]:
+    """The clashes among ``parent``'s children. Whether there are any (the usual answer is no,
+    on every PUT) is decided on the values lxml collects in C; only then are they named."""
+    for values_of, decode in zip(_UNIQUE_VALUES, _DECODE):
+        values = values_of(parent)
+        if len(values) < 2:
+            continue
+        if len(values) != len(set(map(decoded, values) if decode else values)):
+            return _name_clashes(parent, default_namespace)
+    return []
+
+
+def _name_clashes(parent: etree._Element, default_namespace: str) -> list[Exists]:
+    clashes = []
+    for local, attribute, suggest in UNIQUE_AMONG_SIBLINGS:
+        seen: dict[str, etree._Element] = {}
+        siblings = list(parent.iterchildren(f"{{{RL}}}{local}"))
+        for element in siblings:
+            value = element.get(attribute)
+            if value is None:
+                continue
+            if attribute in DECODED_ATTRIBUTES:
+                value = decoded(value)
+            if value in seen:
+                taken = {s.get(attribute) for s in siblings}
+                alternatives = _free_names(value, taken) if suggest else []
+                clashes.append(Exists(field=f"{selector_of(element, default_namespace)}/@{attribute}",
+                                      alt_values=alternatives))
+            else:
+                seen[value] = element
+    return clashes
+
+
+def _free_names(value: str, taken: set, count: int = 3) -> list[str]:
+    """``count`` names derived from ``value`` that no sibling uses."""
+    suggestions, n = [], 2
+    while len(suggestions) < count:
+        candidate = f"{value}-{n}"
+        if candidate not in taken:
+            suggestions.append(candidate)
+        n += 1
+    return suggestions
+
+
+
+RESOURCE_LISTS = ApplicationUsage(
+    auid="resource-lists",
+    mime_type="application/resource-lists+xml",
+    default_namespace="urn:ietf:params:xml:ns:resource-lists",
+    doc_type=doc_types.RESOURCE_LISTS,
+    namespaces=schema_namespaces("resource-lists"),
+    validators=(schema_validator("resource-lists"), resource_lists_constraints),
+)
