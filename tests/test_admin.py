@@ -1,7 +1,7 @@
 """Operator commands (xcap_wsgi.admin): export, import, purge, check; in Python and via ``xcap-wsgi``.
 
 Store-level tests run on SQLite and, when ``XCAP_TEST_MYSQL_URL`` is set, on Kamailio's table in
-MariaDB (the store-specific ``restore``/``iter_rows`` paths).
+MariaDB (each store's ``restore``/``rows_after``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from xcap_wsgi.admin import (
     check_documents,
     export_documents,
     import_documents,
+    iter_entries,
     iter_rows,
     purge_documents,
     read_export,
@@ -68,10 +69,11 @@ def populated(store):
 def test_export_writes_exact_bytes_and_a_manifest(store, populated, tmp_path):
     out = tmp_path / "alice-export"
     manifest = export_documents(store, out, username="alice", domain="example.com")
-    on_disk = json.loads((out / "manifest.json").read_text())
-    assert on_disk["documents"] == manifest["documents"]
-    assert {d["doc_uri"] for d in on_disk["documents"]} == {key("alice").doc_uri, key("alice", "pres-rules").doc_uri}
-    for entry in on_disk["documents"]:
+    assert json.loads((out / "manifest.json").read_text()).items() <= manifest.items()
+    assert manifest["documents"] == 2 and json.loads((out / "end.json").read_text())["documents"] == 2
+    entries = list(iter_entries(out))  # index/*.jsonl: one line per document
+    assert {d["doc_uri"] for d in entries} == {key("alice").doc_uri, key("alice", "pres-rules").doc_uri}
+    for entry in entries:
         assert entry["etag"] == populated[entry["doc_uri"]]
         assert (entry["username"], entry["domain"]) == ("alice", "example.com")
         assert entry["file"] == "documents" + entry["doc_uri"]  # mirrors doc_uri
@@ -120,8 +122,7 @@ def test_damaged_export_is_refused_before_any_write(store, populated, tmp_path):
     export_documents(store, out)
     for user in ("alice", "bob"):
         purge_documents(store, user, "example.com")
-    manifest = json.loads((out / "manifest.json").read_text())
-    last = out / manifest["documents"][-1]["file"]
+    last = out / list(iter_entries(out))[-1]["file"]
     last.write_bytes(last.read_bytes().replace(b"list", b"lost"))
     with pytest.raises(AdminError, match="does not match the manifest"):
         import_documents(store, out)
@@ -132,22 +133,26 @@ def test_manifest_cannot_point_outside_the_export(store, populated, tmp_path):
     out = tmp_path / "export"
     export_documents(store, out)
     (tmp_path / "secret").write_bytes(RL_DOC)
-    manifest = json.loads((out / "manifest.json").read_text())
-    manifest["documents"][0]["file"] = "../secret"
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    _edit_first_entry(out, file="../secret")
     with pytest.raises(AdminError, match="not a file inside"):
-        read_export(out)
+        list(read_export(out))
 
 
 @pytest.mark.parametrize("etag", ["", "x" * 118, 'a"b', "a b"])
 def test_manifest_with_an_invalid_etag_is_refused(store, populated, tmp_path, etag):
     out = tmp_path / "export"
     export_documents(store, out)
-    manifest = json.loads((out / "manifest.json").read_text())
-    manifest["documents"][0]["etag"] = etag
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    _edit_first_entry(out, etag=etag)
     with pytest.raises(AdminError, match="ETag"):
-        read_export(out)
+        list(read_export(out))
+
+
+def _edit_first_entry(out, **changes):
+    """Change the first document's line of an export folder's index (index/000001.jsonl)."""
+    index = out / "index" / "000001.jsonl"
+    lines = index.read_text().splitlines()
+    lines[0] = json.dumps({**json.loads(lines[0]), **changes})
+    index.write_text("\n".join(lines) + "\n")
 
 
 def test_export_refuses_to_overwrite(store, populated, tmp_path):
@@ -169,7 +174,8 @@ def test_export_paths_stay_inside_for_dot_segments_and_nested_names(store, tmp_p
         store.put(k, RL_DOC, None)
     out = tmp_path / "export"
     manifest = export_documents(store, out, username="carol", domain="example.com")
-    files = [(out / d["file"]).resolve() for d in manifest["documents"]]
+    assert manifest["documents"] == 3
+    files = [(out / d["file"]).resolve() for d in iter_entries(out)]
     assert all(out.resolve() in f.parents for f in files)
     assert len(set(files)) == 3
     purge_documents(store, "carol", "example.com")
@@ -267,7 +273,7 @@ def test_cli_export_needs_user_or_all(db, tmp_path, capsys):
     url, _ = db
     assert main(["export", "--db", url, str(tmp_path / "x")]) == 2
     assert main(["export", "--db", url, "--all", str(tmp_path / "x")]) == 0
-    assert len(json.loads((tmp_path / "x" / "manifest.json").read_text())["documents"]) == 7
+    assert len(list(iter_entries(tmp_path / "x"))) == 7
 
 
 def test_cli_purge_without_yes_deletes_nothing(db, capsys):
@@ -284,8 +290,8 @@ def test_cli_check_exit_status_and_progress(db, capsys):
     assert main(["check", "--db", url, "--default-domain", "example.com", "--progress-every", "2"]) == 0
     captured = capsys.readouterr()
     assert "7 document(s) checked, 0 problem(s)" in captured.out
-    assert [line for line in captured.err.splitlines() if line.endswith("documents...")] == [
-        "check: 2 documents...", "check: 4 documents...", "check: 6 documents..."]
+    assert [line.split(",")[0] for line in captured.err.splitlines() if "/7 documents" in line] == [
+        "check: 2/7 documents (28.6%)", "check: 4/7 documents (57.1%)", "check: 6/7 documents (85.7%)"]
     store.put(key("zed"), b"<not xml", None)
     assert main(["check", "--db", url, "--default-domain", "example.com"]) == 1
     out = capsys.readouterr().out

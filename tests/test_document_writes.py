@@ -125,14 +125,16 @@ def test_replacing_a_document_on_mysql_is_one_update(db_url):
 
 
 class ReadFirstStore:
-    """The same store seen without ``write``: the engine must read before every write."""
+    """The same store whose ``write`` always refuses (``ConcurrentModification``, as the Store
+    protocol allows): the engine must read before every write."""
 
     def __init__(self, store):
         self._store = store
 
+    def write(self, key, content, expected):
+        raise ConcurrentModification(f"{key.doc_uri}: refused, read first")
+
     def __getattr__(self, name):
-        if name == "write":
-            raise AttributeError(name)
         return getattr(self._store, name)
 
 

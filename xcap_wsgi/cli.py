@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     initdb = commands.add_parser("initdb", help="create Kamailio's xcap table (and version row) if absent")
     _add_common(initdb, db_help="database URL (default: the db setting: $XCAP_DB, the config file or the "
                 "embedded SQLite file)")
+    initdb.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
 
     adduser = commands.add_parser("adduser", help="add a SIP account to Kamailio's subscriber table (Digest login)",
                                   description="Add USER@DOMAIN to Kamailio's subscriber table, with the password "
@@ -63,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="store the cleartext password besides ha1/ha1b (--no-cleartext: hashes only, "
                          "then Digest is MD5 only)")
     _add_common(adduser, db_help="database URL of the subscriber table (default: the auth_db setting, else db)")
+    adduser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors (and the prompt)")
 
-    from .admin import add_commands  # export, import, purge, check (xcap_wsgi.admin)
+    from .admin.commands import add_commands  # export, import, purge, check (xcap_wsgi.admin)
     from .rls_index_command import add_command as add_rls_index_command
 
     add_commands(commands)
@@ -209,26 +211,29 @@ def _initdb(args: argparse.Namespace) -> int:
     url = settings.db
     try:
         if url.split(":", 1)[0].lower().startswith(("mysql", "mariadb")):
-            from .storage.mysql import initdb
+            from .storage.mysql_schema import initdb
 
-            print(initdb(url))
+            done = initdb(url)
+            if not args.quiet:
+                print(done)
         else:
             open_store(url).close()  # SQLite creates Kamailio's table and version row on first use
-            print(f"xcap-wsgi: {url} is ready (xcap table, version 4)")
-        _initdb_rls_index(url)
+            if not args.quiet:
+                print(f"xcap-wsgi: {url} is ready (xcap table, version 4)")
+        _initdb_rls_index(url, quiet=args.quiet)
     except (StoreError, ValueError, OSError) as exc:
         print(f"xcap-wsgi: initdb failed: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-def _initdb_rls_index(url: str) -> None:
+def _initdb_rls_index(url: str, *, quiet: bool = False) -> None:
     """Create xcap-wsgi's optional rls-services side table if absent, filled from the rows."""
     from .rls_index import rebuild
 
     store = open_store(url)
     try:
-        if store.rls_index.create():
+        if store.rls_index.create() and not quiet:
             print(f"xcap-wsgi: created {store.rls_index.side} ({rebuild(store)} service URIs)")
     finally:
         store.close()
@@ -274,14 +279,15 @@ def _adduser(args: argparse.Namespace) -> int:
         return 1
     try:
         subscribers = open_subscribers(url)
-        if hasattr(subscribers, "create_table") and subscribers.create_table():
+        if hasattr(subscribers, "create_table") and subscribers.create_table() and not args.quiet:
             print(f"xcap-wsgi: created Kamailio's subscriber table in {url.split('@')[-1]}")
         subscribers.add(user, domain, password, store_password=args.cleartext)
         subscribers.close()
     except (SubscriberError, StoreError, ValueError, OSError) as exc:
         print(f"xcap-wsgi: adduser failed: {exc}", file=sys.stderr)
         return 1
-    print(f"xcap-wsgi: added {user}@{domain}")
+    if not args.quiet:
+        print(f"xcap-wsgi: added {user}@{domain}")
     return 0
 
 

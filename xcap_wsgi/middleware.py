@@ -46,6 +46,7 @@ from .storage import (
     StoreUnavailable,
     UnrepresentableKey,
 )
+from .storage.kamailio import MAX_DOC_URI, MAX_DOMAIN, MAX_USERNAME
 from .uri import XCAPURI, URIError, match_root, parse_xcap_path, xui_account
 from .usages import UsageRegistry, default_registry
 from .validation import preload as preload_schemas
@@ -55,8 +56,8 @@ access_log = logging.getLogger("xcap_wsgi.access")
 
 DOCUMENT_METHODS = ("GET", "HEAD", "PUT", "DELETE")
 READ_ONLY_METHODS = ("GET", "HEAD")
-# Kamailio's xcap table: doc_uri VARCHAR(255), username/domain VARCHAR(64).
-MAX_DOC_URI, MAX_ACCOUNT_PART = 255, 64
+# Kamailio's xcap table: doc_uri VARCHAR(255), username/domain VARCHAR(64) (storage.kamailio).
+MAX_ACCOUNT_PART = min(MAX_USERNAME, MAX_DOMAIN)
 _SEGMENT_SAFE = ":@!$&'()*+,;=-._~"
 #: Parsed node selectors by (selector text, xmlns() bindings, default namespace); emptied when full.
 _SELECTORS: dict = {}

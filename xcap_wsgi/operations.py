@@ -221,11 +221,10 @@ def _put_document(request: Request, store: Store, target: Target, body: bytes, e
     if not locked:
         _validate(store, target, tree, body)
     expected = write_expectation(request)
-    write = getattr(store, "write", None)
-    if (write is not None and not locked and not events and expected is not NEEDS_STORED_STATE
+    if (not locked and not events and expected is not NEEDS_STORED_STATE
             and (expected is not ANY or not previous_etag_wanted)):
         try:
-            written = write(target.key, body, expected)
+            written = store.write(target.key, body, expected)
         except ConcurrentModification:
             pass  # not in the state the conditions name (or a race): read it and judge below
         else:
@@ -321,18 +320,15 @@ def _validate(store: Store, target: Target, tree, content: bytes) -> None:
 
 
 def _node_write_turn(store: Store, target: Target):
-    """The turn for a read-modify-write of the target's document: the store's (shared by the
-    processes of the host) or else this process's (see turns.py)."""
-    turn = getattr(store, "write_turn", None)
-    return turn(target.key) if turn is not None else _PROCESS_TURNS.turn(target.key.doc_uri)
+    """The turn for a read-modify-write of the target's document, shared by the processes of the
+    host that use the store (see turns.py)."""
+    return store.write_turn(target.key)
 
 
 def _forget_recalled(store: Store, target: Target) -> None:
     """A whole-document PUT replaced the document: the store's recall cache (turns.py, if it has
     one) must keep no copy of the old text. (DELETE forgets in the store's ``delete``.)"""
-    forget = getattr(store, "forget_recalled", None)
-    if forget is not None:
-        forget(target.key)
+    store.forget_recalled(target.key)
 
 
 def _committed(store: Store, target: Target, content: bytes | None, etag: str | None) -> None:

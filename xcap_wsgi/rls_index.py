@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from .constraints import RLS, decoded
 from .errors import XCAPError
 from .storage import DocumentKey, StoreError
+from .storage.kamailio import RLS_SERVICES
 from .uri import xui_account
 from .xmlsafe import parse_document
 
@@ -99,7 +100,7 @@ def claimed(store, keys: list[str], own_doc_uri: str | None) -> set[str] | None:
         owners.setdefault((username, domain, doc_uri), (etag, set()))[1].add(service_uri)
     taken: set[str] = set()
     for (username, domain, doc_uri), (etag, uris) in owners.items():
-        stored = store.get(DocumentKey(username, domain, doc_uri, 8))
+        stored = store.get(DocumentKey(username, domain, doc_uri, RLS_SERVICES))
         if stored is not None and stored.etag == etag:
             taken |= uris
             continue
@@ -115,7 +116,7 @@ def documents(store) -> Iterator[bytes]:
     table (cost grows with the number of services, not of rows) or, without it, the scan."""
     index = side_table(store)
     if index is None:
-        for _, content in store.documents_of_type(8):
+        for _, content in store.documents_of_type(RLS_SERVICES):
             yield content
         return
     for row in index.fetch_documents([doc_uri for _, _, doc_uri in index.indexed_documents()]):

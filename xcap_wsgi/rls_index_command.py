@@ -1,11 +1,11 @@
 """``xcap-wsgi rls-index [--rebuild]``: report, or rebuild, the rls-services service-URI side
 table (``xcap_wsgi.rls_index``). Kept apart from ``rls_index``, which the rls-services usage
-imports, because the command runs through the operator commands' ``admin._run``.
+imports, because the command runs through the operator commands' ``admin.commands.run_command``.
 """
 
 from __future__ import annotations
 
-from .admin import _run
+from .admin.commands import run_command as _run
 from .rls_index import drift, rebuild
 
 

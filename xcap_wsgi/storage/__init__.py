@@ -18,6 +18,8 @@ from .base import (
     DocumentTooLarge,
     DocumentUriTaken,
     DocumentKey,
+    InvalidETag,
+    Row,
     SchemaMismatch,
     Store,
     StoredDocument,
@@ -25,6 +27,8 @@ from .base import (
     StoreUnavailable,
     UnrepresentableKey,
     Written,
+    iter_batches,
+    iter_rows,
     new_etag,
 )
 from .sqlite import SQLiteStore
@@ -38,6 +42,8 @@ __all__ = [
     "DEFAULT_DATABASE_URL",
     "DocumentInfo",
     "DocumentKey",
+    "InvalidETag",
+    "Row",
     "SQLiteStore",
     "SchemaMismatch",
     "Store",
@@ -48,6 +54,8 @@ __all__ = [
     "DocumentUriTaken",
     "UnrepresentableKey",
     "Written",
+    "iter_batches",
+    "iter_rows",
     "new_etag",
     "open_store",
 ]

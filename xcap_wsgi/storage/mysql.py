@@ -106,9 +106,8 @@ Client-side refusals (``StoreError`` subclasses in ``base``, mapped by the middl
 doc_uri held by another account's row), ``DocumentTooLarge`` (413: beyond MEDIUMBLOB or the
 server's max_allowed_packet, checked before sending so the connection is not dropped).
 
-Schema. The store checks the ``version`` row ``('xcap', 4)`` and the table's columns at start-up
-and raises ``SchemaMismatch`` otherwise. ``initdb(url)`` creates ``version`` and ``xcap`` with
-Kamailio's exact DDL (``kamailio_ddl.py``) when they are absent; it never alters an existing table.
+Schema. The start-up check and ``initdb`` are ``storage.mysql_schema`` (``initdb`` is re-exported
+here); Kamailio's column limits and doc_type numbers are ``storage.kamailio``.
 """
 
 from __future__ import annotations
@@ -118,12 +117,12 @@ import logging
 import re
 import threading
 from contextlib import contextmanager
+from typing import Sequence
 
 import pymysql
 from pymysql.constants import ER
 
 from ..turns import WriteTurns, host_turns_path
-from . import kamailio_ddl
 from .rls_index import MySQLSideTable
 from .base import (
     DocumentTooLarge,
@@ -131,17 +130,18 @@ from .base import (
     UnrepresentableKey,
     ABSENT,
     ANY,
-    KAMAILIO_XCAP_TABLE_VERSION,
     ConcurrentModification,
     DocumentInfo,
     DocumentKey,
-    SchemaMismatch,
+    Row,
     StoredDocument,
     StoreError,
     StoreUnavailable,
     Written,
+    check_etag,
     new_etag,
 )
+from .kamailio import COLUMN_LIMITS, MAX_DOCUMENT_BYTES
 from .mysql_connection import (
     CONFIGURATION_ERRORS as _CONFIGURATION_ERRORS,
     CONNECTION_ERRORS as _CONNECTION_ERRORS,
@@ -149,21 +149,16 @@ from .mysql_connection import (
     close_quietly as _close_quietly,
     error_code as _error_code,
 )
-from .mysql_url import parse_url, safe_url as _safe_url
+from .mysql_schema import check_xcap_schema, initdb
+from .mysql_url import parse_url
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MySQLStore", "UnrepresentableKey", "DocumentUriTaken", "DocumentTooLarge", "initdb", "parse_url"]
-
-
-#: MEDIUMBLOB holds at most 2**24 - 1 bytes.
-MAX_DOCUMENT_BYTES = 2**24 - 1
+__all__ = ["MySQLStore", "UnrepresentableKey", "DocumentUriTaken", "DocumentTooLarge", "initdb", "parse_url",
+           "COLUMN_LIMITS", "MAX_DOCUMENT_BYTES"]
 
 #: Bytes pymysql doubles when it escapes a BLOB literal.
 _ESCAPED_BYTES = (b"\0", b"\n", b"\r", b"\\", b"'", b'"', b"\x1a")
-
-#: Column lengths of Kamailio's xcap table (characters).
-COLUMN_LIMITS = {"username": 64, "domain": 64, "doc_uri": 255}
 
 _KEY_ERRORS = {
     1267,  # illegal mix of collations
@@ -275,37 +270,7 @@ class MySQLStore:
             self._pool.release(connection, broken=broken)
 
     def _check_schema_on(self, connection) -> None:
-        with connection.cursor() as cursor:
-            try:
-                cursor.execute("SELECT table_version FROM version WHERE table_name=%s", (self.table,))
-            except pymysql.err.ProgrammingError as exc:
-                if _error_code(exc) == ER.NO_SUCH_TABLE:
-                    raise SchemaMismatch(
-                        f"{self.url}: no 'version' table; create Kamailio's tables (kamdbctl create) "
-                        f"or run 'xcap-wsgi initdb --db <url>'"
-                    ) from exc
-                raise
-            rows = cursor.fetchall()
-            if not rows:
-                raise SchemaMismatch(
-                    f"{self.url}: the version table has no row for {self.table!r}; Kamailio's xcap table "
-                    f"version {KAMAILIO_XCAP_TABLE_VERSION} is required (run 'xcap-wsgi initdb --db <url>')"
-                )
-            if int(rows[0][0]) != KAMAILIO_XCAP_TABLE_VERSION:
-                raise SchemaMismatch(
-                    f"{self.url}: table {self.table!r} has version {rows[0][0]}, xcap-wsgi shares Kamailio's "
-                    f"xcap table version {KAMAILIO_XCAP_TABLE_VERSION} only"
-                )
-            cursor.execute("SELECT @@max_allowed_packet")
-            self.max_allowed_packet = int(cursor.fetchone()[0])
-            try:
-                cursor.execute(f"SELECT {', '.join(kamailio_ddl.XCAP_COLUMNS)} FROM `{self.table}` LIMIT 0")
-            except (pymysql.err.ProgrammingError, pymysql.err.OperationalError) as exc:
-                if _error_code(exc) in (ER.NO_SUCH_TABLE, ER.BAD_FIELD_ERROR):
-                    raise SchemaMismatch(
-                        f"{self.url}: table {self.table!r} is missing or lacks Kamailio's columns: {exc}"
-                    ) from exc
-                raise
+        self.max_allowed_packet = check_xcap_schema(connection, self.table, self.url)
         self._schema_checked = True
 
     def _run(self, work, *, write: bool):
@@ -534,6 +499,136 @@ class MySQLStore:
         for row in self._run(work, write=False):
             yield DocumentKey(row[0], row[1], row[2], int(row[3])), bytes(row[4])
 
+    # -- the operator commands ---------------------------------------------------------------
+
+    def rows_after(self, after_id: int, limit: int, username: str | None = None,
+                   domain: str | None = None) -> list[Row]:
+        where, params = self._account_filter(username, domain)
+        if where is None:
+            return []  # the account cannot be in the table
+        sql = (f"SELECT id, username, domain, doc_uri, doc_type, etag, doc FROM `{self.table}` "
+               f"WHERE id > %s{where} ORDER BY id LIMIT %s")
+
+        def work(cursor):
+            cursor.execute(sql, (after_id, *params, limit))
+            return cursor.fetchall()
+
+        return [Row(r[1], r[2], r[3], int(r[4]), r[5], bytes(r[6]), id=int(r[0]))
+                for r in self._run(work, write=False)]
+
+    def count_rows(self, username: str | None = None, domain: str | None = None) -> int:
+        where, params = self._account_filter(username, domain)
+        if where is None:
+            return 0
+        sql = f"SELECT COUNT(*) FROM `{self.table}` WHERE 1=1{where}"
+
+        def work(cursor):
+            cursor.execute(sql, params)
+            return int(cursor.fetchone()[0])
+
+        return self._run(work, write=False)
+
+    @staticmethod
+    def _account_filter(username: str | None, domain: str | None) -> tuple[str | None, tuple]:
+        """The WHERE clause of one account (None when it cannot be stored), or none for all."""
+        if username is None or domain is None:
+            return "", ()
+        if len(username) > COLUMN_LIMITS["username"] or len(domain) > COLUMN_LIMITS["domain"]:
+            return None, ()
+        return " AND username=%s AND domain=%s", (username, domain)
+
+    def restore(self, key: DocumentKey, content: bytes, etag: str) -> str:
+        """See ``Store.restore``."""
+        return self.restore_many([(key, content, etag)])[0]
+
+    def restore_many(self, documents: Sequence[tuple[DocumentKey, bytes, str]]) -> list[str]:
+        """See ``Store.restore_many``: ``UPDATE`` by key, else ``INSERT``, one transaction.
+
+        Unconditional and idempotent: a re-run after a lost connection or a deadlock runs the
+        whole transaction again, which finds the rows it already wrote (same content and ETag:
+        "unchanged") and never inserts a second one, as ``doc_uri`` is UNIQUE.
+        """
+        prepared = []
+        for key, content, etag in documents:
+            check_etag(etag)
+            self._check_lengths(key)
+            content = bytes(content)
+            self._check_size(content)
+            prepared.append((key, content, etag))
+        table = self.table
+        select = f"SELECT doc, etag, doc_type FROM `{table}` WHERE username=%s AND domain=%s AND doc_uri=%s"
+        update = (f"UPDATE `{table}` SET doc=%s, etag=%s, doc_type=%s, source=0, port=0 "
+                  "WHERE username=%s AND domain=%s AND doc_uri=%s")
+
+        def restore_one(cursor, key: DocumentKey, content: bytes, etag: str) -> str:
+            account = (key.username, key.domain, key.doc_uri)
+            cursor.execute(select, account)
+            row = cursor.fetchone()
+            if row is not None and (bytes(row[0]), row[1], int(row[2])) == (content, etag, key.doc_type):
+                return "unchanged"
+            if row is not None:
+                cursor.execute(update, (content, etag, key.doc_type, *account))
+                return "replaced"
+            if self._insert(cursor, key, content, etag) is not None:  # created meanwhile: a restore wins
+                cursor.execute(update, (content, etag, key.doc_type, *account))
+                return "replaced"
+            return "created"
+
+        def work(cursor):
+            if len(prepared) == 1:  # autocommitted, as every other statement of this store
+                return [restore_one(cursor, *prepared[0])]
+            cursor.execute("START TRANSACTION")
+            try:
+                if not self._insert_all_if_absent(cursor, prepared):
+                    outcomes = [restore_one(cursor, *document) for document in prepared]
+                else:
+                    outcomes = ["created"] * len(prepared)
+                cursor.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(pymysql.err.MySQLError, OSError):
+                    cursor.execute("ROLLBACK")
+                raise
+            return outcomes
+
+        return self._run(work, write=True)
+
+    def _insert_all_if_absent(self, cursor, documents: list[tuple[DocumentKey, bytes, str]]) -> bool:
+        """The fast path of an import into an empty table: when no row has any of these doc_uris
+        (the database's own ``=`` decides, as everywhere in this store), INSERT them all with
+        multi-row statements and return True. False (nothing written) when some row exists, or
+        when two of them collide (a case variant on a ``_ci`` collation): then each is restored
+        on its own."""
+        marks = ", ".join(["%s"] * len(documents))
+        cursor.execute(f"SELECT 1 FROM `{self.table}` WHERE doc_uri IN ({marks}) LIMIT 1",
+                       [key.doc_uri for key, _, _ in documents])
+        if cursor.fetchone() is not None:
+            return False
+        limit = min(4 << 20, (self.max_allowed_packet or 4 << 20) // 2)  # bytes of documents per statement
+        chunks: list[list] = [[]]
+        size = 0
+        for document in documents:
+            if chunks[-1] and size + len(document[1]) > limit:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(document)
+            size += len(document[1])
+        cursor.execute("SAVEPOINT restore_all")
+        try:
+            for chunk in chunks:
+                values = ", ".join(["(%s, %s, %s, %s, %s, %s, 0, 0)"] * len(chunk))
+                cursor.execute(f"INSERT INTO `{self.table}` (username, domain, doc_type, doc_uri, doc, etag, source, "
+                               f"port) VALUES {values}",
+                               [v for key, content, etag in chunk
+                                for v in (key.username, key.domain, key.doc_type, key.doc_uri, content, etag)])
+        except pymysql.err.IntegrityError as exc:
+            if _error_code(exc) != ER.DUP_ENTRY:
+                raise
+            cursor.execute("ROLLBACK TO SAVEPOINT restore_all")
+            return False
+        return True
+
+    # -- turns and locks ---------------------------------------------------------------------
+
     def write_turn(self, key: DocumentKey):
         """The turn for a read-modify-write of one document, among the threads and processes of
         this host that use this database and table (see turns.py). Writers on other hosts still
@@ -598,65 +693,3 @@ class MySQLStore:
     def __repr__(self) -> str:
         return f"MySQLStore({self.url!r}, table={self.table!r})"
 
-
-def initdb(url: str) -> str:
-    """Create Kamailio's ``version`` and ``xcap`` tables if absent; return what was done.
-
-    Uses Kamailio 5.6's exact DDL (no ENGINE/CHARSET: the database defaults apply, as with
-    kamdbctl). Never alters an existing table. Raises ``SchemaMismatch`` when an existing table
-    or version row is not Kamailio's xcap version 4, ``StoreUnavailable`` when the server is down.
-    """
-    parsed = parse_url(url)
-    connect = parsed["connect"]
-    table = parsed.get("table", "xcap")
-    if table != "xcap":
-        raise ValueError("initdb creates Kamailio's default table name 'xcap' only")
-    try:
-        connection = pymysql.connect(
-            **connect,
-            charset=parsed.get("charset", "utf8mb4"),
-            connect_timeout=parsed.get("connect_timeout", 5),
-            autocommit=True,
-        )
-    except (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError) as exc:
-        raise StoreUnavailable(f"{_safe_url(connect)}: cannot connect: {exc}") from exc
-    done = []
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW TABLES")
-            tables = {row[0] for row in cursor.fetchall()}
-            if "version" not in tables:
-                cursor.execute(kamailio_ddl.VERSION_TABLE_DDL)
-                cursor.execute(kamailio_ddl.VERSION_ROW_VERSION)
-                done.append("created table 'version'")
-            cursor.execute("SELECT table_version FROM version WHERE table_name='xcap'")
-            row = cursor.fetchone()
-            if "xcap" in tables:
-                if row is None:
-                    raise SchemaMismatch(
-                        f"{_safe_url(connect)}: table 'xcap' exists but the version table has no 'xcap' row; "
-                        "refusing to guess its layout (Kamailio's xcap table is version 4)"
-                    )
-                if int(row[0]) != KAMAILIO_XCAP_TABLE_VERSION:
-                    raise SchemaMismatch(
-                        f"{_safe_url(connect)}: table 'xcap' has version {row[0]}; xcap-wsgi needs "
-                        f"version {KAMAILIO_XCAP_TABLE_VERSION} (upgrade it with Kamailio's tools)"
-                    )
-            else:
-                if row is not None and int(row[0]) != KAMAILIO_XCAP_TABLE_VERSION:
-                    raise SchemaMismatch(
-                        f"{_safe_url(connect)}: the version table says 'xcap' is version {row[0]} "
-                        "but there is no xcap table"
-                    )
-                cursor.execute(kamailio_ddl.XCAP_TABLE_DDL)
-                for statement in kamailio_ddl.XCAP_INDEXES_DDL:
-                    cursor.execute(statement)
-                done.append("created table 'xcap'")
-                if row is None:
-                    cursor.execute(kamailio_ddl.XCAP_VERSION_ROW)
-                    done.append("inserted version row ('xcap', 4)")
-    finally:
-        connection.close()
-    if not done:
-        return f"{_safe_url(connect)}: Kamailio's xcap table (version 4) is already there; nothing to do"
-    return f"{_safe_url(connect)}: " + "; ".join(done)

@@ -25,10 +25,12 @@ import logging
 import threading
 from typing import Iterable, Iterator
 
+from . import kamailio
+
 log = logging.getLogger(__name__)
 
 #: rls-services (RFC 4826) rows of Kamailio's xcap table.
-RLS_DOC_TYPE = 8
+RLS_DOC_TYPE = kamailio.RLS_SERVICES  # Kamailio's doc_type of rls-services rows
 
 #: Rows per IN (...) list and per batch of a rebuild.
 BATCH = 500

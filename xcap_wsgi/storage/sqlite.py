@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import sqlite3
 import threading
 import time
+from typing import Sequence
 from urllib.request import pathname2url
 
 from ..turns import WriteTurns
@@ -27,10 +28,12 @@ from .base import (
     DocumentInfo,
     DocumentKey,
     DocumentUriTaken,
+    Row,
     SchemaMismatch,
     StoredDocument,
     StoreUnavailable,
     Written,
+    check_etag,
     new_etag,
 )
 
@@ -231,10 +234,74 @@ class SQLiteStore:
         for username, domain, doc_uri, row_type, doc in rows:
             yield DocumentKey(username, domain, doc_uri, row_type), bytes(doc)
 
+    # -- the operator commands ---------------------------------------------------------------
+
+    def rows_after(self, after_id: int, limit: int, username: str | None = None,
+                   domain: str | None = None) -> list[Row]:
+        where, params = self._account_filter(username, domain)
+        rows = self._execute(
+            "SELECT id, username, domain, doc_uri, doc_type, etag, doc FROM xcap "
+            f"WHERE id > ?{where} ORDER BY id LIMIT ?", (after_id, *params, limit)).fetchall()
+        return [Row(r[1], r[2], r[3], int(r[4]), r[5], bytes(r[6]), id=r[0]) for r in rows]
+
+    def count_rows(self, username: str | None = None, domain: str | None = None) -> int:
+        where, params = self._account_filter(username, domain)
+        return int(self._execute(f"SELECT COUNT(*) FROM xcap WHERE 1=1{where}", params).fetchone()[0])
+
+    @staticmethod
+    def _account_filter(username: str | None, domain: str | None) -> tuple[str, tuple]:
+        if username is None or domain is None:
+            return "", ()
+        return " AND username=? AND domain=?", (username, domain)
+
+    def restore(self, key: DocumentKey, content: bytes, etag: str) -> str:
+        """See ``Store.restore``."""
+        return self.restore_many([(key, content, etag)])[0]
+
+    def restore_many(self, documents: Sequence[tuple[DocumentKey, bytes, str]]) -> list[str]:
+        """See ``Store.restore_many``: UPDATE by key, else INSERT, all in one ``BEGIN IMMEDIATE``."""
+        for _, _, etag in documents:
+            check_etag(etag)
+        outcomes = []
+        self._execute("BEGIN IMMEDIATE", ())
+        try:
+            for key, content, etag in documents:
+                outcomes.append(self._restore(key, bytes(content), etag))
+            self._execute("COMMIT", ())
+        except BaseException:
+            self._connection().rollback()
+            raise
+        return outcomes
+
+    def _restore(self, key: DocumentKey, content: bytes, etag: str) -> str:
+        account = (key.username, key.domain, key.doc_uri)
+        row = self._execute("SELECT doc, etag, doc_type FROM xcap WHERE username=? AND domain=? AND doc_uri=?",
+                            account).fetchone()
+        if row is not None and (bytes(row[0]), row[1], row[2]) == (content, etag, key.doc_type):
+            return "unchanged"
+        if row is not None:
+            self._execute("UPDATE xcap SET doc=?, etag=?, doc_type=?, source=0, port=0 "
+                          "WHERE username=? AND domain=? AND doc_uri=?",
+                          (sqlite3.Binary(content), etag, key.doc_type, *account))
+            return "replaced"
+        try:
+            self._execute("INSERT INTO xcap (username, domain, doc_type, doc_uri, doc, etag, source, port) "
+                          "VALUES (?, ?, ?, ?, ?, ?, 0, 0)",
+                          (key.username, key.domain, key.doc_type, key.doc_uri, sqlite3.Binary(content), etag))
+        except sqlite3.IntegrityError as exc:
+            raise DocumentUriTaken(f"{key.doc_uri} is stored for another account (doc_uri is unique): "
+                                   f"{exc}") from exc
+        return "created"
+
+    # -- turns and locks ---------------------------------------------------------------------
+
     def write_turn(self, key: DocumentKey):
         """The turn for a read-modify-write of one document, among the threads and processes
         using this database file (a lock file beside it; see turns.py)."""
         return self._turns.turn(key.doc_uri)
+
+    def forget_recalled(self, key: DocumentKey) -> None:
+        """Nothing to forget: SQLite's turns never recall a document (no copy outside the file)."""
 
     @contextmanager
     def lock(self, name: str):

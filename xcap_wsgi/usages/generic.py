@@ -6,6 +6,7 @@ UTF-8 only (as every document is), stored with ``GENERIC_DOC_TYPE``.
 
 from __future__ import annotations
 
+from ..storage import kamailio as doc_types  # Kamailio's doc_type numbers, stated once
 from .registry import ApplicationUsage
 
 #: doc_type of generic (configured) usages. It must be one Kamailio knows: its xcap-directory
@@ -16,7 +17,7 @@ from .registry import ApplicationUsage
 #: etc. 64 (OMA user-profile) is read by no Kamailio module: such rows are inert for Kamailio (its
 #: own directory lists them in the user-profile folder); xcap-wsgi tells them apart by the AUID
 #: in doc_uri.
-GENERIC_DOC_TYPE = 64
+GENERIC_DOC_TYPE = doc_types.OMA_USER_PROFILE
 
 
 def generic_usage(auid: str, namespace: str, mime_type: str) -> ApplicationUsage:

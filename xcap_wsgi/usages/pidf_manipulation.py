@@ -13,6 +13,7 @@ from ..constraints import decoded
 from ..uri import canonical_xui
 from ..validation import schema_namespaces, schema_validator
 from .registry import ApplicationUsage
+from ..storage import kamailio as doc_types  # Kamailio's doc_type numbers, stated once
 
 
 def perm_presence_entity(tree: etree._ElementTree, context) -> None:
@@ -39,7 +40,7 @@ PIDF_MANIPULATION = ApplicationUsage(
     auid="pidf-manipulation",
     mime_type="application/pidf+xml",
     default_namespace="urn:ietf:params:xml:ns:pidf",
-    doc_type=16,
+    doc_type=doc_types.PIDF_MANIPULATION,
     document_names=("index", "perm-presence"),  # IETF, OMA/RCS
     namespaces=schema_namespaces("pidf-manipulation"),  # PIDF, data model, RPID, CIPID
     validators=(schema_validator("pidf-manipulation"), perm_presence_entity),

@@ -14,6 +14,7 @@ from lxml import etree
 from ..errors import ConstraintFailure
 from ..validation import schema_namespaces, schema_validator
 from .registry import ApplicationUsage
+from ..storage import kamailio as doc_types  # Kamailio's doc_type numbers, stated once
 
 PRES_CONTENT = "urn:oma:xml:prs:pres-content"
 #: OMA Presence Content XDM: the image types a status icon may have, and its largest decoded size.
@@ -43,7 +44,7 @@ OMA_PRES_CONTENT = ApplicationUsage(
     auid="org.openmobilealliance.pres-content",
     mime_type="application/vnd.oma.pres-content+xml",
     default_namespace="urn:oma:xml:prs:pres-content",
-    doc_type=128,
+    doc_type=doc_types.OMA_PRES_CONTENT,
     namespaces=schema_namespaces("pres-content"),
     validators=(schema_validator("pres-content"), pres_content_rules),
 )

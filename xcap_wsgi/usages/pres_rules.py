@@ -8,6 +8,7 @@ from lxml import etree
 from ..errors import ConstraintFailure
 from ..validation import schema_namespaces, schema_validator
 from .registry import ApplicationUsage
+from ..storage import kamailio as doc_types  # Kamailio's doc_type numbers, stated once
 
 #: The lock name under which a pres-rules write checks for and commits its document.
 PRES_RULES_LOCK = "pres-rules-document"
@@ -44,7 +45,7 @@ PRES_RULES = ApplicationUsage(
     auid="pres-rules",
     mime_type="application/auth-policy+xml",
     default_namespace="urn:ietf:params:xml:ns:pres-rules",
-    doc_type=2,
+    doc_type=doc_types.PRES_RULES,
     namespaces=schema_namespaces("pres-rules"),  # common-policy + pres-rules
     # One pres-rules document per user, IETF or OMA (Kamailio applies only the first row).
     validators=(schema_validator("pres-rules"), one_pres_rules_document),
@@ -56,7 +57,7 @@ OMA_PRES_RULES = ApplicationUsage(
     mime_type="application/auth-policy+xml",
     # OMA clients write unprefixed ruleset/rule[...] selectors: the common-policy namespace.
     default_namespace="urn:ietf:params:xml:ns:common-policy",
-    doc_type=2,
+    doc_type=doc_types.PRES_RULES,
     # OMA Presence XDM names the document "pres-rules"; python3-sipsimple (Blink) writes "index".
     # Both are accepted; presence reads either (any doc_type 2 row), one per user.
     document_names=("pres-rules", "index"),

@@ -20,6 +20,7 @@ from ..constraints import RL, RLS, decoded, selector_of
 from ..errors import ConstraintFailure, Exists, UniquenessFailure
 from ..validation import schema_namespaces, schema_validator
 from .registry import ApplicationUsage
+from ..storage import kamailio as doc_types  # Kamailio's doc_type numbers, stated once
 
 #: (child element, attribute that must be unique among such siblings, suggest alternatives?)
 UNIQUE_AMONG_SIBLINGS = (("list", "name", True), ("entry", "uri", False),
@@ -114,7 +115,7 @@ RESOURCE_LISTS = ApplicationUsage(
     auid="resource-lists",
     mime_type="application/resource-lists+xml",
     default_namespace="urn:ietf:params:xml:ns:resource-lists",
-    doc_type=4,
+    doc_type=doc_types.RESOURCE_LISTS,
     namespaces=schema_namespaces("resource-lists"),
     validators=(schema_validator("resource-lists"), resource_lists_constraints),
 )

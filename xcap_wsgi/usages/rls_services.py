@@ -23,6 +23,7 @@ from ..uri import canonical_xui
 from ..validation import schema_namespaces, schema_validator
 from .registry import ApplicationUsage
 from .resource_lists import resource_lists_constraints
+from ..storage import kamailio as doc_types  # Kamailio's doc_type numbers, stated once
 
 
 def rls_services_constraints(tree: etree._ElementTree, context) -> None:
@@ -117,7 +118,7 @@ RLS_SERVICES = ApplicationUsage(
     auid="rls-services",
     mime_type="application/rls-services+xml",
     default_namespace="urn:ietf:params:xml:ns:rls-services",
-    doc_type=8,
+    doc_type=doc_types.RLS_SERVICES,
     namespaces=schema_namespaces("rls-services"),  # rls-services + resource-lists (inline <list>)
     validators=(schema_validator("rls-services"), rls_services_constraints, rls_service_uris_unique),
     write_lock=RLS_SERVICE_LOCK,

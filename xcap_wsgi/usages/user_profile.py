@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from .registry import ApplicationUsage
+from ..storage import kamailio as doc_types  # Kamailio's doc_type numbers, stated once
 
 OMA_USER_PROFILE = ApplicationUsage(
     auid="org.openmobilealliance.user-profile",
     mime_type="application/vnd.oma.user-profile+xml",
     default_namespace="urn:oma:xml:xdm:user-profile",
-    doc_type=64,
+    doc_type=doc_types.OMA_USER_PROFILE,
     # No bundled schema for OMA user-profile: not validated, so its namespace is not advertised.
     namespaces=(),
 )
