@@ -141,7 +141,7 @@ class ExportWriter:
             info = tarfile.TarInfo(name)
             info.size, info.mtime, info.mode = len(data), int(time.time()), 0o600
             self.tar.addfile(info, io.BytesIO(data))
-            self.tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every TarInfo otherwise: memory would grow
+            self.tar.members.clear()  # tarfile keeps every TarInfo otherwise: memory would grow
         else:
             target = self.destination / name
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from ..build import usage_registry
-from ..settings import read_config, resolve
+from ..settings import Settings, read_config, resolve
 from ..storage import Store, StoreError
 from .archive import AdminError
 from .check import iter_problems
@@ -35,7 +36,8 @@ def add_commands(commands) -> None:
     def common(parser, *, user: str):
         parser.add_argument("--db", default=None, help="database URL (default: $XCAP_DB, the config file or "
                             "the embedded SQLite file)")
-        parser.add_argument("--config", metavar="FILE", help="ini file with an [xcap-wsgi] section (db, default_domain)")
+        parser.add_argument("--config", metavar="FILE",
+                            help="ini file with an [xcap-wsgi] section (db, default_domain)")
         parser.add_argument("--default-domain", default=None, help="domain of XUIs without one (default: setting)")
         add_progress_options(parser)
         if user == "required":
@@ -91,8 +93,8 @@ def _say(args, text: str) -> None:
         print(text)
 
 
-def _values(args) -> dict:
-    given = {}
+def _values(args) -> Settings:
+    given: dict[str, Any] = {}
     if getattr(args, "config", None):
         given.update(read_config(args.config))
     if args.db:
@@ -110,7 +112,7 @@ def _account(xui: str, default_domain: str) -> tuple[str, str]:
     return xui_account(xui.strip(), default_domain)
 
 
-def run_command(args, body: Callable[[dict, Store], int]) -> int:
+def run_command(args, body: Callable[[Settings, Store], int]) -> int:
     """Resolve the settings of ``args``, open the store, run ``body(values, store)``, close it; the
     exit status (errors printed, 1; bad settings, 2). Shared by every command on the store."""
     from ..storage import open_store

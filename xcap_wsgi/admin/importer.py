@@ -7,9 +7,10 @@ damaged export writes nothing; the second restores the documents with ``Store.re
 
 Interrupted imports: each batch commits whole or not at all, and restoring is idempotent per
 doc_uri (the row is found by account and doc_uri and overwritten in place, or inserted; doc_uri is
-UNIQUE), so running the same import again resumes it: documents already restored count as "unchanged" (one read, no write), the
-others are written; nothing is duplicated or lost. ``--resume-after N`` skips the first N
-documents of the restore pass (the count the interrupted run's progress printed).
+UNIQUE), so running the same import again resumes it: documents already restored count as
+"unchanged" (one read, no write), the others are written; nothing is duplicated or lost.
+``--resume-after N`` skips the first N documents of the restore pass (the count the interrupted
+run's progress printed).
 """
 
 from __future__ import annotations

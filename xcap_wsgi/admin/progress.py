@@ -13,7 +13,10 @@ from __future__ import annotations
 import io
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 def _clock(seconds: float) -> str:
@@ -34,7 +37,7 @@ class Progress:
         self.quiet = quiet
         self.started = self._last = time.monotonic()
         self._bar_wanted = bar
-        self._bar = None
+        self._bar: tqdm | None = None
 
     def start(self, total: int | None) -> None:
         """Known total (a COUNT before the work): restart the clock, open the bar on a terminal."""

@@ -12,10 +12,14 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import ContextManager, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .kamailio import MAX_ETAG_LENGTH, XCAP_TABLE_VERSION
+
+if TYPE_CHECKING:
+    from .rls_index import _SideTable
 
 #: Expected state meaning "the document must not exist yet" (create).
 ABSENT = None
@@ -160,6 +164,11 @@ class Store(Protocol):
     SQL on the ``xcap`` table. Implementations must be thread-safe.
     """
 
+    @property
+    def rls_index(self) -> _SideTable:
+        """The rls-services service-URI side table (``storage/rls_index.py``), used when its table
+        exists (``available()``): the uniqueness check, the global index, ``initdb``, ``check``."""
+
     # -- the engine --------------------------------------------------------------------------
 
     def get(self, key: DocumentKey) -> StoredDocument | None:
@@ -184,7 +193,7 @@ class Store(Protocol):
         """Delete the row if it still carries ``expected_etag``; else ``ConcurrentModification``.
         Also forgets any recalled copy of the document (``write_turn``)."""
 
-    def write_turn(self, key: DocumentKey) -> ContextManager:
+    def write_turn(self, key: DocumentKey) -> AbstractContextManager:
         """The turn the engine holds around each read-modify-write of one document (element and
         attribute PUT/DELETE), so that writers on this host wait for each other instead of losing
         the compare-and-swap. It yields None, or a ``turns.Turn`` that recalls the document this
@@ -200,7 +209,7 @@ class Store(Protocol):
     def documents_of_type(self, doc_type: int) -> Iterator[tuple[DocumentKey, bytes]]:
         """Every stored document of one doc_type, of all users (for global indexes), by id."""
 
-    def lock(self, name: str) -> ContextManager[None]:
+    def lock(self, name: str) -> AbstractContextManager[None]:
         """Hold a named lock shared by every process using this database, for checks that span
         documents (rls-services service URIs unique across users). Raises StoreUnavailable on timeout."""
 

@@ -116,27 +116,26 @@ import contextlib
 import logging
 import re
 import threading
+from collections.abc import Sequence
 from contextlib import contextmanager
-from typing import Sequence
 
 import pymysql
 from pymysql.constants import ER
 
 from ..turns import WriteTurns, host_turns_path
-from .rls_index import MySQLSideTable
 from .base import (
-    DocumentTooLarge,
-    DocumentUriTaken,
-    UnrepresentableKey,
     ABSENT,
     ANY,
     ConcurrentModification,
     DocumentInfo,
     DocumentKey,
+    DocumentTooLarge,
+    DocumentUriTaken,
     Row,
     StoredDocument,
     StoreError,
     StoreUnavailable,
+    UnrepresentableKey,
     Written,
     check_etag,
     new_etag,
@@ -144,13 +143,22 @@ from .base import (
 from .kamailio import COLUMN_LIMITS, MAX_DOCUMENT_BYTES
 from .mysql_connection import (
     CONFIGURATION_ERRORS as _CONFIGURATION_ERRORS,
+)
+from .mysql_connection import (
     CONNECTION_ERRORS as _CONNECTION_ERRORS,
+)
+from .mysql_connection import (
     MySQLConnections,
+)
+from .mysql_connection import (
     close_quietly as _close_quietly,
+)
+from .mysql_connection import (
     error_code as _error_code,
 )
 from .mysql_schema import check_xcap_schema, initdb
 from .mysql_url import parse_url
+from .rls_index import MySQLSideTable
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +242,7 @@ class MySQLStore:
                 log.warning("%s: database unavailable at start-up, schema check deferred: %s", self.url, exc)
 
     @classmethod
-    def from_url(cls, url: str, **options) -> "MySQLStore":
+    def from_url(cls, url: str, **options) -> MySQLStore:
         """``MySQLStore`` for ``mysql://user:pass@host[:port]/db?opt=..`` (see the module docstring)."""
         parsed = parse_url(url)
         arguments = {**parsed.pop("connect"), **parsed}
@@ -346,14 +354,14 @@ class MySQLStore:
         if expected_etag is ABSENT:
             runs = []
 
-            def work(cursor):
+            def create(cursor):
                 runs.append(1)
                 existing = self._insert(cursor, key, content, etag)
                 if existing is not None and not (len(runs) > 1 and existing == etag):
                     raise ConcurrentModification(f"{key.doc_uri} was created concurrently")
                 # else created (by this run, or by a first run cut off after its commit: "Galera" above)
 
-            self._run(work, write=True)
+            self._run(create, write=True)
             return etag
 
         update = (
@@ -421,7 +429,7 @@ class MySQLStore:
         update_args = (content, etag, key.username, key.domain, key.doc_uri,
                        *(() if expected is ANY else (expected,)), content)
         select = f"SELECT doc, etag FROM `{self.table}` WHERE {where}"
-        inserted = []  # an INSERT was sent (by this run or one cut off by a lost connection)
+        inserted: list[int] = []  # an INSERT was sent (by this run or one cut off by a lost connection)
 
         def work(cursor):
             cursor.execute(update, update_args)

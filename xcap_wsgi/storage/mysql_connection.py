@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 import pymysql
 from pymysql.constants import CLIENT, ER
@@ -162,7 +163,7 @@ class MySQLConnections:
     ):
         self.retry_after = retry_after
         self.deadlock_retries = deadlock_retries
-        self.connect_args = {
+        self.connect_args: dict[str, Any] = {  # keyword arguments of pymysql.connect
             "user": user,
             "password": password,
             "database": database,
@@ -194,7 +195,7 @@ class MySQLConnections:
         self.pool = Pool(self.connect, pool_size, pool_timeout)
 
     @classmethod
-    def from_url(cls, url: str, **overrides) -> "MySQLConnections":
+    def from_url(cls, url: str, **overrides) -> MySQLConnections:
         """Connections for ``mysql://user:pass@host[,host2...]/db?opt=..``; options of other layers
         in the URL (``table``) are ignored."""
         parsed = parse_url(url)
@@ -257,7 +258,8 @@ class MySQLConnections:
                             " for locks" if lock_node else "")
             if not lock_node:
                 self.current = index
-                connection._xcap_host = index
+                # the node the connection went to, read back by getattr below (pymysql has no such field)
+                connection._xcap_host = index  # type: ignore[attr-defined]
             return connection
         raise StoreUnavailable(f"{self.url}: cannot connect to any node: {'; '.join(failures)}",
                                retry_after=self.retry_after) from last

@@ -7,6 +7,7 @@ Shared by the document store (``storage.mysql``) and the subscriber table
 from __future__ import annotations
 
 import re
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 __all__ = ["parse_url", "safe_url"]
@@ -24,7 +25,7 @@ def parse_url(url: str) -> dict:
     if not database or "/" in database:
         raise ValueError(f"MySQL URL {url!r} must name one database: mysql://user:pass@host/database")
     options = dict(parse_qsl(parts.query, keep_blank_values=True))
-    connect = {
+    connect: dict[str, Any] = {  # keyword arguments of pymysql.connect
         "user": unquote(parts.username) if parts.username else "",
         "password": unquote(parts.password) if parts.password is not None else "",
         "database": database,
@@ -35,7 +36,7 @@ def parse_url(url: str) -> dict:
     else:
         connect["host"] = parts.hostname or "localhost"
         connect["port"] = parts.port or 3306
-    result = {"connect": connect}
+    result: dict[str, Any] = {"connect": connect}
     if len(hosts) > 1:
         if unix_socket:
             raise ValueError(f"MySQL URL {url!r}: unix_socket and several hosts exclude each other")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from . import kamailio
 
@@ -138,7 +138,8 @@ class _SideTable:
         """Make the side table say that ``doc_uri`` (at ``etag``) declares exactly
         ``service_uris`` (none, or ``etag=None``: the document is gone), in one transaction."""
         p = self.placeholder
-        statements = [(f"DELETE FROM {self._q(self.side)} WHERE doc_uri={p}", (doc_uri,))]
+        statements: list[tuple[str, tuple[str, ...]]] = [
+            (f"DELETE FROM {self._q(self.side)} WHERE doc_uri={p}", (doc_uri,))]
         if etag is not None:
             statements += [(f"INSERT INTO {self._q(self.side)} (service_uri, doc_uri, username, domain, etag) "
                             f"VALUES ({p}, {p}, {p}, {p}, {p})", (uri, doc_uri, username, domain, etag))
@@ -149,7 +150,7 @@ class _SideTable:
         """Replace the whole side table with ``documents`` ((username, domain, doc_uri, etag,
         service_uris), e.g. from ``scan_rls_rows``); returns the number of entries written."""
         p = self.placeholder
-        statements = [(f"DELETE FROM {self._q(self.side)}", ())]
+        statements: list[tuple[str, tuple[str, ...]]] = [(f"DELETE FROM {self._q(self.side)}", ())]
         count = 0
         for username, domain, doc_uri, etag, uris in documents:
             for uri in sorted(set(uris)):

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import fcntl
 import itertools
-from contextlib import contextmanager
 import sqlite3
 import threading
 import time
-from typing import Sequence
+from collections.abc import Sequence
+from contextlib import contextmanager
 from urllib.request import pathname2url
 
 from ..turns import WriteTurns
-from .rls_index import SQLiteSideTable
 from .base import (
     ABSENT,
     ANY,
@@ -36,6 +35,7 @@ from .base import (
     check_etag,
     new_etag,
 )
+from .rls_index import SQLiteSideTable
 
 # Kamailio 5.6 utils/kamctl/db_sqlite: standard-create.sql (version) and presence-create.sql (xcap).
 SCHEMA = (

@@ -10,10 +10,10 @@ from lxml import etree
 from webob.exc import HTTPForbidden
 
 from ..constraints import decoded
+from ..storage import kamailio as doc_types  # Kamailio's doc_type numbers, stated once
 from ..uri import canonical_xui
 from ..validation import schema_namespaces, schema_validator
 from .registry import ApplicationUsage
-from ..storage import kamailio as doc_types  # Kamailio's doc_type numbers, stated once
 
 
 def perm_presence_entity(tree: etree._ElementTree, context) -> None:

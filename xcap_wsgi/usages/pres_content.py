@@ -12,9 +12,9 @@ import binascii
 from lxml import etree
 
 from ..errors import ConstraintFailure
+from ..storage import kamailio as doc_types  # Kamailio's doc_type numbers, stated once
 from ..validation import schema_namespaces, schema_validator
 from .registry import ApplicationUsage
-from ..storage import kamailio as doc_types  # Kamailio's doc_type numbers, stated once
 
 PRES_CONTENT = "urn:oma:xml:prs:pres-content"
 #: OMA Presence Content XDM: the image types a status icon may have, and its largest decoded size.

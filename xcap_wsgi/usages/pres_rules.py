@@ -6,9 +6,9 @@ from __future__ import annotations
 from lxml import etree
 
 from ..errors import ConstraintFailure
+from ..storage import kamailio as doc_types  # Kamailio's doc_type numbers, stated once
 from ..validation import schema_namespaces, schema_validator
 from .registry import ApplicationUsage
-from ..storage import kamailio as doc_types  # Kamailio's doc_type numbers, stated once
 
 #: The lock name under which a pres-rules write checks for and commits its document.
 PRES_RULES_LOCK = "pres-rules-document"

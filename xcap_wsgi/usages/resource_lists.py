@@ -18,9 +18,9 @@ from lxml import etree
 
 from ..constraints import RL, RLS, decoded, selector_of
 from ..errors import ConstraintFailure, Exists, UniquenessFailure
+from ..storage import kamailio as doc_types  # Kamailio's doc_type numbers, stated once
 from ..validation import schema_namespaces, schema_validator
 from .registry import ApplicationUsage
-from ..storage import kamailio as doc_types  # Kamailio's doc_type numbers, stated once
 
 #: (child element, attribute that must be unique among such siblings, suggest alternatives?)
 UNIQUE_AMONG_SIBLINGS = (("list", "name", True), ("entry", "uri", False),

@@ -19,11 +19,11 @@ from ..constraints import RLS, decoded
 from ..errors import ConstraintFailure, Exists, UniquenessFailure
 from ..rls_index import claimed, service_key, service_keys
 from ..rls_index import record as rls_index_record
+from ..storage import kamailio as doc_types  # Kamailio's doc_type numbers, stated once
 from ..uri import canonical_xui
 from ..validation import schema_namespaces, schema_validator
 from .registry import ApplicationUsage
 from .resource_lists import resource_lists_constraints
-from ..storage import kamailio as doc_types  # Kamailio's doc_type numbers, stated once
 
 
 def rls_services_constraints(tree: etree._ElementTree, context) -> None:

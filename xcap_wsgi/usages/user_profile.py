@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .registry import ApplicationUsage
 from ..storage import kamailio as doc_types  # Kamailio's doc_type numbers, stated once
+from .registry import ApplicationUsage
 
 OMA_USER_PROFILE = ApplicationUsage(
     auid="org.openmobilealliance.user-profile",
