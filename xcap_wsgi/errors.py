@@ -7,8 +7,7 @@ RFC 4825 xcap-error schema (exactly one condition element, optional ``phrase`` a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from dataclasses import field as dataclass_field
+from dataclasses import dataclass, field as dataclass_field
 from urllib.parse import quote
 
 from lxml import etree

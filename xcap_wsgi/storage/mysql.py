@@ -143,17 +143,9 @@ from .base import (
 from .kamailio import COLUMN_LIMITS, MAX_DOCUMENT_BYTES
 from .mysql_connection import (
     CONFIGURATION_ERRORS as _CONFIGURATION_ERRORS,
-)
-from .mysql_connection import (
     CONNECTION_ERRORS as _CONNECTION_ERRORS,
-)
-from .mysql_connection import (
     MySQLConnections,
-)
-from .mysql_connection import (
     close_quietly as _close_quietly,
-)
-from .mysql_connection import (
     error_code as _error_code,
 )
 from .mysql_schema import check_xcap_schema, initdb

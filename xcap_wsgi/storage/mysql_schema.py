@@ -15,8 +15,7 @@ from . import kamailio_ddl
 from .base import SchemaMismatch, StoreUnavailable
 from .kamailio import XCAP_TABLE_VERSION as KAMAILIO_XCAP_TABLE_VERSION
 from .mysql_connection import error_code as _error_code
-from .mysql_url import parse_url
-from .mysql_url import safe_url as _safe_url
+from .mysql_url import parse_url, safe_url as _safe_url
 
 __all__ = ["check_xcap_schema", "initdb"]
 

@@ -17,8 +17,7 @@ from lxml import etree
 from ..computed import rls_services_index
 from ..constraints import RLS, decoded
 from ..errors import ConstraintFailure, Exists, UniquenessFailure
-from ..rls_index import claimed, service_key, service_keys
-from ..rls_index import record as rls_index_record
+from ..rls_index import claimed, record as rls_index_record, service_key, service_keys
 from ..storage import kamailio as doc_types  # Kamailio's doc_type numbers, stated once
 from ..uri import canonical_xui
 from ..validation import schema_namespaces, schema_validator
