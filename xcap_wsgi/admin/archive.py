@@ -102,6 +102,7 @@ class ExportWriter:
             self.partial = self.destination.with_name(self.destination.name + ".partial")
             # gzip level 6 (gzip's own default): level 9, tarfile's, is several times slower for ~2% less
             options = {"compresslevel": 6} if self.mode.endswith("gz") else {}
+            # typeshed's overloads of tarfile.open want the mode as a literal, not a str variable
             self.tar = tarfile.open(str(self.partial), self.mode, **options)  # type: ignore[call-overload]
         else:
             self.destination.mkdir(parents=True, exist_ok=True)
@@ -257,7 +258,8 @@ def _members(tar: tarfile.TarFile) -> Iterator[tuple[str, bytes]]:
             raise AdminError(f"{member.name}: not a regular file")
         handle = tar.extractfile(member)
         data = handle.read() if handle is not None else b""
-        tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every TarInfo otherwise: memory would grow
+        # tarfile keeps every TarInfo otherwise: memory would grow (members is not in typeshed)
+        tar.members.clear()  # type: ignore[attr-defined]
         yield member.name, data
 
 
