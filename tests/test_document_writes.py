@@ -7,6 +7,8 @@ on MariaDB that replacing a document is one statement.
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from conftest import ALICE, ALICE_DOC, RL_DOC, call, put_doc
@@ -95,7 +97,7 @@ class CountingMySQLStore(MySQLStore):
         return super()._run(lambda cursor: work(_Statements(cursor, self.statements)), write=write)
 
 
-def test_replacing_a_document_on_mysql_is_one_update(db_url):
+def test_replacing_a_document_on_mysql_is_one_update(db_url, caplog):
     store = CountingMySQLStore.from_url(db_url)
     store.statements = []
     try:
@@ -115,11 +117,14 @@ def test_replacing_a_document_on_mysql_is_one_update(db_url):
         assert put_doc(app, body=RL_DOC, **{"If-Match": etag}).status_int == 200
         assert store.statements == ["UPDATE"]
 
-        # The access log wants the replaced ETag: then an unconditional PUT reads it first.
+        # The access log does not change which SQL runs (issue 18): the replaced ETag of an
+        # unconditional one-statement PUT is logged as unknown ("?") instead of read first.
         logged = XCAPMiddleware(None, store=store, default_domain="example.com", log_requests=True)
         store.statements.clear()
+        caplog.set_level(logging.INFO, logger="xcap_wsgi.access")
         assert put_doc(logged, body=BOB_TO_ROBERT).status_int == 200
-        assert store.statements == ["SELECT", "UPDATE"]
+        assert store.statements == ["UPDATE"]
+        assert " etag-in=? " in caplog.records[-1].getMessage()
     finally:
         store.close()
 

@@ -35,9 +35,11 @@ from .caps import content_etag
 from .computed import ComputeContext
 from .errors import ConstraintFailure, XCAPError
 from .events import EventDispatcher
-from .operations import Target, xcap_response
+from .operations import Outcome, Target, xcap_response
 from .settings import DEFAULTS
 from .storage import (
+    ABSENT,
+    UNKNOWN,
     DocumentKey,
     DocumentTooLarge,
     DocumentUriTaken,
@@ -123,7 +125,8 @@ class XCAPMiddleware:
             return self.app(environ, start_response)
         started = time.perf_counter() if self.log_requests else 0.0  # only the access log uses it
         request = Request(environ)
-        response = self._respond(request, raw_path, raw_query, matched)
+        outcome = self._respond(request, raw_path, raw_query, matched)
+        response = outcome.response
         if request.method == "HEAD" and isinstance(response, WSGIHTTPException) and response.status_code >= 400:
             # WebOb answers HEAD errors with "Content-Length: 0" and another Content-Type; RFC 9110
             # §9.3.2 wants GET's headers: render the error for GET (the HEAD call drops the body).
@@ -135,12 +138,17 @@ class XCAPMiddleware:
             # covers errors and 304 too (RFC 9110 §15.4.5: a 304 repeats the 200's Cache-Control).
             response.headers["Cache-Control"] = "no-cache"
         if self.log_requests:
-            self._log(request, response, started)
+            self._log(request, response, outcome.etag_before, started)
         return response(environ, start_response)
 
     # -- request handling ---------------------------------------------------------------------
 
-    def _respond(self, request: Request, raw_path: str, raw_query: str, matched: tuple[str, str]):
+    def _respond(self, request: Request, raw_path: str, raw_query: str, matched: tuple[str, str]) -> Outcome:
+        """The operation's outcome; anything answered without one had no document before it."""
+        answer = self._answer(request, raw_path, raw_query, matched)
+        return answer if isinstance(answer, Outcome) else Outcome(answer, ABSENT)
+
+    def _answer(self, request: Request, raw_path: str, raw_query: str, matched: tuple[str, str]):
         """Run the operation; every failure becomes a clean HTTP response, never a traceback."""
         try:
             return self._dispatch(request, raw_path, raw_query, matched)
@@ -205,8 +213,7 @@ class XCAPMiddleware:
         if computed:
             return self._computed(request, target)
         if method == "PUT":
-            return operations.put(request, self.store, target, self._read_body(request), self.events,
-                                  previous_etag_wanted=self.log_requests)
+            return operations.put(request, self.store, target, self._read_body(request), self.events)
         if method == "DELETE":
             return operations.delete(request, self.store, target, self.events)
         return operations.get(request, self.store, target)
@@ -311,11 +318,10 @@ class XCAPMiddleware:
             return body
         return b""
 
-    def _log(self, request: Request, response, started: float) -> None:
+    def _log(self, request: Request, response, etag_before: object, started: float) -> None:
         """One access line: ``METHOD target key=value ... 1.2ms``; values with spaces, quotes or
         ``=`` are JSON-quoted so the line stays parseable whatever a client put in its URI."""
         uri: XCAPURI | None = request.environ.get("xcap.uri")
-        before = request.environ.get("xcap.etag_before")
         fields = {
             "auid": uri.auid if uri else None,
             "xui": uri.xui if uri else None,
@@ -323,7 +329,8 @@ class XCAPMiddleware:
             "node": uri.node_selector if uri else None,
             "status": getattr(response, "status_code", None) or getattr(response, "code", "?"),
             "error": response.tag if isinstance(response, XCAPError) else None,
-            "etag-in": before,  # ETags unquoted, as Kamailio's table stores them
+            # ETags unquoted, as Kamailio's table stores them; "-": no document; "?": not read
+            "etag-in": "?" if etag_before is UNKNOWN else etag_before,
             "etag-out": (response.headers.get("ETag") or "").strip('"') if hasattr(response, "headers") else None,
         }
         access_log.info("%s %s %s %.1fms", request.method, _log_value(_log_target(request.environ)),

@@ -14,15 +14,15 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 from webob import Request, Response
-from webob.exc import HTTPNotFound, HTTPServiceUnavailable, HTTPUnsupportedMediaType
+from webob.exc import HTTPException, HTTPNotFound, HTTPServiceUnavailable, HTTPUnsupportedMediaType
 
 from . import metrics
 from .conditions import NEEDS_STORED_STATE, check_preconditions, quote_etag, write_expectation
 from .editor import NodeNotFound, delete_node, get_node, parsed_tree, put_node
-from .errors import NoParent
+from .errors import NoParent, XCAPError
 from .events import ChangeEvent, EventDispatcher, node_patch
 from .selector import NodeSelector
-from .storage import ABSENT, ANY, ConcurrentModification, DocumentKey, Store, StoredDocument
+from .storage import ABSENT, UNKNOWN, ConcurrentModification, DocumentKey, Store, StoredDocument
 from .turns import WriteTurns
 from .uri import XCAPURI
 from .usages import ApplicationUsage, ValidationContext
@@ -57,6 +57,27 @@ class Target:
         return self.selector
 
 
+class Outcome:
+    """What an operation answered, and the ETag the document had before it, for the access log:
+    ``ABSENT`` (None) when there was no document, ``UNKNOWN`` when the operation did not read it."""
+
+    __slots__ = ("response", "etag_before")
+
+    def __init__(self, response=None, etag_before: object = UNKNOWN):
+        self.response, self.etag_before = response, etag_before
+
+
+def _answered(operation):
+    """Run ``operation(outcome)``; its response, or the XCAP/HTTP error it raised, becomes the
+    outcome's (errors that are not answers, such as ``StoreUnavailable``, propagate)."""
+    outcome = Outcome()
+    try:
+        outcome.response = operation(outcome)
+    except (XCAPError, HTTPException) as exc:
+        outcome.response = exc
+    return outcome
+
+
 def xcap_response(status: int, body: bytes = b"", content_type: str | None = None, etag: str | None = None,
                   extra: list[tuple[str, str]] | None = None) -> Response:
     """A response with exactly the headers XCAP wants: no charset added, Content-Length always,
@@ -82,11 +103,15 @@ def xcap_response(status: int, body: bytes = b"", content_type: str | None = Non
 # -- reads ------------------------------------------------------------------------------------
 
 
-def get(request: Request, store: Store, target: Target) -> Response:
+def get(request: Request, store: Store, target: Target) -> Outcome:
+    return _answered(lambda outcome: _get(request, store, target, outcome))
+
+
+def _get(request: Request, store: Store, target: Target, outcome: Outcome) -> Response:
     stored = store.get(target.key)
+    outcome.etag_before = stored.etag if stored is not None else ABSENT
     if stored is None:
         raise HTTPNotFound(detail=f"no document {target.uri.document_selector}")
-    request.environ["xcap.etag_before"] = stored.etag
     return read(request, target, stored.content, stored.etag)
 
 
@@ -130,19 +155,19 @@ def _get_node(content: bytes, target: Target):
 # -- writes -----------------------------------------------------------------------------------
 
 
-def put(request: Request, store: Store, target: Target, body: bytes, events: EventDispatcher | None = None,
-        *, previous_etag_wanted: bool = True) -> Response:
-    """Create or replace a document, element or attribute (RFC 4825 §8.2).
+def put(request: Request, store: Store, target: Target, body: bytes,
+        events: EventDispatcher | None = None) -> Outcome:
+    """Create or replace a document, element or attribute (RFC 4825 §8.2)."""
+    return _answered(lambda outcome: _put(request, store, target, body, events, outcome))
 
-    ``previous_etag_wanted``: whether the ETag a write replaced is recorded in the environ
-    (``xcap.etag_before``, for the access log). Without it, and without change listeners, an
-    unconditional document PUT needs no read before its write.
-    """
+
+def _put(request: Request, store: Store, target: Target, body: bytes, events: EventDispatcher | None,
+         outcome: Outcome) -> Response:
     _check_content_type(request, target)
     if target.selector is None:
-        return _put_document(request, store, target, body, events, previous_etag_wanted)
+        return _put_document(request, store, target, body, events, outcome)
     with _node_write_turn(store, target) as turn:
-        return _put_node(request, store, target, body, events, turn)
+        return _put_node(request, store, target, body, events, turn, outcome)
 
 
 class _Unconfirmed(Exception):
@@ -174,16 +199,17 @@ def _attempts(store: Store, target: Target, turn, attempt) -> Response:
     raise _contention()
 
 
-def _put_node(request: Request, store: Store, target: Target, body: bytes, events: EventDispatcher | None, turn):
+def _put_node(request: Request, store: Store, target: Target, body: bytes, events: EventDispatcher | None, turn,
+              outcome: Outcome):
     return _attempts(store, target, turn, lambda stored, recalled: _put_node_on(
-        request, store, target, body, events, turn, stored, recalled))
+        request, store, target, body, events, turn, stored, recalled, outcome))
 
 
 def _put_node_on(request: Request, store: Store, target: Target, body: bytes, events: EventDispatcher | None,
-                 turn, stored: StoredDocument | None, recalled: bool) -> Response:
+                 turn, stored: StoredDocument | None, recalled: bool, outcome: Outcome) -> Response:
     """One attempt of a node PUT on ``stored``; ConcurrentModification if it lost the race."""
     current_etag = stored.etag if stored else ABSENT
-    request.environ["xcap.etag_before"] = current_etag
+    outcome.etag_before = current_etag
     check_preconditions(request, current_etag, safe_method=False)
     if stored is None:
         raise NoParent(phrase="the document does not exist", ancestor=target.root_url)
@@ -207,36 +233,35 @@ def _put_node_on(request: Request, store: Store, target: Target, body: bytes, ev
 
 
 def _put_document(request: Request, store: Store, target: Target, body: bytes, events: EventDispatcher | None,
-                  previous_etag_wanted: bool) -> Response:
+                  outcome: Outcome) -> Response:
     """PUT of a whole document: the body is checked first (409 before any 412, as RFC 7232 §5
     ranks a failure above a failed condition), then written with the store's compare-and-swap.
 
     When the conditions name the state to replace (none, ``If-None-Match: *``, one strong
-    ``If-Match``) and nobody needs the replaced ETag, the store writes without a read first
-    (``Store.write``: on MySQL one statement). If it refuses, the read-first loop below decides,
-    exactly as if it had run alone: 412, or a retry on the fresh document.
+    ``If-Match``) and no change listener needs the replaced ETag, the store writes without a read
+    first (``Store.write``: on MySQL one statement, whose replaced ETag is then unknown unless the
+    client named it). If it refuses, the read-first loop below decides, exactly as if it had run
+    alone: 412, or a retry on the fresh document. The access log never changes which way is taken.
     """
     tree = parse_document(body)  # 409 not-utf-8 / not-well-formed before anything is read
     locked = target.usage.write_lock is not None  # checks across documents: validate under the lock
     if not locked:
         _validate(store, target, tree, body)
     expected = write_expectation(request)
-    if (not locked and not events and expected is not NEEDS_STORED_STATE
-            and (expected is not ANY or not previous_etag_wanted)):
+    if not locked and not events and expected is not NEEDS_STORED_STATE:
         try:
             written = store.write(target.key, body, expected)
         except ConcurrentModification:
             pass  # not in the state the conditions name (or a race): read it and judge below
         else:
             _forget_recalled(store, target)
-            if expected is not ANY:
-                request.environ["xcap.etag_before"] = expected
+            outcome.etag_before = written.replaced
             return xcap_response(201 if written.created else 200, etag=written.etag)
 
     for _ in range(CAS_ATTEMPTS):
         stored = store.get(target.key)
         current_etag = stored.etag if stored else ABSENT
-        request.environ["xcap.etag_before"] = current_etag
+        outcome.etag_before = current_etag
         check_preconditions(request, current_etag, safe_method=False)
         if stored is not None and body == stored.content:
             return xcap_response(200, etag=stored.etag)  # nothing changes: keep the ETag, skip the write
@@ -256,25 +281,31 @@ def _put_document(request: Request, store: Store, target: Target, body: bytes, e
     raise _contention()
 
 
-def delete(request: Request, store: Store, target: Target, events: EventDispatcher | None = None) -> Response:
+def delete(request: Request, store: Store, target: Target, events: EventDispatcher | None = None) -> Outcome:
     """Delete a document (200, no ETag) or a node (200 with the document's new ETag)."""
+    return _answered(lambda outcome: _delete_in_turn(request, store, target, events, outcome))
+
+
+def _delete_in_turn(request: Request, store: Store, target: Target, events: EventDispatcher | None,
+                    outcome: Outcome) -> Response:
     if target.selector is None:
-        return _delete(request, store, target, events, None)
+        return _delete(request, store, target, events, None, outcome)
     with _node_write_turn(store, target) as turn:
-        return _delete(request, store, target, events, turn)
+        return _delete(request, store, target, events, turn, outcome)
 
 
-def _delete(request: Request, store: Store, target: Target, events: EventDispatcher | None, turn) -> Response:
+def _delete(request: Request, store: Store, target: Target, events: EventDispatcher | None, turn,
+            outcome: Outcome) -> Response:
     return _attempts(store, target, turn, lambda stored, recalled: _delete_on(
-        request, store, target, events, turn, stored))
+        request, store, target, events, turn, stored, outcome))
 
 
 def _delete_on(request: Request, store: Store, target: Target, events: EventDispatcher | None, turn,
-               stored: StoredDocument | None) -> Response:
+               stored: StoredDocument | None, outcome: Outcome) -> Response:
     """One attempt of a DELETE on ``stored``; ConcurrentModification if it lost the race."""
+    outcome.etag_before = stored.etag if stored is not None else ABSENT
     if stored is None:
         raise HTTPNotFound(detail=f"no document {target.uri.document_selector}")
-    request.environ["xcap.etag_before"] = stored.etag
     check_preconditions(request, stored.etag, safe_method=False)
     if target.selector is None:
         with _write_lock(store, target) if target.usage.on_commit else nullcontext():

@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 from .base import (
     ABSENT,
     ANY,
+    UNKNOWN,
     ConcurrentModification,
     DocumentInfo,
     DocumentKey,
@@ -38,6 +39,7 @@ DEFAULT_DATABASE_URL = "sqlite:///xcap.sqlite3"
 __all__ = [
     "ABSENT",
     "ANY",
+    "UNKNOWN",
     "ConcurrentModification",
     "DEFAULT_DATABASE_URL",
     "DocumentInfo",

@@ -35,6 +35,17 @@ class _Any:
 #: Expected state of ``Store.write`` meaning "whatever is stored, or nothing" (unconditional).
 ANY = _Any()
 
+
+class _Unknown:
+    """The type of ``UNKNOWN``."""
+
+    def __repr__(self) -> str:
+        return "?"
+
+
+#: A value nobody read (e.g. the ETag a one-statement write replaced).
+UNKNOWN = _Unknown()
+
 #: The version Kamailio's modules require in the ``version`` row for table ``xcap`` (kamailio.py).
 KAMAILIO_XCAP_TABLE_VERSION = XCAP_TABLE_VERSION
 
@@ -62,12 +73,14 @@ class StoredDocument:
 
 @dataclass(frozen=True)
 class Written:
-    """What ``Store.write`` did: the document's ETag now, whether the row is new, and whether
-    anything changed (an identical document keeps its ETag and is not rewritten)."""
+    """What ``Store.write`` did: the document's ETag now, whether the row is new, whether
+    anything changed (an identical document keeps its ETag and is not rewritten), and the ETag
+    it replaced (``ABSENT``: there was no row; ``UNKNOWN``: the write did not read it)."""
 
     etag: str
     created: bool
     changed: bool
+    replaced: object = None
 
 
 @dataclass(frozen=True)

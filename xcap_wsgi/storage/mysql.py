@@ -126,6 +126,7 @@ from ..turns import WriteTurns, host_turns_path
 from .base import (
     ABSENT,
     ANY,
+    UNKNOWN,
     ConcurrentModification,
     DocumentInfo,
     DocumentKey,
@@ -410,7 +411,7 @@ class MySQLStore:
         a change that did land makes the re-run find its own ETag, never write twice.
         """
         if expected is ABSENT:
-            return Written(self.put(key, content, ABSENT), created=True, changed=True)
+            return Written(self.put(key, content, ABSENT), created=True, changed=True, replaced=ABSENT)
         self._check_lengths(key)
         content = bytes(content)
         self._check_size(content)
@@ -425,23 +426,24 @@ class MySQLStore:
 
         def work(cursor):
             cursor.execute(update, update_args)
-            if cursor.rowcount == 1:
-                return Written(etag, created=False, changed=True)
+            if cursor.rowcount == 1:  # one statement: the replaced ETag is known only if it was named
+                return Written(etag, created=False, changed=True, replaced=UNKNOWN if expected is ANY else expected)
             cursor.execute(select, (key.username, key.domain, key.doc_uri))
             row = cursor.fetchone()
             if row is not None:
                 stored, stored_etag = bytes(row[0]), row[1]
                 if stored_etag == etag:  # a re-run: the first run's write did land
-                    return Written(etag, created=bool(inserted), changed=True)
+                    return Written(etag, created=bool(inserted), changed=True,
+                                   replaced=ABSENT if inserted else (UNKNOWN if expected is ANY else expected))
                 if stored == content and (expected is ANY or stored_etag == expected):
-                    return Written(stored_etag, created=False, changed=False)
+                    return Written(stored_etag, created=False, changed=False, replaced=stored_etag)
                 raise ConcurrentModification(f"{key.doc_uri} is not in the expected state")
             if expected is not ANY:
                 raise ConcurrentModification(f"{key.doc_uri} does not exist")
             inserted.append(1)
             if self._insert(cursor, key, content, etag) is not None:
                 raise ConcurrentModification(f"{key.doc_uri} was created concurrently")
-            return Written(etag, created=True, changed=True)
+            return Written(etag, created=True, changed=True, replaced=ABSENT)
 
         return self._run(work, write=True)
 

@@ -191,7 +191,7 @@ class SQLiteStore:
                 raise ConcurrentModification(f"{key.doc_uri} is not in the expected state")
             elif bytes(row[0]) == content:
                 self._execute("COMMIT", ())
-                return Written(row[1], created=False, changed=False)
+                return Written(row[1], created=False, changed=False, replaced=row[1])
             etag = new_etag()
             if row is None:
                 try:
@@ -206,7 +206,7 @@ class SQLiteStore:
                               "WHERE username=? AND domain=? AND doc_uri=?",
                               (sqlite3.Binary(content), etag, key.username, key.domain, key.doc_uri))
             self._execute("COMMIT", ())
-            return Written(etag, created=row is None, changed=True)
+            return Written(etag, created=row is None, changed=True, replaced=row[1] if row is not None else ABSENT)
         except BaseException:
             self._connection().rollback()
             raise
