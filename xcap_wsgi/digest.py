@@ -42,22 +42,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-import collections
 import hashlib
 import hmac
 import logging
 import os
 import re
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterable
 from urllib.parse import unquote, urlsplit
 
 from .accounts import account_problem
 from .auth import PUBLIC_GLOBAL
+from .digest_rfc import ALGORITHMS, H, MalformedCredentials, compute_ha1, compute_response, parse_auth_params
 from .middleware import raw_request_target
-from .nonces import count, host_secret, open_host_table
+from .nonces import NonceTracker, host_secret, open_host_table
 from .settings import DEFAULTS, Settings
 from .storage import StoreError, StoreUnavailable
 from .subscribers import Subscriber, open_subscribers
@@ -65,122 +64,14 @@ from .uri import XCAPURI, URIError, match_root, parse_xcap_path, xui_account
 
 log = logging.getLogger("xcap_wsgi.digest")
 
-ALGORITHMS = {"SHA-256": hashlib.sha256, "MD5": hashlib.md5}
+#: Re-exported: the RFC 7616 computations and header syntax (digest_rfc), the per-process tracker.
+__all__ = ["ALGORITHMS", "H", "MalformedCredentials", "compute_ha1", "compute_response", "parse_auth_params",
+           "NonceTracker", "Credentials", "DigestAuthMiddleware", "from_settings"]
+
 PASSWORD_COLUMNS = ("auto", "password", "ha1", "ha1b")
 _NONCE_RAW = 8 + 8 + 16  # issue time (µs), random, MAC
 #: A realm taken from an XUI must fit in a quoted-string as is (RFC 7616 §3.3) and in a latin-1 header.
 _SAFE_REALM = re.compile(r"[!#-\[\]-~]+")
-
-
-def H(algorithm: str, text: str) -> str:
-    return ALGORITHMS[algorithm](text.encode("utf-8")).hexdigest()
-
-
-def compute_ha1(algorithm: str, username: str, realm: str, password: str) -> str:
-    """RFC 7616 §3.4.2: H(username ":" realm ":" passwd)."""
-    return H(algorithm, f"{username}:{realm}:{password}")
-
-
-def compute_response(algorithm: str, ha1: str, nonce: str, nc: str, cnonce: str, qop: str,
-                     method: str, uri: str) -> str:
-    """RFC 7616 §3.4.1 with qop=auth: KD(HA1, nonce:nc:cnonce:qop:H(method:uri))."""
-    ha2 = H(algorithm, f"{method}:{uri}")
-    return H(algorithm, f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
-
-
-# -- Authorization header parsing --------------------------------------------------------------
-
-_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_PARAM = re.compile(rf'\s*({_TOKEN})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|({_TOKEN}))\s*(?:,|$)', re.S)
-#: ``uri="..."`` whose value holds raw ``"``: the value ends at the first ``"`` followed by the next
-#: parameter (``, token=``) or by the end of the header.
-_RAW_URI = re.compile(rf'\s*(uri)\s*=\s*"(.*?)"\s*(?:,(?=\s*{_TOKEN}\s*=)|$)', re.S | re.I)
-
-
-class MalformedCredentials(ValueError):
-    pass
-
-
-def parse_auth_params(text: str) -> dict[str, str]:
-    """``k=v, k="quoted \\" value"`` as a dict (lower-case keys); raise MalformedCredentials."""
-    params: dict[str, str] = {}
-    position = 0
-    text = text.strip()
-    while position < len(text):
-        match = _PARAM.match(text, position)
-        if not match or match.end() == position:
-            # A harmless client deviation we accept: xcaplib (urllib), curl -g and others copy the
-            # request target verbatim into uri="...", unescaped quotes included, e.g.
-            # uri="/xcap-root/.../~~/resource-lists/list[@name="friends"]". The value is kept exactly
-            # as sent: the response hash covers it and _uri_matches still compares it with the request.
-            raw = _RAW_URI.match(text, position)
-            if raw is None or raw.end() == position:
-                raise MalformedCredentials(f"malformed parameter at {text[position:position + 40]!r}")
-            if "uri" in params:
-                raise MalformedCredentials("duplicate parameter uri")
-            params["uri"] = raw.group(2)
-            position = raw.end()
-            continue
-        name = match.group(1).lower()
-        value = match.group(3) if match.group(2) is None else re.sub(r"\\(.)", r"\1", match.group(2))
-        if name in params:
-            raise MalformedCredentials(f"duplicate parameter {name}")
-        params[name] = value
-        position = match.end()
-    return params
-
-
-# -- nonces ------------------------------------------------------------------------------------
-
-
-class NonceTracker:
-    """Nonce-counts seen per nonce: bounded (``capacity`` nonces), thread-safe.
-
-    ``floor`` is the issue time of the newest nonce ever evicted: any nonce issued at or before it
-    that is not tracked any more is reported stale instead of being trusted afresh.
-    """
-
-    def __init__(self, capacity: int = 10000):
-        self.capacity = capacity
-        self._entries: collections.OrderedDict[str, tuple[int, int]] = collections.OrderedDict()
-        self._floor = 0
-        self._lock = threading.Lock()
-
-    def use(self, nonce: str, issued: int, nc: int) -> str:
-        """Record ``nc`` for ``nonce``: ``"ok"``, ``"replay"`` or ``"stale"`` (forgotten nonce)."""
-        with self._lock:
-            entry = self._entries.get(nonce)
-            if entry is None:
-                if issued <= self._floor:
-                    return "stale"
-                highest, seen = nc, 1
-            else:
-                counted = count(*entry, nc)
-                if counted is None:
-                    return "replay"
-                highest, seen = counted
-            self._entries[nonce] = (highest, seen)
-            self._entries.move_to_end(nonce)
-            while len(self._entries) > self.capacity:
-                old, _ = self._entries.popitem(last=False)
-                self._floor = max(self._floor, _issued_of(old))
-            return "ok"
-
-    def forget_older_than(self, issued_limit: int) -> None:
-        """Drop nonces issued before ``issued_limit`` (they are expired anyway)."""
-        with self._lock:
-            for nonce in [n for n in self._entries if _issued_of(n) < issued_limit]:
-                del self._entries[nonce]
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-def _issued_of(nonce: str) -> int:
-    try:
-        return struct.unpack(">Q", base64.urlsafe_b64decode(nonce)[:8])[0]
-    except (binascii.Error, ValueError, struct.error):
-        return 0
 
 
 class Credentials:

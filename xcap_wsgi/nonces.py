@@ -15,7 +15,7 @@ counts in one file all those processes map into memory:
   bucket its digest names. A full bucket evicts its oldest nonce and raises its floor to that
   nonce's issue time; a nonce not in its bucket and issued at or before the floor counts as stale.
   So the table never grows, and a forgotten nonce is never accepted twice: at worst a client
-  re-authenticates (``stale=true``), as with the per-process ``digest.NonceTracker``.
+  re-authenticates (``stale=true``), as with the per-process ``NonceTracker`` below.
 * **Locking**: one ``use`` takes an in-process lock and a POSIX record lock (``lockf``) on the
   bucket's lock stripe, reads and writes the bucket through the mapping, and lets go (about 20 us).
   The lock is tried without blocking and retried until ``lock_timeout``: a process stopped while
@@ -34,6 +34,9 @@ host that challenged it) or keep the headers secret with TLS.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import collections
 import errno
 import fcntl
 import hashlib
@@ -76,6 +79,57 @@ def count(highest: int, seen: int, nc: int) -> tuple[int, int] | None:
     if back >= WINDOW or seen & (1 << back):
         return None
     return highest, seen | 1 << back
+
+
+class NonceTracker:
+    """Nonce-counts seen per nonce: bounded (``capacity`` nonces), thread-safe.
+
+    ``floor`` is the issue time of the newest nonce ever evicted: any nonce issued at or before it
+    that is not tracked any more is reported stale instead of being trusted afresh.
+    """
+
+    def __init__(self, capacity: int = 10000):
+        self.capacity = capacity
+        self._entries: collections.OrderedDict[str, tuple[int, int]] = collections.OrderedDict()
+        self._floor = 0
+        self._lock = threading.Lock()
+
+    def use(self, nonce: str, issued: int, nc: int) -> str:
+        """Record ``nc`` for ``nonce``: ``"ok"``, ``"replay"`` or ``"stale"`` (forgotten nonce)."""
+        with self._lock:
+            entry = self._entries.get(nonce)
+            if entry is None:
+                if issued <= self._floor:
+                    return "stale"
+                highest, seen = nc, 1
+            else:
+                counted = count(*entry, nc)
+                if counted is None:
+                    return "replay"
+                highest, seen = counted
+            self._entries[nonce] = (highest, seen)
+            self._entries.move_to_end(nonce)
+            while len(self._entries) > self.capacity:
+                old, _ = self._entries.popitem(last=False)
+                self._floor = max(self._floor, _issued_of(old))
+            return "ok"
+
+    def forget_older_than(self, issued_limit: int) -> None:
+        """Drop nonces issued before ``issued_limit`` (they are expired anyway)."""
+        with self._lock:
+            for nonce in [n for n in self._entries if _issued_of(n) < issued_limit]:
+                del self._entries[nonce]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _issued_of(nonce: str) -> int:
+    """The issue time (µs) a nonce carries in its first 8 bytes, 0 if it is not one of ours."""
+    try:
+        return struct.unpack(">Q", base64.urlsafe_b64decode(nonce)[:8])[0]
+    except (binascii.Error, ValueError, struct.error):
+        return 0
 
 
 class LockTimeout(OSError):
