@@ -28,6 +28,9 @@ A Unix socket is selected with the ``unix_socket`` query option; the host part i
 * ``lock_wait_timeout`` [10]: seconds a statement waits for a row lock (session innodb_lock_wait_timeout);
 * ``table`` [xcap]: the table name (Kamailio's ``xcap_table`` modparam);
 * ``charset`` [utf8mb4]: the connection character set (what Kamailio's libmariadb uses);
+* ``driver`` [auto]: ``mysqlclient`` (C, ``pip install 'xcap-wsgi[fast]'``; less CPU per
+  statement) when installed and ``ssl`` is disabled, else ``pymysql``; or name one
+  (``storage.mysql_connection``);
 * ``ssl`` [disabled]: TLS to the database, as Kamailio's db_mysql (``opt_ssl_mode``, off by
   default): ``disabled``; ``preferred`` (TLS when the server offers it, certificate unchecked);
   ``required`` (TLS or no connection; ``ssl_ca=/path/ca.pem``, which implies ``required``, also

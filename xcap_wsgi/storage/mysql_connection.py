@@ -14,7 +14,12 @@ URL options and the Galera discussion):
   (``deadlock_retries``), and ``StoreUnavailable(retry_after=...)`` when no server answers. The
   caller's statements must therefore be safe to re-run (each is one autocommitted statement or a
   compare-and-swap, see ``storage.mysql``);
-* ``ping()``: one ``SELECT 1`` through all of the above (readiness checks).
+* ``ping()``: one ``SELECT 1`` through all of the above (readiness checks);
+* the driver (URL option ``driver``): ``mysqlclient`` (the C driver, ``pip install
+  'xcap-wsgi[fast]'``) when it is installed and TLS is off, else PyMySQL (pure Python). The C
+  driver spends less CPU per statement (see docs/benchmarks.md); its exceptions are re-raised as
+  the PyMySQL classes of the same DB-API name (``pymysql.err.*``, same ``args``), so the storage
+  code catches one set of classes whichever driver runs.
 
 Server-side errors that are not about the connection are handed to the caller's ``translate``
 (to a ``StoreError`` subclass); the connection stays in the pool.
@@ -30,13 +35,22 @@ from typing import Any
 import pymysql
 from pymysql.constants import CLIENT, ER
 
+try:  # the C driver (mysqlclient), optional: pip install 'xcap-wsgi[fast]'
+    import MySQLdb
+    import MySQLdb.cursors
+except ImportError:  # pragma: no cover - depends on the installation
+    MySQLdb = None
+
 from .base import StoreError, StoreUnavailable
 from .mysql_url import parse_url, safe_url
 
 log = logging.getLogger("xcap_wsgi.storage.mysql")
 
 __all__ = ["MySQLConnections", "Pool", "CONNECTION_ERRORS", "CONFIGURATION_ERRORS", "LOCK_ERRORS",
-           "close_quietly", "error_code"]
+           "DRIVERS", "close_quietly", "error_code", "driver_available"]
+
+#: Values of the URL option ``driver``.
+DRIVERS = ("auto", "pymysql", "mysqlclient")
 
 #: Connection-level errors: the connection is gone or could not be made.
 CONNECTION_ERRORS = {
@@ -71,6 +85,52 @@ def error_code(exc: BaseException | None) -> int | None:
     if exc is not None and exc.args and isinstance(exc.args[0], int):
         return exc.args[0]
     return None
+
+
+def driver_available(name: str) -> bool:
+    """Whether the driver ``name`` (pymysql / mysqlclient) can be used here."""
+    return name == "pymysql" or (name == "mysqlclient" and MySQLdb is not None)
+
+
+def _as_pymysql_error(exc: BaseException) -> BaseException:
+    """The PyMySQL exception of the same DB-API class as the C driver's ``exc`` (same args)."""
+    cls = getattr(pymysql.err, type(exc).__name__, None)
+    if not (isinstance(cls, type) and issubclass(cls, pymysql.err.MySQLError)):
+        cls = pymysql.err.OperationalError if isinstance(exc, MySQLdb.OperationalError) else pymysql.err.MySQLError
+    return cls(*exc.args)
+
+
+if MySQLdb is not None:
+
+    class _CCursor(MySQLdb.cursors.Cursor):
+        """mysqlclient's buffered cursor raising PyMySQL's exception classes (module doc)."""
+
+        def execute(self, query, args=None):
+            try:
+                return super().execute(query, args)
+            except MySQLdb.MySQLError as exc:
+                raise _as_pymysql_error(exc) from exc
+
+        def executemany(self, query, args):
+            try:
+                return super().executemany(query, args)
+            except MySQLdb.MySQLError as exc:
+                raise _as_pymysql_error(exc) from exc
+
+
+def _connect_mysqlclient(args: dict):
+    """A mysqlclient connection from PyMySQL-style ``args`` (TLS off; see ``MySQLConnections``)."""
+    args = dict(args)
+    args.pop("ssl_disabled", None)
+    for name in ("connect_timeout", "read_timeout", "write_timeout"):  # whole seconds in libmysqlclient
+        if name in args:
+            args[name] = max(1, int(round(args[name])))
+    try:
+        return MySQLdb.connect(**args, ssl_mode="DISABLED", cursorclass=_CCursor,
+                               binary_prefix=True,  # bytes as _binary'..' (BLOB), as PyMySQL sends them
+                               multi_statements=False)  # one statement per execute, as PyMySQL
+    except MySQLdb.MySQLError as exc:
+        raise _as_pymysql_error(exc) from exc
 
 
 class Pool:
@@ -136,7 +196,7 @@ class MySQLConnections:
     #: The ``parse_url`` options this class takes (the others belong to its user, e.g. ``table``).
     OPTIONS = ("pool_size", "pool_timeout", "connect_timeout", "read_timeout", "write_timeout", "retry_after",
                "deadlock_retries", "lock_wait_timeout", "charset", "wsrep_sync_wait", "hosts", "ssl",
-               "ssl_disabled")
+               "ssl_disabled", "driver")
 
     def __init__(
         self,
@@ -160,6 +220,7 @@ class MySQLConnections:
         hosts: list[tuple[str, int]] | None = None,
         ssl: dict | None = None,  # PyMySQL's TLS settings (URL option ssl=required / ssl_ca)
         ssl_disabled: bool | None = True,  # None: PyMySQL's default (URL option ssl=preferred)
+        driver: str = "auto",
     ):
         self.retry_after = retry_after
         self.deadlock_retries = deadlock_retries
@@ -185,6 +246,14 @@ class MySQLConnections:
         else:
             self.connect_args["host"] = host
             self.connect_args["port"] = int(port)
+        if driver not in DRIVERS:
+            raise ValueError(f"driver must be one of {', '.join(DRIVERS)}, not {driver!r}")
+        tls = "ssl" in self.connect_args or not ssl_disabled
+        if driver == "mysqlclient" and (MySQLdb is None or tls):
+            raise ValueError("driver=mysqlclient needs the mysqlclient package (pip install 'xcap-wsgi[fast]') "
+                             "and ssl=disabled")
+        #: The driver in use: the C driver when installed and TLS is off (module doc), else PyMySQL.
+        self.driver = "mysqlclient" if driver != "pymysql" and MySQLdb is not None and not tls else "pymysql"
         #: Galera nodes (several hosts) tried in order from the last good one: ``current``.
         self.hosts = [(h, int(p)) for h, p in hosts] if hosts and not unix_socket else []
         self.current = 0
@@ -211,9 +280,15 @@ class MySQLConnections:
         if len(self.hosts) > 1:
             return self._connect_cluster(lock_node=lock_node)
         try:
-            return pymysql.connect(**self.connect_args)
+            return self._open(self.connect_args)
         except (pymysql.err.MySQLError, OSError) as exc:
             raise StoreUnavailable(f"{self.url}: cannot connect: {exc}", retry_after=self.retry_after) from exc
+
+    def _open(self, args: dict):
+        """One connection with the driver in use; errors are PyMySQL's classes either way."""
+        if self.driver == "mysqlclient":
+            return _connect_mysqlclient(args)
+        return pymysql.connect(**args)
 
     def _connect_cluster(self, *, lock_node: bool = False):
         """A connection to the first usable node, trying them in order from the last good one.
@@ -230,7 +305,7 @@ class MySQLConnections:
         for index in order:
             host, port = self.hosts[index]
             try:
-                connection = pymysql.connect(**{**self.connect_args, "host": host, "port": port})
+                connection = self._open({**self.connect_args, "host": host, "port": port})
             except (pymysql.err.MySQLError, OSError) as exc:
                 failures.append(f"{host}:{port}: {exc}")
                 last = exc

@@ -61,6 +61,10 @@ def parse_url(url: str) -> dict:
                 result[name] = float(value)
             elif name in ("table", "charset"):
                 result[name] = value
+            elif name == "driver":  # auto (the C driver mysqlclient when installed) / pymysql / mysqlclient
+                if value not in ("auto", "pymysql", "mysqlclient"):
+                    raise ValueError("expected auto, pymysql or mysqlclient")
+                result[name] = value
             else:
                 raise ValueError(f"unknown option {name!r}")
         except ValueError as exc:
