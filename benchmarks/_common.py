@@ -218,10 +218,12 @@ class Stack:
     # -- Kamailio -----------------------------------------------------------------------------
 
     def start_kamailio(self, tcp_children: int = 8, keepalive: bool = False) -> int:
+        """Kamailio's xcap_server (``tcp_children`` TCP workers; ``keepalive``: the sample's
+        set_reply_close commented out); returns the port, ``self.kamailio_proc`` is the process."""
         binary = shutil.which("kamailio") or "/usr/sbin/kamailio"
-        rundir = self.dir / "kamailio"
-        rundir.mkdir()
         port = free_port()
+        rundir = self.dir / f"kamailio-{port}"
+        rundir.mkdir()
         config = (KAMAILIO_CONFIG.read_text()
                   .replace("@HTTP_PORT@", str(port))
                   .replace("@DB_URL@", self.db_url)
@@ -231,19 +233,21 @@ class Stack:
                   .replace("@KEEPALIVE@", "# " if keepalive else ""))
         cfg = rundir / "kamailio.cfg"
         cfg.write_text(config)
-        self._launch("Kamailio", [binary, "-f", str(cfg), "-DD", "-E", "-Y", str(rundir), "-w", str(rundir),
-                                  "-m", "128", "-M", "16"], rundir / "kamailio.log", port, "/", cwd=rundir)
+        self.kamailio_proc = self._launch(
+            "Kamailio", [binary, "-f", str(cfg), "-DD", "-E", "-Y", str(rundir), "-w", str(rundir),
+                         "-m", "128", "-M", "16"], rundir / "kamailio.log", port, "/", cwd=rundir)
         self.kamailio_port = port
         return port
 
     # -- xcap-wsgi ----------------------------------------------------------------------------
 
     def start_xcap_wsgi(self, workers: int = 2, threads: int = 8, extra: tuple = (), env: dict | None = None,
-                        port: int | None = None) -> tuple[int, subprocess.Popen]:
+                        port: int | None = None, db_url: str | None = None) -> tuple[int, subprocess.Popen]:
+        """``xcap-wsgi serve`` (``extra``: more options, e.g. ``--server uwsgi``)."""
         port = port or free_port()
         proc = self._launch(
             "xcap-wsgi",
-            [sys.executable, "-m", "xcap_wsgi", "serve", "--db", self.db_url, "--anonymous", "--host", "127.0.0.1",
+            [sys.executable, "-m", "xcap_wsgi", "serve", "--db", db_url or self.db_url, "--anonymous", "--host", "127.0.0.1",
              "--port", str(port), "--workers", str(workers), "--threads", str(threads), *extra],
             self.dir / f"xcap-wsgi-{port}.log", port, XCAP_CAPS, env={**os.environ, **(env or {})})
         self.xcap_port = port
@@ -263,7 +267,7 @@ class Stack:
         return port, proc
 
     def start_uwsgi(self, processes: int = 2, threads: int = 4, port: int | None = None,
-                    router: bool = True) -> tuple[int, subprocess.Popen]:
+                    router: bool = True, db_url: str | None = None) -> tuple[int, subprocess.Popen]:
         """The same app under uWSGI (pyuwsgi wheel) from a PasteDeploy ini, lazy apps (one pool per process).
 
         ``router``: uWSGI's asynchronous HTTP router process (``--http``) holds the keep-alive client
@@ -275,7 +279,7 @@ class Stack:
         """
         port = port or free_port()
         ini = self.dir / f"uwsgi-{port}.ini"  # the PasteDeploy app xcap-wsgi ships (egg:xcap-wsgi)
-        ini.write_text(f"[app:main]\nuse = egg:xcap-wsgi\ndb = {self.db_url}\nanonymous = true\n"
+        ini.write_text(f"[app:main]\nuse = egg:xcap-wsgi\ndb = {db_url or self.db_url}\nanonymous = true\n"
                        "log_requests = false\n")
         backend = str(self.dir / f"uwsgi-{port}.sock")
         listen = (["--http", f"127.0.0.1:{port}", "--http-keepalive", "--socket", backend, "--http-to", backend]

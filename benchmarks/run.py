@@ -1,18 +1,27 @@
 """xcap-wsgi and Kamailio's xcap_server side by side on one private MariaDB (issue 9).
 
     python benchmarks/run.py --quick          # 3 s per row (about 4 minutes per deployment)
-    python benchmarks/run.py --full --deployments waitress:2x4,uwsgi:2x4,uwsgi11:4x8,uwsgi11:8x4   # 10 s per row (~17 min)
+    python benchmarks/run.py --full --connections 8,32 --deployments waitress:2x4,serve-uwsgi:3x2,serve-granian:2x4 \
+        --kamailio-close      # the headline of docs/benchmarks.md (Kamailio keep-alive, tcp_children swept)
     python benchmarks/run.py --sweep waitress:2x4,uwsgi11:4x8 --ops get_doc,put_el --duration 5   # deployments only
 
 One command starts everything on 127.0.0.1 and stops it again:
 
 * a private MariaDB (own datadir and port, latin1 database ``kamailio`` as kamdbctl creates it,
   Kamailio's own DDL from the kamailio package);
-* Kamailio 5.6 with xcap_server's sample config (benchmarks/kamailio-xcap.cfg, 8 TCP workers);
+* Kamailio 5.6 with xcap_server's sample config (benchmarks/kamailio-xcap.cfg) at its best:
+  keep-alive (the sample's set_reply_close commented out, as an operator would run it) and
+  ``tcp_children`` chosen by a sweep in the same run (``--kamailio-sweep 4,8,16``, the default of
+  ``--full``: each value runs GET document, PUT document and PUT element at the largest
+  connection count, twice, taking turns; the best geometric mean wins). ``--kamailio-close`` adds
+  the unmodified sample (closes the connection after every reply) as a second, labelled column;
 * each xcap-wsgi deployment of ``--deployments``: ``waitress:WxT`` is ``python -m xcap_wsgi serve
-  --db mysql://... --anonymous --workers W --threads T``; ``uwsgi:WxT`` is uWSGI's HTTP router
+  --db mysql://... --anonymous --workers W --threads T``; ``serve-uwsgi:WxT`` and
+  ``serve-granian:WxT`` the same with ``--server uwsgi`` / ``--server granian``
+  (xcap_wsgi.backends); ``uwsgi:WxT`` is uWSGI's HTTP router
   in front of W processes x T threads running the PasteDeploy app, reached over a Unix socket
-  (needs ``pip install pyuwsgi``);
+  (needs ``pip install pyuwsgi``); a suffix ``@pymysql`` or ``@mysqlclient`` names the MySQL
+  driver (URL option ``driver``; default: mysqlclient when installed);
   ``uwsgi11:WxT`` is the same app with uWSGI's workers speaking HTTP/1.1 themselves
   (``--http11-socket``, keep-alive; each thread serves one client connection at a time, so W x T
   must be at least the number of connections);
@@ -24,15 +33,19 @@ every row against both servers: GET document, GET element, GET attribute, PUT do
 element, and a 90/10 mix of document GET/PUT, at 1, 8 and 32 connections. A row's time is cut
 into slices of ``--slice`` seconds (default 2); in each slice every server gets one wrk run, in
 an order that turns round from slice to slice, and a server's runs of the row are merged (counts
-summed, percentiles of the pooled latencies). Last, the ceiling: a raw pymysql loop of the
-primary-key SELECT on the same table, in one and in two processes. The table gives requests/s,
+summed, percentiles of the pooled latencies). Last, the ceiling: the same primary-key SELECT on
+the same table without HTTP, from a C client (``mysqlslap``, 100 documents' SELECTs in turn, 1, 2
+and 8 connections) and from Python loops with PyMySQL and with mysqlclient (1 and 2 processes). The table gives requests/s,
 p50 and p99 and the ratio xcap-wsgi / Kamailio per row, then the CPU time per request of each
 server's processes and of MariaDB. Client, servers and database share the machine's cores, so
 compare figures of one run only.
 
+Every table states the recall-cache setting and whether serve's access log is on.
+
 Kamailio's sample config closes the connection after every reply (set_reply_close); wrk
 reconnects and counts each close as a socket "read" error, which is therefore not an error
-here. ``--kamailio-keepalive`` comments set_reply_close out, for comparison.
+there. Without ``--kamailio-sweep``, ``--kamailio-children`` and ``--kamailio-keepalive`` pick
+one Kamailio.
 """
 
 from __future__ import annotations
@@ -66,36 +79,67 @@ DOCS = 100
 # -- the ceiling --------------------------------------------------------------------------------
 
 
-def _select_loop(db_port: int, seconds: float, queue) -> None:
-    import pymysql
+def _select_loop(db_port: int, seconds: float, queue, driver: str = "pymysql") -> None:
+    args = dict(host="127.0.0.1", port=db_port, user="xcap", password="xcap", database="kamailio",
+                autocommit=True, charset="utf8mb4")
+    if driver == "mysqlclient":
+        import MySQLdb
 
-    conn = pymysql.connect(host="127.0.0.1", port=db_port, user="xcap", password="xcap", database="kamailio",
-                           autocommit=True, charset="utf8mb4")
+        conn = MySQLdb.connect(**args)
+    else:
+        import pymysql
+
+        conn = pymysql.connect(**args)
     keys = [("user%d" % n, "example.com", doc_path(n)) for n in range(DOCS)]
     sql = "SELECT doc, etag FROM xcap WHERE username=%s AND domain=%s AND doc_uri=%s"
     done = 0
     end = time.perf_counter() + seconds
-    with conn.cursor() as cur:
-        while time.perf_counter() < end:
-            for _ in range(100):
-                cur.execute(sql, random.choice(keys))
-                cur.fetchone()
-            done += 100
+    cur = conn.cursor()
+    while time.perf_counter() < end:
+        for _ in range(100):
+            cur.execute(sql, random.choice(keys))
+            cur.fetchone()
+        done += 100
+    cur.close()
     conn.close()
     queue.put(done)
 
 
-def ceiling(db_port: int, processes: int, seconds: float) -> float:
-    """Primary-key SELECTs per second of a raw pymysql loop (no HTTP) in ``processes`` processes."""
+def ceiling(db_port: int, processes: int, seconds: float, driver: str = "pymysql") -> float:
+    """Primary-key SELECTs per second of a raw Python loop (no HTTP) in ``processes`` processes."""
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_select_loop, args=(db_port, seconds, queue)) for _ in range(processes)]
+    procs = [ctx.Process(target=_select_loop, args=(db_port, seconds, queue, driver)) for _ in range(processes)]
     for p in procs:
         p.start()
     total = sum(queue.get(timeout=seconds + 30) for _ in procs)
     for p in procs:
         p.join(10)
     return total / seconds
+
+
+def c_ceiling(stack: Stack, concurrency: int, seconds: float) -> float:
+    """The same SELECTs per second from mysqlslap (MariaDB's C client, libmariadb), ``concurrency``
+    connections, each running the 100 documents' SELECTs in turn; sized to take about ``seconds``."""
+    queries = stack.dir / "select.sql"
+    queries.write_text("".join(
+        f"SELECT doc, etag FROM xcap WHERE username='user{n}' AND domain='example.com' AND "
+        f"doc_uri='{doc_path(n)}';\n" for n in range(DOCS)))
+    total = 2000 * concurrency
+    rate = 0.0
+    for _ in range(2):  # a probe, then a run of about ``seconds``
+        out = subprocess.run(
+            ["mysqlslap", "-h", "127.0.0.1", "-P", str(stack.db_port), "-u", "xcap", "-pxcap",
+             "--create-schema=kamailio", f"--query={queries}", f"--concurrency={concurrency}",
+             "--iterations=1", f"--number-of-queries={total}"],
+            capture_output=True, text=True, timeout=seconds * 4 + 60)
+        line = next((l for l in out.stdout.splitlines() if "Average number of seconds" in l), None)
+        if line is None:
+            raise RuntimeError(f"mysqlslap: {out.stdout[-500:]} {out.stderr[-500:]}")
+        elapsed = float(line.split(":")[1].split()[0])
+        rate = total / max(elapsed, 1e-3)
+        total = max(1000, int(rate * seconds))
+    return rate
 
 
 # -- checks -------------------------------------------------------------------------------------
@@ -162,6 +206,7 @@ def versions() -> dict:
         "cpus": os.cpu_count(), "cpu": cpu, "ram_gib": round(mem_kib / 1024 / 1024, 1),
         "os": out(["sh", "-c", ". /etc/os-release; echo $PRETTY_NAME"]), "python": platform.python_version(),
         "waitress": version("waitress"), "pymysql": version("PyMySQL"), "uwsgi": _installed("pyuwsgi"),
+        "granian": _installed("granian"), "mysqlclient": _installed("mysqlclient"),
         "mariadb": out(["mariadbd", "--version"]).replace("mariadbd  Ver ", ""),
         "kamailio": out(["kamailio", "-v"]), "wrk": out(["sh", "-c", "wrk -v 2>&1"]),
     }
@@ -180,15 +225,22 @@ def _errors(name: str, r: dict, closes_are_normal: bool) -> str | None:
     return None
 
 
-def header(names: list[str]) -> str:
+KAMAILIO = "Kamailio"  # the reference: keep-alive, best tcp_children
+KAMAILIO_CLOSE = "Kamailio sample (closes)"
+
+
+def header(names: list[str], kamailio: str, close: bool) -> str:
     cols = ["operation", "conns"]
     for name in names:
         cols += [f"{name} req/s", "p50 ms", "p99 ms", "ratio"]
-    cols += ["Kamailio req/s", "p50 ms", "p99 ms", "errors"]
-    return "| " + " | ".join(cols) + " |\n|---|" + "---:|" * (1 + 4 * len(names) + 3) + "---|"
+    cols += [f"{kamailio} req/s", "p50 ms", "p99 ms"]
+    if close:
+        cols += [f"{KAMAILIO_CLOSE} req/s", "p99 ms"]
+    cols += ["errors"]
+    return "| " + " | ".join(cols) + " |\n|---|" + "---:|" * (len(cols) - 2) + "---|"
 
 
-def fmt_row(label: str, conns: int, xs: dict[str, dict], k: dict) -> str:
+def fmt_row(label: str, conns: int, xs: dict[str, dict], k: dict, close: dict | None) -> str:
     cells = [label, str(conns)]
     errors = []
     for name, x in xs.items():
@@ -196,46 +248,110 @@ def fmt_row(label: str, conns: int, xs: dict[str, dict], k: dict) -> str:
         cells += [*_cells(x), ratio]
         errors.append(_errors(name, x, False))
     cells += _cells(k)
-    errors.append(_errors("Kamailio", k, True))
+    errors.append(_errors(KAMAILIO, k, False))
+    if close is not None:
+        cells += [f"{close['rps']:,.0f}", f"{close['p99_ms']:.1f}"]
+        errors.append(_errors(KAMAILIO_CLOSE, close, True))
     cells.append("; ".join(e for e in errors if e) or "0")
     return "| " + " | ".join(cells) + " |"
 
 
-def parse_deployment(spec: str) -> tuple[str, str, int, int]:
-    """``waitress:2x4`` / ``uwsgi:2x4`` -> (label, kind, processes, threads)."""
-    kind, _, size = spec.partition(":")
-    if kind not in ("waitress", "uwsgi", "uwsgi11") or "x" not in size:
-        raise ValueError(f"deployment {spec!r}: expected waitress:WxT, uwsgi:WxT or uwsgi11:WxT")
+KINDS = ("waitress", "serve-uwsgi", "serve-granian", "uwsgi", "uwsgi11")
+
+
+def parse_deployment(spec: str) -> tuple[str, str, int, int, str | None]:
+    """``waitress:2x4`` / ``serve-uwsgi:3x2@pymysql`` -> (label, kind, processes, threads, driver)."""
+    body, _, driver = spec.partition("@")
+    kind, _, size = body.partition(":")
+    if kind not in KINDS or "x" not in size or driver not in ("", "pymysql", "mysqlclient"):
+        raise ValueError(f"deployment {spec!r}: expected KIND:WxT[@pymysql|@mysqlclient], KIND one of "
+                         + ", ".join(KINDS))
     workers, threads = (int(v) for v in size.lower().split("x"))
-    return spec, kind, workers, threads
+    return spec, kind, workers, threads, driver or None
 
 
-def start_deployment(stack: Stack, kind: str, workers: int, threads: int, env: dict):
+def start_deployment(stack: Stack, kind: str, workers: int, threads: int, env: dict, driver: str | None = None):
+    db_url = stack.db_url + (f"?driver={driver}" if driver else "")
     if kind in ("uwsgi", "uwsgi11"):
-        return stack.start_uwsgi(workers, threads, router=kind == "uwsgi")
-    return stack.start_xcap_wsgi(workers, threads, env=env)
+        return stack.start_uwsgi(workers, threads, router=kind == "uwsgi", db_url=db_url)
+    extra = ("--server", kind.split("-", 1)[1]) if kind.startswith("serve-") else ()
+    return stack.start_xcap_wsgi(workers, threads, env=env, extra=extra, db_url=db_url)
+
+
+def take_turns(servers: dict, runs: dict, op: str, conns: int, seconds: float, slices: int, turn: int,
+               db_pid: int, template: Path) -> None:
+    """Every server of ``servers`` (name -> (port, pid)) runs ``op`` once per slice, in an order that
+    turns round from slice to slice (a drift in background load then reaches every server alike)."""
+    for n in range(slices):
+        order = list(servers)
+        shift = (n + turn) % len(order)
+        for name in order[shift:] + order[:shift]:
+            port, pid = servers[name]
+            runs[name].append(measured(port, pid, db_pid, op, conns, seconds / slices, template))
+
+
+def kamailio_sweep(stack: Stack, children: list[int], conns: int, template: Path, db_pid: int,
+                   seconds: float = 2.0) -> tuple[int, int, int, list[str]]:
+    """Keep-alive Kamailio with each ``tcp_children`` value: GET document, PUT document and PUT
+    element at ``conns`` connections, twice each, taking turns; the best geometric mean of the
+    three rates wins. Returns (children, port, pid, table lines); the others are stopped."""
+    started = {}
+    for n in children:
+        port = stack.start_kamailio(n, keepalive=True)
+        started[f"tcp_children={n}"] = (port, stack.kamailio_proc.pid, stack.kamailio_proc, n)
+    servers = {name: (port, pid) for name, (port, pid, _, _) in started.items()}
+    for port, _ in servers.values():
+        wrk(port, "mix", conns, 1.0, template=template)
+    ops = ("get_doc", "put_doc", "put_el")
+    rates: dict[str, dict[str, float]] = {name: {} for name in servers}
+    for turn, op in enumerate(ops):
+        runs = {name: [] for name in servers}
+        take_turns(servers, runs, op, conns, 2 * seconds, 2, turn, db_pid, template)
+        for name, r in runs.items():
+            rates[name][op] = merge_runs(r)["rps"]
+    score = {name: (r["get_doc"] * r["put_doc"] * r["put_el"]) ** (1 / 3) for name, r in rates.items()}
+    best = max(score, key=score.get)
+    lines = [f"Kamailio keep-alive, tcp_children sweep at {conns} connections ({2 * seconds:g} s per cell "
+             "in 2 slices; req/s):", "",
+             "| tcp_children | GET document | PUT document | PUT element | geometric mean |",
+             "|---:|---:|---:|---:|---:|"]
+    for name, (_, _, proc, n) in started.items():
+        r = rates[name]
+        lines.append(f"| {n}{' (chosen)' if name == best else ''} | {r['get_doc']:,.0f} | {r['put_doc']:,.0f} | "
+                     f"{r['put_el']:,.0f} | {score[name]:,.0f} |")
+        if name != best:
+            stack.stop_proc(proc)
+    port, pid, _, n = started[best]
+    return n, port, pid, lines
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="3 s per row (default)")
-    parser.add_argument("--full", action="store_true", help="10 s per row")
+    parser.add_argument("--full", action="store_true", help="10 s per row; --kamailio-sweep 4,8,16 unless given")
     parser.add_argument("--duration", type=float, help="seconds per row (overrides --quick/--full)")
     parser.add_argument("--connections", default="1,8,32", help="comma-separated connection counts (max 64)")
     parser.add_argument("--ops", default=",".join(OPS), help="comma-separated rows: " + ",".join(OPS))
     parser.add_argument("--deployments", default="waitress:2x4",
                         help="xcap-wsgi deployments measured side by side, comma-separated: waitress:WxT is "
-                             "`xcap-wsgi serve --workers W --threads T`; uwsgi:WxT is uWSGI's HTTP router with "
+                             "`xcap-wsgi serve --workers W --threads T`; serve-uwsgi:WxT / serve-granian:WxT "
+                             "the same with --server uwsgi / granian; uwsgi:WxT is uWSGI's HTTP router with "
                              "W processes x T threads, uwsgi11:WxT uWSGI workers on --http11-socket "
-                             "(both need pyuwsgi)")
+                             "(both need pyuwsgi); suffix @pymysql / @mysqlclient: the MySQL driver")
     parser.add_argument("--slice", type=float, default=2.0,
                         help="seconds per slice: each row is cut into slices of about this length, and "
                              "the servers take turns within every slice (default 2; 0: one run per row)")
     parser.add_argument("--log-requests", action="store_true", help="keep serve's per-request access log on")
     parser.add_argument("--recall-cache", action="store_true",
                         help="turn the recall cache on (setting recall_cache, off by default; stated in the output)")
-    parser.add_argument("--kamailio-children", type=int, default=8, help="Kamailio tcp_children")
-    parser.add_argument("--kamailio-keepalive", action="store_true", help="drop set_reply_close from the sample")
+    parser.add_argument("--kamailio-sweep", metavar="N,N,..",
+                        help="Kamailio keep-alive with each tcp_children value; the best is the reference "
+                             "(default with --full: 4,8,16)")
+    parser.add_argument("--kamailio-children", type=int, default=8, help="Kamailio tcp_children (no sweep)")
+    parser.add_argument("--kamailio-keepalive", action="store_true",
+                        help="no sweep: drop set_reply_close from the sample (always so with a sweep)")
+    parser.add_argument("--kamailio-close", action="store_true",
+                        help="also the unmodified sample (set_reply_close, --kamailio-children), a labelled column")
     parser.add_argument("--sweep", help="xcap-wsgi only: compare deployments (same syntax as --deployments) "
                                          "on --ops at the largest of --connections")
     parser.add_argument("--no-ceiling", action="store_true")
@@ -250,88 +366,118 @@ def main() -> int:
     for op in ops:
         if op not in OPS:
             parser.error(f"unknown row {op}")
+    sweep_children = args.kamailio_sweep or ("4,8,16" if args.full else None)
+    children = [int(n) for n in sweep_children.split(",")] if sweep_children else []
+    specs = [parse_deployment(spec) for spec in args.deployments.split(",")]
 
     info = versions()
     print(f"machine: {info['cpus']} CPUs ({info['cpu']}), {info['ram_gib']} GiB, {info['os']}; Python {info['python']}, "
-          f"waitress {info['waitress']}, uWSGI (pyuwsgi) {info['uwsgi']}, PyMySQL {info['pymysql']}; {info['mariadb']}; {info['kamailio']}; "
+          f"waitress {info['waitress']}, uWSGI (pyuwsgi) {info['uwsgi']}, granian {info['granian']}, "
+          f"PyMySQL {info['pymysql']}, mysqlclient {info['mysqlclient']}; {info['mariadb']}; {info['kamailio']}; "
           f"{info['wrk']}", flush=True)
+    print(f"command: {' '.join(sys.argv)}; started {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}",
+          flush=True)
     stack = Stack()
-    results: dict = {"machine": info, "duration": duration, "rows": [], "command": " ".join(sys.argv),
-                     "recall_cache": args.recall_cache}
-    env = {} if args.log_requests else {"XCAP_LOG_REQUESTS": "0"}
-    # Every server started below (waitress, uWSGI) inherits the setting; the figures depend on it.
+    # Every server started below (waitress, uWSGI, granian) inherits the settings; the figures depend on them.
     os.environ["XCAP_RECALL_CACHE"] = "true" if args.recall_cache else "false"
-    recall = f"recall_cache={'on' if args.recall_cache else 'off'}"
+    env = {} if args.log_requests else {"XCAP_LOG_REQUESTS": "0"}
+    conditions = (f"recall_cache={'on' if args.recall_cache else 'off'}, access log "
+                  f"{'on' if args.log_requests else 'off'}")
+    results: dict = {"machine": info, "duration": duration, "rows": [], "command": " ".join(sys.argv),
+                     "recall_cache": args.recall_cache, "log_requests": args.log_requests,
+                     "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     try:
         stack.start_mariadb()
         template = stack.dir / "template.xml"
         template.write_bytes(document("@N@"))
 
         if args.sweep:
-            print(f"xcap-wsgi: {recall}", flush=True)
+            print(f"xcap-wsgi: {conditions}", flush=True)
             return sweep(stack, args.sweep, ops, max(connections), duration, env, template)
 
-        kport = stack.start_kamailio(args.kamailio_children, keepalive=args.kamailio_keepalive)
-        kpid = stack.procs[-1].pid
         db_pid = stack.mariadb_proc.pid
-        ports, pids = {}, {}
-        for spec in args.deployments.split(","):
-            label, kind, workers, threads = parse_deployment(spec)
-            ports[label], proc = start_deployment(stack, kind, workers, threads, env)
+        ports, pids, drivers = {}, {}, {}
+        for label, kind, workers, threads, driver in specs:
+            ports[label], proc = start_deployment(stack, kind, workers, threads, env, driver)
             pids[label] = proc.pid
+            drivers[label] = driver or ("mysqlclient" if info["mysqlclient"] != "not installed" else "pymysql")
         stack.seed(next(iter(ports.values())), DOCS)
-        check_servers({**ports, "Kamailio": kport})
-        print(f"xcap-wsgi: {args.deployments} (waitress = xcap-wsgi serve --workers W --threads T"
-              f"{'' if args.log_requests else ', XCAP_LOG_REQUESTS=0'}; {recall}); Kamailio: tcp_children="
-              f"{args.kamailio_children}{', keep-alive' if args.kamailio_keepalive else ', sample set_reply_close'}; "
-              f"{DOCS} documents of {len(document(0))} bytes; wrk {duration:g} s per row and server"
-              f"{f', in {slices} slices of {duration / slices:g} s taking turns' if slices > 1 else ''}", flush=True)
-        for port in (*ports.values(), kport):  # warm up every worker thread's connections, caches, InnoDB pages
+        lines: list[str] = []
+        if children:
+            n, kport, kpid, sweep_lines = kamailio_sweep(stack, children, max(connections), template, db_pid)
+            print("\n".join(sweep_lines), flush=True)
+            lines += sweep_lines + [""]
+            kdesc = f"keep-alive, tcp_children={n} (best of {','.join(map(str, children))})"
+        else:
+            kport = stack.start_kamailio(args.kamailio_children, keepalive=args.kamailio_keepalive)
+            kpid = stack.kamailio_proc.pid
+            n = args.kamailio_children
+            kdesc = f"tcp_children={n}, " + ("keep-alive" if args.kamailio_keepalive else "sample set_reply_close")
+        servers = {**{label: (port, pids[label]) for label, port in ports.items()}, KAMAILIO: (kport, kpid)}
+        if args.kamailio_close:
+            cport = stack.start_kamailio(args.kamailio_children, keepalive=False)
+            servers[KAMAILIO_CLOSE] = (cport, stack.kamailio_proc.pid)
+            kdesc += f"; {KAMAILIO_CLOSE}: tcp_children={args.kamailio_children}, set_reply_close"
+        check_servers({name: port for name, (port, _) in servers.items()})
+        caption = (f"xcap-wsgi ({conditions}): " + ", ".join(f"{label} (driver {drivers[label]})" for label in ports)
+                   + f"; waitress:WxT = xcap-wsgi serve --workers W --threads T, serve-uwsgi/serve-granian = the "
+                   f"same with --server uwsgi/granian; {KAMAILIO}: {kdesc}; {DOCS} documents of "
+                   f"{len(document(0))} bytes; wrk {duration:g} s per row and server"
+                   f"{f', in {slices} slices of {duration / slices:g} s taking turns' if slices > 1 else ''}")
+        print(caption, flush=True)
+        results["kamailio"] = kdesc
+        for port, _ in servers.values():  # warm up every worker thread's connections, caches, InnoDB pages
             wrk(port, "mix", max(connections), 2.0, template=template)
-        lines = [header(list(ports))]
-        print(lines[0], flush=True)
-        servers = {**{label: (port, pids[label]) for label, port in ports.items()}, "Kamailio": (kport, kpid)}
+        lines += [caption, "", header(list(ports), KAMAILIO, args.kamailio_close)]
+        print(lines[-1], flush=True)
         for conns in connections:
             for op in ops:
-                # The row's time is cut into slices, and every server runs once per slice, in an
-                # order that turns round from slice to slice: a drift in background load (this
-                # machine moves by 15-25 % within minutes) then reaches every server alike.
                 runs: dict[str, list[dict]] = {name: [] for name in servers}
-                for n in range(slices):
-                    order = list(servers)
-                    shift = (n + len(results["rows"])) % len(order)
-                    for name in order[shift:] + order[:shift]:
-                        port, pid = servers[name]
-                        runs[name].append(measured(port, pid, db_pid, op, conns, duration / slices, template))
+                take_turns(servers, runs, op, conns, duration, slices, len(results["rows"]), db_pid, template)
                 merged = {name: merge_runs(r) for name, r in runs.items()}
-                k = merged.pop("Kamailio")
-                xs = merged
-                row = fmt_row(OPS[op], conns, xs, k)
+                k = merged.pop(KAMAILIO)
+                close = merged.pop(KAMAILIO_CLOSE, None)
+                row = fmt_row(OPS[op], conns, merged, k, close)
                 lines.append(row)
                 print(row, flush=True)
-                results["rows"].append({"op": op, "connections": conns, "xcap_wsgi": xs, "kamailio": k})
-        cpu_lines = ["", "CPU time per request, microseconds: server processes / MariaDB (from /proc, all cores)",
-                     "", "| operation | conns | " + " | ".join(list(ports) + ["Kamailio"]) + " |",
-                     "|---|---:|" + "---:|" * (len(ports) + 1)]
+                results["rows"].append({"op": op, "connections": conns, "xcap_wsgi": merged, "kamailio": k,
+                                        "kamailio_close": close})
+        refs = [KAMAILIO] + ([KAMAILIO_CLOSE] if args.kamailio_close else [])
+        cpu_lines = ["", f"CPU time per request, microseconds: server processes / MariaDB (from /proc, all cores; "
+                         f"{conditions})",
+                     "", "| operation | conns | " + " | ".join(list(ports) + refs) + " |",
+                     "|---|---:|" + "---:|" * (len(ports) + len(refs))]
         for r in results["rows"]:
-            cells = [f"{x['server_cpu_us']:.0f} / {x['db_cpu_us']:.0f}" for x in (*r["xcap_wsgi"].values(), r["kamailio"])]
+            refs_r = [r["kamailio"]] + ([r["kamailio_close"]] if args.kamailio_close else [])
+            cells = [f"{x['server_cpu_us']:.0f} / {x['db_cpu_us']:.0f}" for x in (*r["xcap_wsgi"].values(), *refs_r)]
             cpu_lines.append(f"| {OPS[r['op']]} | {r['connections']} | " + " | ".join(cells) + " |")
         print("\n".join(cpu_lines), flush=True)
         lines.extend(cpu_lines)
         if not args.no_ceiling:
-            one = ceiling(stack.db_port, 1, duration)
-            two = ceiling(stack.db_port, 2, duration)
-            results["ceiling"] = {"1": one, "2": two}
+            seconds = min(duration, 5.0)
+            ceil = {}
+            for c in (1, 2, 8):
+                ceil[f"C client (mysqlslap), {c} connection{'s' if c > 1 else ''}"] = c_ceiling(stack, c, seconds)
+            for driver in ("pymysql", "mysqlclient"):
+                if driver == "mysqlclient" and info["mysqlclient"] == "not installed":
+                    continue
+                for procs in (1, 2):
+                    ceil[f"{'PyMySQL' if driver == 'pymysql' else 'mysqlclient'} loop, {procs} process"
+                         f"{'es' if procs > 1 else ''}"] = ceiling(stack.db_port, procs, seconds, driver)
+            results["ceiling"] = ceil
+            best_c = max(v for k, v in ceil.items() if k.startswith("C client"))
             gets = next((r["xcap_wsgi"] for r in results["rows"]
                          if r["op"] == "get_doc" and r["connections"] == max(connections)), {})
-            line = (f"ceiling (raw pymysql primary-key SELECT loop, no HTTP): {one:,.0f}/s in 1 process, "
-                    f"{two:,.0f}/s in 2 processes")
-            for label, r in gets.items():
-                line += (f"; {label} GET document at {max(connections)} connections: {r['rps']:,.0f}/s = "
-                         f"{r['rps'] / two:.0%} of the 2-process ceiling")
-            print(line)
-            lines.append("")
-            lines.append(line)
+            ceil_lines = ["", f"The ceiling: the primary-key SELECT of a document GET on the same table, no HTTP "
+                              f"({seconds:g} s each; xcap-wsgi {conditions}):", "",
+                          "| client | SELECTs/s |", "|---|---:|"]
+            ceil_lines += [f"| {k} | {v:,.0f} |" for k, v in ceil.items()]
+            ceil_lines.append("")
+            ceil_lines.append(f"GET document at {max(connections)} connections against the best C-client rate "
+                              f"({best_c:,.0f}/s; goal: half): " + "; ".join(
+                                  f"{label} {r['rps']:,.0f}/s = {r['rps'] / best_c:.0%}" for label, r in gets.items()))
+            print("\n".join(ceil_lines), flush=True)
+            lines.extend(ceil_lines)
         verdicts = []
         for label in ports:
             misses = [f"{r['op']}@{r['connections']}" for r in results["rows"] if r["connections"] >= 8
@@ -340,10 +486,12 @@ def main() -> int:
                     and r["xcap_wsgi"][label]["p99_ms"] >= 50]
             verdicts.append(f"{label}: ratio < 1.0 in {len(misses)} rows {misses or ''}, p99 >= 50 ms at 32 "
                             f"connections in {len(slow)} rows {slow or ''}")
-        verdict = "target (ratio >= 1.0 at 8 and 32 connections, p99 < 50 ms at 32): " + "; ".join(verdicts)
-        print(verdict)
+        verdict = ("target (ratio >= 1.0 against Kamailio " + kdesc.split(";")[0] + " at 8 and 32 connections, "
+                   "p99 < 50 ms at 32): " + "; ".join(verdicts))
+        print("", verdict, sep="\n")
         results["verdict"] = verdict
         results["table"] = "\n".join(lines)
+        results["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     finally:
         stack.close()
         if args.json:
@@ -357,8 +505,8 @@ def sweep(stack: Stack, spec: str, ops: list[str], conns: int, duration: float, 
     print("| deployment | " + " | ".join(f"{OPS[op]} req/s | p99 ms | SELECT+UPDATE per request" for op in ops) + " |")
     print("|---|" + "---:|---:|---:|" * len(ops))
     for item in spec.split(","):
-        label, kind, workers, threads = parse_deployment(item)
-        port, proc = start_deployment(stack, kind, workers, threads, env)
+        label, kind, workers, threads, driver = parse_deployment(item)
+        port, proc = start_deployment(stack, kind, workers, threads, env, driver)
         if not seeded:
             stack.seed(port, DOCS)
             seeded = True

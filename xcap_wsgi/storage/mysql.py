@@ -205,6 +205,7 @@ class MySQLStore:
         ssl: dict | None = None,  # PyMySQL's TLS settings (URL option ssl=required / ssl_ca)
         ssl_disabled: bool | None = True,  # None: PyMySQL's default (URL option ssl=preferred)
         recall_cache: bool = False,  # keep each document's last write on this host (turns.py; opt-in)
+        driver: str = "auto",  # mysqlclient when installed, else pymysql (storage.mysql_connection)
     ):
         if not _IDENTIFIER.match(table):
             raise ValueError(f"invalid table name {table!r}")
@@ -215,7 +216,7 @@ class MySQLStore:
             pool_size=pool_size, pool_timeout=pool_timeout, connect_timeout=connect_timeout,
             read_timeout=read_timeout, write_timeout=write_timeout, retry_after=retry_after,
             deadlock_retries=deadlock_retries, lock_wait_timeout=lock_wait_timeout, charset=charset,
-            wsrep_sync_wait=wsrep_sync_wait, hosts=hosts, ssl=ssl, ssl_disabled=ssl_disabled)
+            wsrep_sync_wait=wsrep_sync_wait, hosts=hosts, ssl=ssl, ssl_disabled=ssl_disabled, driver=driver)
         self.retry_after = retry_after
         self.deadlock_retries = deadlock_retries
         self.url = self._db.url

@@ -1,0 +1,91 @@
+"""Both MySQL drivers behind the connection layer (storage.mysql_connection): PyMySQL and the C
+driver mysqlclient (test extra; ``driver=auto`` picks it when installed). Real MariaDB.
+
+The storage code catches PyMySQL's exception classes only; with mysqlclient these tests fail
+unless its errors are re-raised as those classes (duplicate doc_uri, killed connection, missing
+table). BLOB bytes that are not UTF-8 must survive a round trip with either driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import pytest
+
+from mysql_support import (  # noqa: F401  (fixtures)
+    IN_CI,
+    connect,
+    db_url,
+    kamailio_database,
+    rows,
+    unavailable,
+)
+from xcap_wsgi.storage import DocumentKey, StoreError
+from xcap_wsgi.storage.mysql import DocumentUriTaken, MySQLStore, parse_url
+from xcap_wsgi.storage.mysql_connection import MySQLConnections, driver_available
+
+pytestmark = pytest.mark.mysql
+
+ALICE = DocumentKey("alice", "example.com", "/xcap-root/resource-lists/users/sip:alice@example.com/index", 4)
+# Not UTF-8 (a UTF-16 document is legal XML): must reach the BLOB column byte for byte.
+RAW = "<?xml version='1.0' encoding='UTF-16'?><r>\u00e9</r>".encode("utf-16")
+
+
+@pytest.fixture(params=["pymysql", "mysqlclient"])
+def driver(request):
+    if not driver_available(request.param):
+        unavailable(f"{request.param} is not installed (pip install 'xcap-wsgi[fast]')")
+    return request.param
+
+
+def test_auto_prefers_the_c_driver_when_installed(db_url):
+    connections = MySQLConnections.from_url(db_url)
+    try:
+        assert connections.driver == ("mysqlclient" if driver_available("mysqlclient") else "pymysql")
+        if IN_CI:  # the test extras install it, so CI runs every MySQL test on the C driver
+            assert connections.driver == "mysqlclient"
+    finally:
+        connections.close()
+    tls = MySQLConnections.from_url(db_url + "?ssl=required")  # builds no connection yet
+    assert tls.driver == "pymysql"  # TLS settings stay with PyMySQL (module doc)
+    with pytest.raises(ValueError, match="driver"):
+        MySQLConnections.from_url(db_url + "?driver=odbc")
+
+
+def test_store_round_trip_and_errors(db_url, driver):
+    store = MySQLStore.from_url(db_url + f"?driver={driver}&pool_size=2")
+    try:
+        assert store._db.driver == driver
+        etag = store.put(ALICE, RAW, None)
+        assert store.get(ALICE).content == RAW and rows(db_url)[0]["doc"] == RAW
+        etag = store.put(ALICE, b"<r/>", etag)
+        assert store.get(ALICE).etag == etag
+        # A duplicate doc_uri (1062, IntegrityError) under another account: reported, not retried.
+        foreign = DocumentKey("mallory", "example.net", ALICE.doc_uri, 4)
+        with pytest.raises(DocumentUriTaken):
+            store.put(foreign, b"<x/>", None)
+        # A server error that is not about the connection: StoreError with the server's code.
+        with pytest.raises(StoreError, match="1146"):
+            store._db.run(lambda cursor: cursor.execute("SELECT 1 FROM no_such_table"))
+        # Killed connections are replaced (2006/2013 -> reconnect), the request still answers.
+        database = parse_url(db_url)["connect"]["database"]
+        with contextlib.closing(connect(db_url)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT id FROM information_schema.processlist WHERE db=%s AND id <> CONNECTION_ID()",
+                        (database,))
+            for (pid,) in cur.fetchall():
+                cur.execute(f"KILL CONNECTION {int(pid)}")
+        time.sleep(0.2)
+        assert store.get(ALICE).etag == etag
+        store.delete(ALICE, etag)
+        assert store.get(ALICE) is None
+    finally:
+        store.close()
+
+
+def test_unreachable_server_is_store_unavailable(driver):
+    from xcap_wsgi.storage import StoreUnavailable
+
+    connections = MySQLConnections.from_url(f"mysql://nobody:x@127.0.0.1:1/none?driver={driver}&connect_timeout=2")
+    with pytest.raises(StoreUnavailable):
+        connections.ping()
