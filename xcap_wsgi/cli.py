@@ -128,6 +128,15 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    from . import backends
+
+    try:
+        server = backends.choose(settings.server)
+    except ValueError as exc:
+        print(f"xcap-wsgi: {exc}", file=sys.stderr)
+        return 2
+    if server != "waitress":
+        return _serve_backend(server, settings)
     if settings.workers > 1:
         if settings.metrics_path:
             from .metrics import prepare_multiprocess
@@ -147,6 +156,27 @@ def _serve(args: argparse.Namespace) -> int:
     serve(app, limits=limits_from_settings(settings), host=settings.host, port=settings.port,
           threads=settings.threads, ident="xcap-wsgi")
     return 0
+
+
+def _serve_backend(server: str, settings: Settings) -> int:
+    """``server = uwsgi|granian``: that server runs the same app in its workers (xcap_wsgi.backends)."""
+    import secrets
+
+    from . import backends
+
+    if not settings.nonce_secret:
+        settings = settings.replace(nonce_secret=secrets.token_hex(32))  # one secret: nonces work in any worker
+    if settings.metrics_path:
+        from .metrics import prepare_multiprocess
+
+        prepare_multiprocess(settings.metrics_dir)  # uWSGI and granian run several processes
+    try:  # fail here, with serve's message, rather than in every worker
+        _app, auth = _build_app(settings)
+    except SystemExit as exc:
+        return exc.code
+    _banner(settings.host, settings.port, settings, auth,
+            f" server={server} workers={settings.workers} threads={settings.threads}")
+    return backends.run(server, settings)
 
 
 def _serve_workers(settings: Settings) -> int:

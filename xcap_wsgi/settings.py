@@ -134,6 +134,13 @@ def parse_int(value: Any) -> int:
     return int(value)
 
 
+def parse_server(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in ("waitress", "uwsgi", "granian", "auto"):
+        raise ValueError(f"server must be waitress, uwsgi, granian or auto, not {value!r}")
+    return text
+
+
 def setting(default: Any, parse: Callable[[Any], Any], help: str, scope: str = "middleware", *,
             repeatable: bool = False) -> Any:
     """A ``Settings`` field: its default, its converter from strings, a one-line help and who
@@ -155,7 +162,12 @@ class Settings:
                                  "outside the database, hence off", "store")
     host: str = setting("127.0.0.1", str, "address the standalone server listens on", "server")
     port: int = setting(8080, parse_int, "TCP port the standalone server listens on", "server")
-    threads: int = setting(8, parse_int, "worker threads of the standalone (waitress) server", "server")
+    server: str = setting("waitress", parse_server,
+                          "HTTP server of the standalone server: waitress (pure Python, with the connection limits "
+                          "and timeouts below), uwsgi (uWSGI's router; pip install pyuwsgi), granian (pip install "
+                          "granian) or auto (uwsgi, else granian, else waitress); see xcap_wsgi.backends for what "
+                          "the others lack", "server")
+    threads: int = setting(8, parse_int, "worker threads of the standalone server (per process)", "server")
     workers: int = setting(1, parse_int, "processes of the standalone server sharing one listening socket "
                            "(each with --threads threads)", "server")
     # -- connection limits of the standalone server (xcap_wsgi.httpserver) ------------------------
