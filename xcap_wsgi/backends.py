@@ -14,12 +14,22 @@ faster server when it is installed; measured side by side in docs/benchmarks.md:
   ``threads`` blocking threads each;
 * ``auto``: uwsgi when installed, else granian, else waitress.
 
-What they lack against waitress (hence opt-in): no per-process connection limit, no timeout for a
-request body that stops arriving, no 401 before the body is read (the whole body is read before
-the application sees the request, as by plain waitress), and a bare CR in a request head is not
-refused by them (both answer ``400`` for malformed heads of their own reading). The request-head
-timeout is ``header_timeout`` (granian; uWSGI's router has one timeout, ``idle_timeout``, for
-silent client connections), and ``max_body_size`` is still enforced by the application (``413``).
+What they lack against waitress (hence opt-in). Run against them (``XCAP_SERVER=uwsgi`` /
+``granian``), tests/test_serve_hardening.py, test_health.py, test_clients.py and
+test_rfc_points.py fail in 12 tests (uwsgi) and 7 (granian) of 146:
+
+* both: no 408 for a request head or body that stalls (slowloris), and no 401 before a large
+  unauthenticated body is read (the whole body is read first, as by plain waitress); a bare LF
+  in a request head is accepted, and uWSGI's router also takes a bare CR;
+* uwsgi: a 304 answer closes the keep-alive connection (and a client's ``Connection: close``
+  is not echoed on it), and a request target with raw non-ASCII bytes fails Digest (401: the
+  application is handed a different request URI than the one the client signed);
+* granian: 1,000-3,000 idle connections held open starve new clients in the tests' time, and
+  one readiness check (subscriber table dropped) answered differently.
+
+Each has other limits of its own instead: uWSGI's router closes silent client connections after
+``idle_timeout``; granian enforces ``header_timeout`` as its head read timeout. ``max_body_size``
+is still enforced by the application (``413``).
 """
 
 from __future__ import annotations
