@@ -61,6 +61,6 @@ def test_unknown_or_missing_server_is_refused(tmp_path):
 
 
 def test_auto_picks_the_fastest_installed():
-    expected = next(s for s in ("uwsgi", "granian", "waitress") if backends.available(s))
+    expected = next(s for s in ("granian", "uwsgi", "waitress") if backends.available(s))
     assert backends.choose("auto") == expected
     assert backends.choose("waitress") == "waitress"

@@ -12,7 +12,7 @@ faster server when it is installed; measured side by side in docs/benchmarks.md:
   docs/deployment.md recommends, started by ``serve``;
 * ``granian`` (``pip install granian``): granian's Rust HTTP server, ``workers`` processes with
   ``threads`` blocking threads each;
-* ``auto``: uwsgi when installed, else granian, else waitress.
+* ``auto``: granian when installed (the faster of the two in docs/benchmarks.md), else uwsgi, else waitress.
 
 What they lack against waitress (hence opt-in). Run against them (``XCAP_SERVER=uwsgi`` /
 ``granian``), tests/test_serve_hardening.py, test_health.py, test_clients.py and
@@ -66,7 +66,7 @@ def available(server: str) -> bool:
 def choose(server: str) -> str:
     """The server ``serve`` runs for the setting ``server`` (``auto``: the fastest installed)."""
     if server == "auto":
-        return next(s for s in ("uwsgi", "granian", "waitress") if available(s))
+        return next(s for s in ("granian", "uwsgi", "waitress") if available(s))
     if server not in SERVERS:
         raise ValueError(f"server must be one of {', '.join(SERVERS)}, not {server!r}")
     if not available(server):

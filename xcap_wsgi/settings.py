@@ -165,7 +165,7 @@ class Settings:
     server: str = setting("waitress", parse_server,
                           "HTTP server of the standalone server: waitress (pure Python, with the connection limits "
                           "and timeouts below), uwsgi (uWSGI's router; pip install pyuwsgi), granian (pip install "
-                          "granian) or auto (uwsgi, else granian, else waitress); see xcap_wsgi.backends for what "
+                          "granian) or auto (granian, else uwsgi, else waitress); see xcap_wsgi.backends for what "
                           "the others lack", "server")
     threads: int = setting(8, parse_int, "worker threads of the standalone server (per process)", "server")
     workers: int = setting(1, parse_int, "processes of the standalone server sharing one listening socket "
