@@ -173,7 +173,7 @@ def _serve_backend(server: str, settings: Settings) -> int:
     try:  # fail here, with serve's message, rather than in every worker
         _app, auth = _build_app(settings)
     except SystemExit as exc:
-        return exc.code
+        return exc.code if isinstance(exc.code, int) else 1
     _banner(settings.host, settings.port, settings, auth,
             f" server={server} workers={settings.workers} threads={settings.threads}")
     return backends.run(server, settings)

@@ -36,8 +36,8 @@ import pymysql
 from pymysql.constants import CLIENT, ER
 
 try:  # the C driver (mysqlclient), optional: pip install 'xcap-wsgi[fast]'
-    import MySQLdb
-    import MySQLdb.cursors
+    import MySQLdb  # type: ignore[import-untyped]
+    import MySQLdb.cursors  # type: ignore[import-untyped]
 except ImportError:  # pragma: no cover - depends on the installation
     MySQLdb = None
 
@@ -334,7 +334,7 @@ class MySQLConnections:
             if not lock_node:
                 self.current = index
                 # the node the connection went to, read back by getattr below (pymysql has no such field)
-                connection._xcap_host = index  # type: ignore[attr-defined]
+                connection._xcap_host = index
             return connection
         raise StoreUnavailable(f"{self.url}: cannot connect to any node: {'; '.join(failures)}",
                                retry_after=self.retry_after) from last
