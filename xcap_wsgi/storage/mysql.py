@@ -121,6 +121,7 @@ import re
 import threading
 from collections.abc import Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import pymysql
 from pymysql.constants import ER
@@ -183,42 +184,18 @@ class MySQLStore:
     def __init__(
         self,
         *,
-        host: str = "localhost",
-        port: int = 3306,
-        user: str = "",
-        password: str = "",
-        database: str = "kamailio",
-        unix_socket: str | None = None,
-        pool_size: int = 10,
-        pool_timeout: float = 10.0,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 30.0,
-        write_timeout: float = 30.0,
-        retry_after: int = 5,
-        deadlock_retries: int = 3,
-        lock_wait_timeout: int = 10,
         table: str = "xcap",
-        charset: str = "utf8mb4",
-        wsrep_sync_wait: int | None = None,
-        hosts: list[tuple[str, int]] | None = None,
         check_schema: bool = True,
-        ssl: dict | None = None,  # PyMySQL's TLS settings (URL option ssl=required / ssl_ca)
-        ssl_disabled: bool | None = True,  # None: PyMySQL's default (URL option ssl=preferred)
         recall_cache: bool = False,  # keep each document's last write on this host (turns.py; opt-in)
-        driver: str = "auto",  # mysqlclient when installed, else pymysql (storage.mysql_connection)
+        **connection: Any,  # MySQLConnections' options (host, port, user, pool_size, driver, ...)
     ):
         if not _IDENTIFIER.match(table):
             raise ValueError(f"invalid table name {table!r}")
         self.table = table
         #: The connection layer (pool, Galera failover, retries), shared in kind with the subscriber table.
-        self._db = MySQLConnections(
-            host=host, port=port, user=user, password=password, database=database, unix_socket=unix_socket,
-            pool_size=pool_size, pool_timeout=pool_timeout, connect_timeout=connect_timeout,
-            read_timeout=read_timeout, write_timeout=write_timeout, retry_after=retry_after,
-            deadlock_retries=deadlock_retries, lock_wait_timeout=lock_wait_timeout, charset=charset,
-            wsrep_sync_wait=wsrep_sync_wait, hosts=hosts, ssl=ssl, ssl_disabled=ssl_disabled, driver=driver)
-        self.retry_after = retry_after
-        self.deadlock_retries = deadlock_retries
+        self._db = MySQLConnections(**connection)
+        self.retry_after = self._db.retry_after
+        self.deadlock_retries = self._db.deadlock_retries
         self.url = self._db.url
         self._pool = self._db.pool
         self._connect_args = self._db.connect_args
