@@ -40,7 +40,7 @@ import select
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from waitress import wasyncore
 from waitress.adjustments import Adjustments
@@ -101,6 +101,12 @@ def effective_connection_limit(wanted: int, open_files: int) -> int:
     return wanted
 
 
+class BodyDiscarder(Protocol):
+    """The connection a withheld body's rest is dropped on (``XCAPChannel``, httpcore's ``Connection``)."""
+
+    def start_discarding(self, announced: int | None, already: int) -> None: ...
+
+
 class XCAPRequestParser(HTTPRequestParser):
     """waitress' parser plus the bare-CR check and withholding of unauthenticated bodies."""
 
@@ -109,7 +115,7 @@ class XCAPRequestParser(HTTPRequestParser):
     completed: bool
     body_rcv: Any
 
-    def __init__(self, adj: Adjustments, *, limits: Limits, channel: XCAPChannel | None = None):
+    def __init__(self, adj: Adjustments, *, limits: Limits, channel: BodyDiscarder | None = None):
         super().__init__(adj)
         self.limits = limits
         self.channel = channel
@@ -458,9 +464,8 @@ class XCAPServer(TcpWSGIServer):
         return None
 
 
-def create_server(app, *, limits: Limits, sockets: list[socket.socket] | None = None, **adjustments):
-    """A waitress server for ``app`` with ``limits`` (mirrors ``waitress.create_server`` for TCP)."""
-    options = dict(adjustments)
+def adjustments(limits: Limits, sockets: list[socket.socket] | None = None, **options) -> Adjustments:
+    """waitress' ``Adjustments`` for ``options`` with ``limits`` in force."""
     options.update(
         asyncore_use_poll=True,  # select() fails above fd 1024
         connection_limit=limits.connection_limit,
@@ -470,7 +475,13 @@ def create_server(app, *, limits: Limits, sockets: list[socket.socket] | None = 
     )
     if sockets:
         options["sockets"] = sockets
-    adj = Adjustments(**options)
+    return Adjustments(**options)
+
+
+def create_server(app, *, limits: Limits, sockets: list[socket.socket] | None = None, **options):
+    """A waitress server for ``app`` with ``limits`` (mirrors ``waitress.create_server`` for TCP);
+    serve's loop where Linux' epoll is missing (``xcap_wsgi.httpcore`` otherwise)."""
+    adj = adjustments(limits, sockets, **options)
     dispatcher = ThreadedTaskDispatcher()
     dispatcher.set_thread_count(adj.threads)
     map: dict = {}
@@ -506,15 +517,6 @@ class _MultiSocketServer(MultiSocketServer):
         except (SystemExit, KeyboardInterrupt):
             self.close()
         return None
-
-
-def serve(app, *, limits: Limits, **adjustments) -> None:
-    """Run ``app`` until SIGTERM/SIGINT (``waitress.serve`` with ``limits``)."""
-    open_files = raise_open_files_limit()
-    wanted = limits.connection_limit
-    limits = Limits(**{**limits.__dict__,
-                       "connection_limit": effective_connection_limit(wanted, open_files)})
-    create_server(app, limits=limits, **adjustments).run()
 
 
 def limits_from_settings(settings: Settings) -> Limits:

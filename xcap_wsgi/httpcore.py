@@ -1,0 +1,466 @@
+"""serve's connection core on Linux: threads that take turns on one ``epoll`` (leader/follower).
+
+waitress hands every request from its I/O thread to a task thread and the answer back again (a
+condition variable, a trigger pipe, the interpreter lock changing hands twice): about 400 us of
+CPU per request on a trivial application, more than xcap-wsgi's own work on a document GET
+(docs/benchmarks.md). Here every one of ``threads`` threads waits on the same ``epoll``
+instance, and connections are registered ``EPOLLONESHOT``: the thread that receives a
+connection's event owns the connection alone until it re-arms it. It reads, parses (waitress'
+``HTTPRequestParser``, as ``XCAPRequestParser``), runs the application (waitress' ``WSGITask``,
+as ``KeepAliveTask``), sends the answer and re-arms: one wake-up per request and no hand-over.
+
+The limits of ``xcap_wsgi.httpserver`` hold as before: the connection limit (the listening
+sockets are not re-armed while it is reached), idle/header/body timeouts with ``408`` (a
+sweeper thread, once a second), bodies withheld from unauthenticated requests, 413 from the head,
+400 for a bare CR or LF. An answer the client does not read at once waits in the connection
+(``EPOLLOUT``) instead of holding a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import threading
+import time
+from typing import Any
+
+from waitress.adjustments import Adjustments
+from waitress.buffers import ReadOnlyFileBasedBuffer
+from waitress.task import ErrorTask
+from waitress.utilities import InternalServerError
+
+from .httpserver import (
+    _TIMEOUT_LINGER_BYTES,
+    _TIMEOUT_LINGER_SECONDS,
+    _TIMEOUT_RESPONSE,
+    ACCEPT_BATCH,
+    KeepAliveTask,
+    Limits,
+    XCAPRequestParser,
+    adjustments,
+    create_server,
+    effective_connection_limit,
+    raise_open_files_limit,
+)
+
+log = logging.getLogger("xcap_wsgi.httpserver")
+
+_IN = select.EPOLLIN | select.EPOLLONESHOT
+_OUT = select.EPOLLOUT | select.EPOLLONESHOT
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: Seconds a waiting thread sleeps at most before it looks whether the server stops.
+_POLL_SECONDS = 1.0
+
+
+class Connection:
+    """One client connection; also the "channel" waitress' parser and task write to."""
+
+    def __init__(self, core: Core, sock: socket.socket, addr: Any):
+        self.core = core
+        self.server = core  # waitress' task reads server.application, server.adj, ...
+        self.adj = core.adj
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.addr = addr
+        self.lock = threading.Lock()  # guards owned/closed and the re-arming
+        self.owned = False
+        self.closed = False
+        self.parser: XCAPRequestParser | None = None
+        self.sent_continue = False
+        self.out: list[bytes] = []  # the answer being written by the task
+        self.pending = b""  # answer bytes the client has not taken yet
+        self.unparsed = b""  # input received while an answer was pending
+        self.close_after_send = False
+        self.last_activity = time.monotonic()
+        self.served_at = 0.0  # time.time() of the last answer (the parser's clock)
+        self.discard_left = 0  # bytes of a withheld body still to read and drop
+        self.lingering = False  # our side is shut: dropping what the client still sends
+        self.linger_until = float("inf")
+
+    # -- what waitress' parser and task call --------------------------------------------------------
+
+    def write_soon(self, data: Any) -> int:
+        if isinstance(data, ReadOnlyFileBasedBuffer):
+            size = 0
+            try:
+                for chunk in data:
+                    self.out.append(chunk)
+                    size += len(chunk)
+            finally:
+                data.close()
+            return size
+        if data:
+            self.out.append(bytes(data))
+        return len(data)
+
+    def check_client_disconnected(self) -> bool:
+        return self.closed
+
+    def start_discarding(self, announced: int | None, already: int) -> None:
+        """A withheld body of ``announced`` bytes (None: chunked) of which ``already`` were read."""
+        limit = self.core.limits.max_body_size
+        left = limit if announced is None else announced - already
+        self.discard_left = left if left <= limit else 0  # too big: do not wait for it
+
+    # -- ownership -------------------------------------------------------------------------------------
+
+    def take(self) -> bool:
+        with self.lock:
+            if self.owned or self.closed:
+                return False
+            self.owned = True
+            return True
+
+    def release(self, events: int) -> None:
+        """Give the connection back and re-arm it for ``events`` (under the lock: an event that
+        fires at once waits for the lock and then finds the connection free)."""
+        with self.lock:
+            self.owned = False
+            if not self.closed:
+                try:
+                    self.core.epoll.modify(self.fd, events)
+                except OSError:
+                    pass  # the client is gone; the sweeper or the next event closes it
+
+
+class Core:
+    """The listening sockets, the connections and the threads of one server process."""
+
+    def __init__(self, application, sockets: list[socket.socket], adj: Adjustments, limits: Limits):
+        self.application = application
+        self.adj = adj
+        self.limits = limits
+        self.epoll = select.epoll()
+        self.listeners = {sock.fileno(): sock for sock in sockets}
+        self.connections: dict[int, Connection] = {}
+        self.accept_lock = threading.Lock()
+        self.accept_paused = False
+        self.stopping = False
+        self.effective_host, self.effective_port = sockets[0].getsockname()[:2]
+        self.server_name = adj.server_name
+        for fd, sock in self.listeners.items():
+            sock.setblocking(False)
+            self.epoll.register(fd, _IN)
+
+    # -- threads -----------------------------------------------------------------------------------
+
+    def run(self, threads: int) -> None:
+        """Serve with ``threads`` threads until SystemExit/KeyboardInterrupt in this (main) thread."""
+        workers = [threading.Thread(target=self._work, name=f"xcap-wsgi-{n}", daemon=True)
+                   for n in range(threads)]
+        for worker in workers:
+            worker.start()
+        try:
+            while True:
+                time.sleep(1.0)
+                self.sweep(time.monotonic())
+        except (SystemExit, KeyboardInterrupt):
+            pass
+        finally:
+            self.stop(workers)
+
+    def stop(self, workers: list[threading.Thread], grace: float = 5.0) -> None:
+        """Stop accepting, let answers in progress finish (``grace`` seconds at most), close all."""
+        self.stopping = True
+        for fd, sock in self.listeners.items():
+            try:
+                self.epoll.unregister(fd)
+            except OSError:
+                pass
+            sock.close()
+        deadline = time.monotonic() + grace
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        for conn in list(self.connections.values()):
+            self._close(conn)
+        self.epoll.close()
+
+    def _work(self) -> None:
+        poll = self.epoll.poll
+        listeners, connections = self.listeners, self.connections
+        while not self.stopping:
+            try:
+                events = poll(_POLL_SECONDS, 1)
+            except InterruptedError:
+                continue
+            except OSError:  # the epoll was closed: stopping
+                return
+            for fd, flags in events:
+                if fd in listeners:
+                    self._accept(fd)
+                    continue
+                conn = connections.get(fd)
+                if conn is None or not conn.take():
+                    continue  # closed meanwhile, or owned by the sweeper (it re-arms)
+                try:
+                    self._serve(conn, flags)
+                except Exception:  # noqa: BLE001 - one connection's failure must not end the thread
+                    log.exception("connection from %s failed", conn.addr)
+                    self._close(conn)
+
+    # -- accepting ---------------------------------------------------------------------------------
+
+    def _accept(self, fd: int) -> None:
+        listener = self.listeners[fd]
+        limit = self.limits.connection_limit
+        for _ in range(ACCEPT_BATCH):
+            if len(self.connections) >= limit:
+                with self.accept_lock:
+                    self.accept_paused = True  # re-armed by _close when a connection ends
+                return
+            try:
+                sock, addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                if self.stopping:
+                    return
+                log.warning("accept() failed: %s", exc)
+                break
+            try:
+                sock.setblocking(False)
+                for level, option, value in self.adj.socket_options:
+                    sock.setsockopt(level, option, value)
+            except OSError:
+                sock.close()
+                continue
+            conn = Connection(self, sock, addr)
+            self.connections[conn.fd] = conn
+            try:
+                self.epoll.register(conn.fd, _IN)
+            except OSError:
+                self.connections.pop(conn.fd, None)
+                sock.close()
+        self._arm_listener(fd)
+
+    def _arm_listener(self, fd: int) -> None:
+        if self.stopping:
+            return
+        try:
+            self.epoll.modify(fd, _IN)
+        except OSError:
+            pass
+
+    def _close(self, conn: Connection) -> None:
+        with conn.lock:
+            if conn.closed:
+                return
+            conn.closed = True
+            try:
+                self.epoll.unregister(conn.fd)
+            except (OSError, ValueError):
+                pass
+            self.connections.pop(conn.fd, None)  # before close: the number may be reused at once
+            try:
+                conn.sock.close()
+            except OSError:
+                pass
+        if conn.parser is not None:
+            conn.parser.close()
+            conn.parser = None
+        if self.accept_paused:
+            with self.accept_lock:
+                paused, self.accept_paused = self.accept_paused, False
+            if paused:
+                for fd in self.listeners:
+                    self._arm_listener(fd)
+
+    # -- one event of an owned connection ------------------------------------------------------------
+
+    def _serve(self, conn: Connection, flags: int) -> None:
+        if conn.pending:  # EPOLLOUT: the client takes the rest of an answer
+            if not self._flush(conn):
+                return conn.release(_OUT)
+            if conn.close_after_send:
+                return self._after_last_answer(conn)
+            data, conn.unparsed = conn.unparsed, b""
+        else:
+            try:
+                data = conn.sock.recv(self.adj.recv_bytes)
+            except (BlockingIOError, InterruptedError):
+                return conn.release(_IN)
+            except OSError:
+                return self._close(conn)
+            if not data:
+                return self._close(conn)
+            conn.last_activity = time.monotonic()
+            if conn.lingering:
+                conn.discard_left -= len(data)
+                if conn.discard_left <= 0:
+                    return self._close(conn)
+                return conn.release(_IN)
+        if data:
+            self._received(conn, data)
+        if conn.pending:
+            return conn.release(_OUT)
+        if conn.close_after_send:
+            return self._after_last_answer(conn)
+        conn.release(_IN)
+
+    def _received(self, conn: Connection, data: bytes) -> None:
+        """Parse ``data`` and answer every request it completes, in order."""
+        while data:
+            request = conn.parser
+            if request is None:
+                request = conn.parser = XCAPRequestParser(self.adj, limits=self.limits, channel=conn)
+            consumed = request.received(data)
+            if request.expect_continue and request.headers_finished and not conn.sent_continue:
+                self._send(conn, _CONTINUE)
+                conn.sent_continue = True
+            if request.completed:
+                conn.parser = None
+                conn.sent_continue = False
+                if not request.empty:
+                    self._answer(conn, request)
+                    if conn.close_after_send:
+                        return
+                    if conn.pending:
+                        conn.unparsed = data[consumed:]
+                        return
+            if consumed >= len(data):
+                return
+            data = data[consumed:]
+
+    def _answer(self, conn: Connection, request: XCAPRequestParser) -> None:
+        """Run the application for ``request`` and send its answer (what waitress' channel does)."""
+        task = (ErrorTask if request.error else KeepAliveTask)(conn, request)
+        try:
+            task.service()
+        except Exception:  # noqa: BLE001 - the client gets a 500, the log the traceback
+            log.exception("Exception while serving %s", request.path)
+            if task.wrote_header:
+                task.close_on_finish = True
+            else:
+                conn.out.clear()
+                error = XCAPRequestParser(self.adj, limits=self.limits)
+                error.error = InternalServerError("The server encountered an unexpected internal server error")
+                error.version = request.version
+                if "CONNECTION" in request.headers:
+                    error.headers["CONNECTION"] = request.headers["CONNECTION"]
+                task = ErrorTask(conn, error)
+                task.service()
+        finally:
+            request.close()
+        conn.served_at = time.time()
+        if task.close_on_finish:
+            conn.close_after_send = True
+        answer = b"".join(conn.out)
+        conn.out.clear()
+        self._send(conn, answer)
+
+    def _send(self, conn: Connection, data: bytes) -> None:
+        """Send ``data`` after what is pending; what the socket does not take now stays pending."""
+        conn.pending += data
+        self._flush(conn)
+
+    def _flush(self, conn: Connection) -> bool:
+        """Send pending bytes without waiting; True when none are left."""
+        view = memoryview(conn.pending)
+        sent = 0
+        try:
+            while sent < len(view):
+                sent += conn.sock.send(view[sent:])
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            conn.close_after_send = True
+            conn.discard_left = 0
+            sent = len(view)  # the client is gone: nothing more to send
+        finally:
+            view.release()
+        if sent:
+            conn.pending = conn.pending[sent:]
+            conn.last_activity = time.monotonic()
+        return not conn.pending
+
+    def _after_last_answer(self, conn: Connection) -> None:
+        """The connection ends after its answer: close it, or first drop a withheld body's rest
+        so that the client reads the answer and not a reset."""
+        if conn.discard_left > 0 and not conn.lingering:
+            try:
+                conn.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                return self._close(conn)
+            conn.lingering = True
+            conn.last_activity = time.monotonic()
+            return conn.release(_IN)
+        self._close(conn)
+
+    # -- timeouts ------------------------------------------------------------------------------------
+
+    def sweep(self, now: float) -> None:
+        """Close or time out the connections whose time is up (about once a second)."""
+        limits = self.limits
+        wall = time.time()
+        for conn in list(self.connections.values()):
+            if conn.owned:
+                continue
+            silent = now - conn.last_activity
+            parser = conn.parser
+            if conn.lingering:
+                expired = silent > limits.body_timeout or now > conn.linger_until
+            elif conn.pending:
+                expired = silent > limits.idle_timeout  # the client does not read its answer
+            elif parser is None:
+                expired = silent > limits.idle_timeout
+            elif not parser.headers_finished:
+                expired = wall - max(parser.started, conn.served_at) > limits.header_timeout
+            else:
+                expired = silent > limits.body_timeout
+            if not expired or not conn.take():
+                continue
+            if conn.lingering or conn.pending or conn.parser is None:
+                self._close(conn)
+            else:
+                self._time_out(conn, "request head" if not conn.parser.headers_finished else "request body")
+
+    def _time_out(self, conn: Connection, what: str) -> None:
+        log.info("closing the connection from %s: %s not complete in time", conn.addr[0] if conn.addr else "?",
+                 what)
+        try:
+            conn.sock.send(_TIMEOUT_RESPONSE)  # best effort (RFC 9110 408)
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return self._close(conn)
+        if conn.parser is not None:
+            conn.parser.close()
+            conn.parser = None
+        # Closing with unread input would send a reset that can overtake the 408 in the client's
+        # receive buffer: read and drop what it still sends for a moment.
+        conn.lingering = True
+        conn.discard_left = _TIMEOUT_LINGER_BYTES
+        conn.linger_until = time.monotonic() + _TIMEOUT_LINGER_SECONDS
+        conn.release(_IN)
+
+
+def listening_sockets(adj: Adjustments) -> list[socket.socket]:
+    """Sockets bound to every address of ``adj.listen`` (a host name may have IPv4 and IPv6 ones)."""
+    sockets = []
+    try:
+        for family, socktype, proto, sockaddr in adj.listen:
+            sock = socket.socket(family, socktype, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(sockaddr)
+            sock.listen(adj.backlog)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def serve(app, *, limits: Limits, sockets: list[socket.socket] | None = None, **options) -> None:
+    """Run ``app`` until SIGTERM/SIGINT: on ``sockets`` (listening) or on ``host``/``port`` of
+    ``options`` (waitress' adjustments, e.g. ``threads``), with ``limits``."""
+    open_files = raise_open_files_limit()
+    limits = Limits(**{**limits.__dict__,
+                       "connection_limit": effective_connection_limit(limits.connection_limit, open_files)})
+    if not hasattr(select, "epoll"):  # not Linux: waitress' own loop with the same limits
+        create_server(app, limits=limits, sockets=sockets, **options).run()
+        return
+    adj = adjustments(limits, sockets, **options)
+    Core(app, sockets or listening_sockets(adj), adj, limits).run(adj.threads)
