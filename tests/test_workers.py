@@ -144,7 +144,7 @@ def test_a_worker_that_cannot_start_stops_the_server(tmp_path):
     assert "xcap-wsgi:" in result.stderr
 
 
-def test_one_worker_is_the_default():
+def test_one_worker_per_cpu_is_the_default():
     from xcap_wsgi.settings import BY_NAME
 
-    assert BY_NAME["workers"].default == 1
+    assert BY_NAME["workers"].default == 0  # 0: one per CPU (cli.usable_cpus)

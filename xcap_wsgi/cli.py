@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from . import __version__
@@ -126,6 +127,8 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"xcap-wsgi: {exc}", file=sys.stderr)
         return 2
+    if settings.workers == 0:
+        settings = settings.replace(workers=usable_cpus())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     from . import backends
@@ -150,12 +153,21 @@ def _serve(args: argparse.Namespace) -> int:
         if isinstance(exc.code, int):
             return exc.code
         raise
-    from .httpserver import limits_from_settings, serve
+    from .httpcore import serve
+    from .httpserver import limits_from_settings
 
     _banner(settings.host, settings.port, settings, mode)
     serve(app, limits=limits_from_settings(settings), host=settings.host, port=settings.port,
           threads=settings.threads, ident="xcap-wsgi")
     return 0
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (``workers = 0``: one process per CPU)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def _serve_backend(server: str, settings: Settings) -> int:
@@ -190,8 +202,7 @@ def _serve_workers(settings: Settings) -> int:
         settings = settings.replace(nonce_secret=secrets.token_hex(32))  # one secret: nonces work in any worker
 
     def ready(host, port):
-        auth = "ANONYMOUS (no authentication: development only)" if settings.anonymous else "Digest"
-        _banner(host, port, settings, auth, f" workers={settings.workers} threads={settings.threads}")
+        _banner(host, port, settings, _auth_mode(settings), f" workers={settings.workers} threads={settings.threads}")
 
     return serve_workers(lambda: _build_app(settings)[0], host=settings.host, port=settings.port,
                          workers=settings.workers, threads=settings.threads, on_ready=ready,
@@ -215,7 +226,7 @@ def _build_app(settings: Settings):
         print(f"xcap-wsgi: cannot open the database {_redact(settings.db)}: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     if settings.anonymous:
-        return standalone_app(settings, middleware), "ANONYMOUS (no authentication: development only)"
+        return standalone_app(settings, middleware), _auth_mode(settings)
     from .digest import from_settings
     from .subscribers import SubscriberError
 
@@ -226,12 +237,19 @@ def _build_app(settings: Settings):
     except (SubscriberError, StoreError, ValueError, OSError) as exc:
         print(f"xcap-wsgi: cannot set up Digest authentication: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    realm = digest.realm or f"<domain of the XUI>, else {digest.default_domain}"
-    mode = (f"Digest ({'/'.join(digest.algorithms)}{', Basic' if digest.basic else ''}) realm={realm} "
-            f"against {_redact(settings.auth_db or settings.db)}")
+    return standalone_app(settings, middleware, digest), _auth_mode(settings)
+
+
+def _auth_mode(settings: Settings) -> str:
+    """What the start-up line says of authentication."""
+    if settings.anonymous:
+        return "ANONYMOUS (no authentication: development only)"
+    from .digest import describe
+
+    mode = f"{describe(settings)} against {_redact(settings.auth_db or settings.db)}"
     if settings.identity_header:
         mode += f"; {settings.identity_header} from {','.join(settings.trusted_proxies)}"
-    return standalone_app(settings, middleware, digest), mode
+    return mode
 
 
 def _initdb(args: argparse.Namespace) -> int:

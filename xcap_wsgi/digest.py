@@ -123,7 +123,7 @@ class DigestAuthMiddleware:
             raise ValueError(f"password_column must be one of {', '.join(PASSWORD_COLUMNS)}")
         if password_column in ("ha1", "ha1b") and "SHA-256" in self.algorithms:
             log.warning("password_column=%s holds MD5 hashes: SHA-256 challenges are not offered", password_column)
-            self.algorithms = tuple(a for a in self.algorithms if a != "SHA-256") or ("MD5",)
+        self.algorithms = offered_algorithms(self.algorithms, password_column)
         self.password_column = password_column
         self.nonce_lifetime = float(nonce_lifetime)
         shared_secret = secret is not None  # other processes may hold it: count nonces host-wide
@@ -440,6 +440,22 @@ class DigestAuthMiddleware:
         except Exception:
             return False
         return decoded == expected_path and query == environ.get("QUERY_STRING", "")
+
+
+def offered_algorithms(algorithms: Iterable[str], password_column: str) -> tuple[str, ...]:
+    """The Digest algorithms challenged with: ``algorithms`` but SHA-256 when the password column
+    holds MD5 hashes (ha1, ha1b)."""
+    wanted = tuple(a.strip().upper() for a in algorithms if a.strip())
+    if password_column in ("ha1", "ha1b"):
+        return tuple(a for a in wanted if a != "SHA-256") or ("MD5",)
+    return wanted
+
+
+def describe(settings: Settings) -> str:
+    """serve's start-up description of the Digest set-up of ``settings``."""
+    realm = settings.realm or f"<domain of the XUI>, else {settings.default_domain}"
+    algorithms = offered_algorithms(settings.digest_algorithms, settings.password_column)
+    return f"Digest ({'/'.join(algorithms)}{', Basic' if settings.basic_auth else ''}) realm={realm}"
 
 
 def from_settings(app, settings: Settings, *, required: bool | None = None) -> DigestAuthMiddleware:

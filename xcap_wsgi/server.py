@@ -33,7 +33,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from .httpserver import Limits, raise_open_files_limit, serve
+from .httpcore import serve
+from .httpserver import Limits, raise_open_files_limit
 
 #: A worker that exits within this many seconds of being started failed its start-up.
 STARTUP_GRACE = 5.0
@@ -70,8 +71,17 @@ def _worker(sock: socket.socket | None, build_app: Callable[[], object], threads
     return 0
 
 
+_stopping = False
+
+
 def _stop_worker(signum, frame):
-    raise SystemExit(0)  # waitress' run loop catches SystemExit and shuts its threads down
+    """SIGTERM in a worker: the serving loop catches SystemExit and shuts its threads down. Only
+    the first: a second one (a process group signalled, then the parent forwarding it) must not
+    cut that shutdown short with a traceback."""
+    global _stopping
+    if not _stopping:
+        _stopping = True
+        raise SystemExit(0)
 
 
 def serve_workers(

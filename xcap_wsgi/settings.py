@@ -168,8 +168,9 @@ class Settings:
                           "granian) or auto (granian, else uwsgi, else waitress); see xcap_wsgi.backends for what "
                           "the others lack", "server")
     threads: int = setting(8, parse_int, "worker threads of the standalone server (per process)", "server")
-    workers: int = setting(1, parse_int, "processes of the standalone server sharing one listening socket "
-                           "(each with --threads threads)", "server")
+    workers: int = setting(0, parse_int, "processes of the standalone server sharing one listening socket "
+                           "(each with --threads threads); 0: one per CPU this process may run on (Python "
+                           "threads share one core)", "server")
     # -- connection limits of the standalone server (xcap_wsgi.httpserver) ------------------------
     connection_limit: int = setting(5000, parse_count,
                                     "open client connections per process of the standalone server (idle "
@@ -292,9 +293,11 @@ class Settings:
             raise ValueError("identity_header needs trusted_proxies (the proxies allowed to assert identities)")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port: {self.port} is not a TCP port")
-        for name in ("threads", "workers", "max_uri_length"):
+        for name in ("threads", "max_uri_length"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        if self.workers < 0:
+            raise ValueError(f"workers: must be at least 1 (0: one per CPU), got {self.workers}")
         if self.max_body_size < 0:
             raise ValueError(f"max_body_size: must not be negative, got {self.max_body_size}")
 
