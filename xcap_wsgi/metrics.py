@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # pragma: no cover
     from .settings import Settings
@@ -136,6 +136,12 @@ class MetricsMiddleware:
         self.app = app
         self.path = path
         self.pool_state = pool_state
+        # Labelled children are looked up once per label set (labels() costs more than inc()),
+        # and the pool gauges are written only when the pool changed.
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._pool_gauges: tuple[Any, Any, Any] | None = None
+        self._pool_last: tuple | None = None
+        self._children_of: _Metrics | None = None  # the metrics the cached children belong to
 
     def __getattr__(self, name: str):
         """The wrapped app's attributes (``store``, ``subscribers``, ...): a transparent layer."""
@@ -170,13 +176,24 @@ class MetricsMiddleware:
         method = _METHODS.get(environ.get("REQUEST_METHOD", ""), "other")
         kind = "-" if uri is None or auid == NO_AUID else ("document" if uri.node_selector is None else "node")
         operation = f"{method}_{kind}" if kind != "-" else method
-        metrics.requests.labels(auid, operation, status).inc()
-        metrics.latency.labels(auid, operation, status).observe(seconds)
+        if metrics is not self._children_of:
+            self._children, self._pool_gauges, self._pool_last = {}, None, None
+            self._children_of = metrics
+        key = (auid, operation, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (metrics.requests.labels(*key), metrics.latency.labels(*key))
+        children[0].inc()
+        children[1].observe(seconds)
         if self.pool_state is not None:
-            size, in_use, idle = self.pool_state()
-            metrics.pool.labels("size").set(size)
-            metrics.pool.labels("in_use").set(in_use)
-            metrics.pool.labels("idle").set(idle)
+            state = self.pool_state()
+            if state != self._pool_last:
+                if self._pool_gauges is None:
+                    self._pool_gauges = (metrics.pool.labels("size"), metrics.pool.labels("in_use"),
+                                         metrics.pool.labels("idle"))
+                for gauge, value in zip(self._pool_gauges, state, strict=True):
+                    gauge.set(value)
+                self._pool_last = state
 
     def _expose(self, environ, start_response):
         method = environ.get("REQUEST_METHOD", "GET")
