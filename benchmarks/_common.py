@@ -243,12 +243,14 @@ class Stack:
 
     def start_xcap_wsgi(self, workers: int = 2, threads: int = 8, extra: tuple = (), env: dict | None = None,
                         port: int | None = None, db_url: str | None = None) -> tuple[int, subprocess.Popen]:
-        """``xcap-wsgi serve`` (``extra``: more options, e.g. ``--server uwsgi``)."""
+        """``xcap-wsgi serve`` (``extra``: more options, e.g. ``--server uwsgi``; ``workers`` 0: serve's
+        default processes and threads)."""
         port = port or free_port()
+        size = ("--workers", str(workers), "--threads", str(threads)) if workers else ()
         proc = self._launch(
             "xcap-wsgi",
             [sys.executable, "-m", "xcap_wsgi", "serve", "--db", db_url or self.db_url, "--anonymous", "--host", "127.0.0.1",
-             "--port", str(port), "--workers", str(workers), "--threads", str(threads), *extra],
+             "--port", str(port), *size, *extra],
             self.dir / f"xcap-wsgi-{port}.log", port, XCAP_CAPS, env={**os.environ, **(env or {})})
         self.xcap_port = port
         return port, proc

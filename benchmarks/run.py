@@ -15,8 +15,9 @@ One command starts everything on 127.0.0.1 and stops it again:
   ``--full``: each value runs GET document, PUT document and PUT element at the largest
   connection count, twice, taking turns; the best geometric mean wins). ``--kamailio-close`` adds
   the unmodified sample (closes the connection after every reply) as a second, labelled column;
-* each xcap-wsgi deployment of ``--deployments``: ``waitress:WxT`` is ``python -m xcap_wsgi serve
-  --db mysql://... --anonymous --workers W --threads T``; ``serve-uwsgi:WxT`` and
+* each xcap-wsgi deployment of ``--deployments``: ``serve`` is ``python -m xcap_wsgi serve
+  --db mysql://... --anonymous`` with its default processes and threads (what the README's first
+  command starts); ``waitress:WxT`` is the same with ``--workers W --threads T``; ``serve-uwsgi:WxT`` and
   ``serve-granian:WxT`` the same with ``--server uwsgi`` / ``--server granian``
   (xcap_wsgi.backends); ``uwsgi:WxT`` is uWSGI's HTTP router
   in front of W processes x T threads running the PasteDeploy app, reached over a Unix socket
@@ -256,13 +257,15 @@ def fmt_row(label: str, conns: int, xs: dict[str, dict], k: dict, close: dict | 
     return "| " + " | ".join(cells) + " |"
 
 
-KINDS = ("waitress", "serve-uwsgi", "serve-granian", "uwsgi", "uwsgi11")
+KINDS = ("serve", "waitress", "serve-uwsgi", "serve-granian", "uwsgi", "uwsgi11")
 
 
 def parse_deployment(spec: str) -> tuple[str, str, int, int, str | None]:
     """``waitress:2x4`` / ``serve-uwsgi:3x2@pymysql`` -> (label, kind, processes, threads, driver)."""
     body, _, driver = spec.partition("@")
     kind, _, size = body.partition(":")
+    if kind == "serve" and not size and driver in ("", "pymysql", "mysqlclient"):
+        return spec, kind, 0, 0, driver or None  # serve's defaults: no --workers / --threads
     if kind not in KINDS or "x" not in size or driver not in ("", "pymysql", "mysqlclient"):
         raise ValueError(f"deployment {spec!r}: expected KIND:WxT[@pymysql|@mysqlclient], KIND one of "
                          + ", ".join(KINDS))
