@@ -103,3 +103,32 @@ def test_connection_limit_holds_new_clients_until_one_leaves(tmp_path):
         assert read_response(waiting).status == 200  # accepted once a connection left
         for sock in held + [waiting]:
             sock.close()
+
+
+def test_waitress_loop_where_epoll_is_missing_keeps_the_limits():
+    """The fallback for systems without epoll (httpserver.create_server), driven here on Linux."""
+    import threading
+
+    from xcap_wsgi.httpserver import Limits, create_server
+
+    def hello(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+        return [b"hello"]
+
+    server = create_server(hello, limits=Limits(header_timeout=1.0), host="127.0.0.1", port=0, threads=2)
+    port = server.effective_port
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = read_response(sock)
+            assert (answer.status, answer.body) == (200, b"hello")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            slow.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # the head never ends
+            assert read_response(slow).status == 408
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as bare:
+            bare.sendall(b"GET / HTTP/1.1\rHost: x\r\n\r\n")
+            assert read_response(bare).status == 400
+    finally:
+        server.close()

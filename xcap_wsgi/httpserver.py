@@ -1,14 +1,14 @@
-"""The HTTP layer of ``xcap-wsgi serve``: waitress with limits for a server that faces phones.
+"""The HTTP protocol of ``xcap-wsgi serve`` on top of waitress' parser and WSGI task, with limits
+for a server that faces phones; ``xcap_wsgi.httpcore`` runs it on Linux, waitress' own loop
+(``create_server``, below) elsewhere.
 
 waitress alone keeps 100 connections per process, drops silent ones only after 120 s, has no
 time limit on a request head or body, uses ``select()`` (which breaks above file descriptor
 1024) and reads every request body whole before the application sees the request. Here:
 
-* an ``epoll`` main loop in which idle connections cost nothing (``EpollLoop``; waitress'
-  ``poll()`` loop where epoll is missing), connections accepted in batches, a connection limit
-  of thousands per process, and the soft ``RLIMIT_NOFILE`` raised to the hard limit (the
-  connection limit is lowered to what the descriptors allow). An idle connection costs about
-  2.6 kB of the process' memory (measured with 3,000);
+* a connection limit of thousands per process, and the soft ``RLIMIT_NOFILE`` raised to the
+  hard limit (the connection limit is lowered to what the descriptors allow). An idle
+  connection costs about 2.6 kB of the process' memory (measured with 3,000);
 * **idle timeout**: a keep-alive connection with no request in progress is closed after
   ``idle_timeout`` seconds of silence;
 * **header timeout**: a request head must be complete ``header_timeout`` seconds after its first
@@ -25,9 +25,11 @@ time limit on a request head or body, uses ``select()`` (which breaks above file
   client that sends its body without waiting (urllib, requests) reads the 401 instead of a
   connection reset; a bigger announced body is not waited for;
 * **bare CR or LF** in a request head (RFC 9112 §2.2) is ``400`` at once; waitress would treat
-  ``\\r\\r\\r\\n\\r\\n`` as blank lines and then wait for ever.
+  ``\\r\\r\\r\\n\\r\\n`` as blank lines and then wait for ever;
+* HTTP/1.1 connections stay open after bodiless answers (``KeepAliveTask``).
 
-Used by single-process ``serve`` (``cli.py``) and by every ``--workers`` process (``server.py``).
+Where epoll is missing, ``create_server`` runs the same on waitress' main loop with
+``XCAPChannel`` connections.
 """
 
 from __future__ import annotations
@@ -36,13 +38,11 @@ import functools
 import logging
 import re
 import resource
-import select
 import socket
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
@@ -267,24 +267,6 @@ class XCAPChannel(HTTPChannel):
         super().service()
         self.served_at = time.time()
 
-    def add_channel(self, map=None):
-        super().add_channel(map)
-        self._wake()
-
-    def del_channel(self, map=None):
-        self._wake()  # before waitress forgets the descriptor number
-        super().del_channel(map)
-
-    def quiescent(self) -> bool:
-        """Nothing can change this connection's interest but an event on it (see EpollLoop)."""
-        return not (self.requests or self.total_outbufs_len or self.will_close or self.close_when_flushed
-                    or self.lingering)
-
-    def _wake(self) -> None:
-        loop = getattr(self.server, "loop", None)
-        if loop is not None:
-            loop.mark(self._fileno)
-
     # -- timeouts ---------------------------------------------------------------------------------
 
     def check_timeouts(self, now: float) -> None:
@@ -295,7 +277,6 @@ class XCAPChannel(HTTPChannel):
         if self.lingering:
             if now - self.last_activity > limits.body_timeout or now > self.linger_until:
                 self.will_close = True
-                self._wake()
             return
         if self.requests or self.close_when_flushed:
             return  # being answered
@@ -303,7 +284,6 @@ class XCAPChannel(HTTPChannel):
         if request is None:
             if now - self.last_activity > limits.idle_timeout:
                 self.will_close = True
-                self._wake()
         elif not request.headers_finished:
             if now - max(request.started, self.served_at) > limits.header_timeout:
                 self._time_out("request head")
@@ -318,105 +298,12 @@ class XCAPChannel(HTTPChannel):
             self.socket.shutdown(socket.SHUT_WR)
         except OSError:
             self.will_close = True
-            self._wake()
             return
         # Closing with unread input would send a reset that can overtake the 408 in the client's
         # receive buffer: read and drop what it still sends for a moment (as for withheld bodies).
         self.lingering = True
         self.discard_left = _TIMEOUT_LINGER_BYTES
         self.linger_until = time.time() + _TIMEOUT_LINGER_SECONDS
-        self._wake()
-
-
-class EpollLoop:
-    """waitress' main loop on ``epoll`` without the per-iteration cost of idle connections.
-
-    waitress' ``poll()`` loop asks every connection ``readable()``/``writable()`` and registers it
-    anew on each iteration: with a thousand idle keep-alive connections a request took six times
-    longer (measured: 3.4 ms -> 21 ms per request on one connection), and a burst of connections
-    waiting to be accepted (one per iteration) kept a new client waiting over 10 s with 2,000 open.
-    Here a connection's interest is recomputed only when something may have changed it: it had an
-    event, it was added or closed, it has a request in progress or output pending (a task thread
-    works on it and wakes the loop through waitress' trigger when done), or the timeout sweep
-    marked it. Idle and slow connections cost nothing between their events. Everything else
-    (listening socket, trigger) is recomputed on every iteration.
-    """
-
-    def __init__(self, map: dict):
-        self.map = map
-        self.epoll = select.epoll()
-        self.registered: dict[int, tuple[object, int]] = {}  # fd -> (dispatcher, event mask)
-        self.dirty: set[int] = set()
-        self.active: set[int] = set()
-
-    def mark(self, fd: int | None) -> None:
-        """Recompute ``fd``'s interest on the next iteration."""
-        if fd is not None:
-            self.dirty.add(fd)
-
-    def run(self, timeout: float) -> None:
-        self.dirty.update(self.map)  # the listening socket and the trigger, there before the loop
-        while self.map:
-            self._update()
-            try:
-                events = self.epoll.poll(timeout)
-            except InterruptedError:
-                events = []
-            for fd, flags in events:
-                self.dirty.add(fd)
-                obj = self.map.get(fd)
-                if obj is not None:
-                    wasyncore.readwrite(obj, flags)
-
-    def _update(self) -> None:
-        map, registered = self.map, self.registered
-        todo, self.dirty = self.dirty, set()  # connections mark themselves when added and closed
-        todo |= self.active
-        self.active = set()
-        for fd in todo:
-            obj = map.get(fd)
-            if obj is None:
-                self._forget(fd)
-                continue
-            entry = registered.get(fd)
-            if entry is not None and entry[0] is not obj:  # the descriptor number was reused
-                self._forget(fd)
-                entry = None
-            # Quiescent is decided first: a task thread may finish between the two questions,
-            # and only a connection without a task is sure to keep the answers it gave.
-            if not (isinstance(obj, XCAPChannel) and obj.quiescent()):
-                self.active.add(fd)
-            flags = 0
-            if obj.readable():
-                flags |= select.POLLIN | select.POLLPRI
-            if obj.writable() and not obj.accepting:
-                flags |= select.POLLOUT
-            if entry is None or entry[1] != flags:
-                self._register(fd, flags, entry is not None and entry[1] != 0)
-            registered[fd] = (obj, flags)
-
-    def _register(self, fd: int, flags: int, known: bool) -> None:
-        try:
-            if not flags:
-                if known:
-                    self.epoll.unregister(fd)
-            elif known:
-                self.epoll.modify(fd, flags)
-            else:
-                self.epoll.register(fd, flags)
-        except FileNotFoundError:  # closed and reused behind our back: the kernel forgot it
-            if flags:
-                self.epoll.register(fd, flags)
-        except FileExistsError:
-            self.epoll.modify(fd, flags)
-
-    def _forget(self, fd: int) -> None:
-        entry = self.registered.pop(fd, None)
-        if entry is not None and entry[1]:
-            try:
-                self.epoll.unregister(fd)
-            except OSError:
-                pass  # closed: the kernel dropped it already
 
 
 class XCAPServer(TcpWSGIServer):
@@ -424,9 +311,8 @@ class XCAPServer(TcpWSGIServer):
 
     channel_class = XCAPChannel
 
-    def __init__(self, application, map=None, *, limits: Limits, loop: EpollLoop | None = None, **kw):
+    def __init__(self, application, map=None, *, limits: Limits, **kw):
         self.limits = limits
-        self.loop = loop  # None: waitress' own poll() loop
         super().__init__(application, map, **kw)
 
     def maintenance(self, now):
@@ -454,15 +340,6 @@ class XCAPServer(TcpWSGIServer):
                 continue
             self.channel_class(self, conn, self.fix_addr(addr), self.adj, map=self._map)
 
-    def run(self):
-        if self.loop is None:
-            return super().run()
-        try:
-            self.loop.run(self.adj.asyncore_loop_timeout)
-        except (SystemExit, KeyboardInterrupt):
-            self.task_dispatcher.shutdown()
-        return None
-
 
 def adjustments(limits: Limits, sockets: list[socket.socket] | None = None, **options) -> Adjustments:
     """waitress' ``Adjustments`` for ``options`` with ``limits`` in force."""
@@ -485,38 +362,20 @@ def create_server(app, *, limits: Limits, sockets: list[socket.socket] | None = 
     dispatcher = ThreadedTaskDispatcher()
     dispatcher.set_thread_count(adj.threads)
     map: dict = {}
-    loop = EpollLoop(map) if hasattr(select, "epoll") else None
     servers = []
     if adj.sockets:
         for sock in adj.sockets:
-            servers.append(XCAPServer(app, map, limits=limits, loop=loop, _sock=sock, dispatcher=dispatcher,
+            servers.append(XCAPServer(app, map, limits=limits, _sock=sock, dispatcher=dispatcher,
                                       adj=adj, bind_socket=False,
                                       sockinfo=(sock.family, sock.type, sock.proto, sock.getsockname())))
     else:
         for sockinfo in adj.listen:
-            servers.append(XCAPServer(app, map, limits=limits, loop=loop, dispatcher=dispatcher, adj=adj,
+            servers.append(XCAPServer(app, map, limits=limits, dispatcher=dispatcher, adj=adj,
                                       sockinfo=sockinfo))
     if len(servers) == 1:
         return servers[0]
     listen = [(s.effective_host, s.effective_port) for s in servers]
-    return _MultiSocketServer(map, adj, listen, dispatcher, servers[-1].log_info, loop=loop)
-
-
-class _MultiSocketServer(MultiSocketServer):
-    """Several listening sockets (a host name with IPv4 and IPv6 addresses) on one EpollLoop."""
-
-    def __init__(self, *args, loop: EpollLoop | None, **kw):
-        super().__init__(*args, **kw)
-        self.loop = loop
-
-    def run(self):
-        if self.loop is None:
-            return super().run()
-        try:
-            self.loop.run(self.adj.asyncore_loop_timeout)
-        except (SystemExit, KeyboardInterrupt):
-            self.close()
-        return None
+    return MultiSocketServer(map, adj, listen, dispatcher, servers[-1].log_info)
 
 
 def limits_from_settings(settings: Settings) -> Limits:

@@ -1,9 +1,8 @@
-"""A pre-forking standalone server: N processes, each running waitress on the same port.
+"""A pre-forking standalone server: N processes, each serving the same port (xcap_wsgi.httpcore).
 
 ``xcap-wsgi serve --workers N`` (N > 1) reserves the port in the parent, then forks N worker
 processes. Each worker builds its own application (its own database pool: pooled connections
-must never cross a fork) and serves the port with waitress (``httpserver.serve(app,
-sockets=[sock])``).
+must never cross a fork) and serves the port (``httpcore.serve(app, sockets=[sock])``).
 
 Where the OS has ``SO_REUSEPORT`` (Linux), every worker listens on a socket of its own bound to
 the port and the kernel spreads new connections evenly over them. One socket shared by all
@@ -21,7 +20,7 @@ The parent only supervises:
 
 Python threads share one interpreter lock, so one process uses at most about one core; several
 processes are how a Python WSGI server uses several cores (see README, Benchmarks).
-``--workers 1`` (the default) does not go through this module at all.
+``--workers 1`` does not go through this module at all; the default is one worker per CPU.
 """
 
 from __future__ import annotations
@@ -97,7 +96,7 @@ def serve_workers(
     limits: Limits | None = None,
     **waitress_options,
 ) -> int:
-    """Run ``workers`` waitress processes on one port; return the exit status for ``main``.
+    """Run ``workers`` server processes on one port; return the exit status for ``main``.
 
     Each worker serves with ``xcap_wsgi.httpserver`` and ``limits`` (connection limit and
     timeouts per process).
@@ -109,7 +108,7 @@ def serve_workers(
     if workers < 1:
         raise ValueError("workers must be at least 1")
     limits = limits or Limits()
-    waitress_options.pop("_quiet", None)  # waitress.serve's option; httpserver.serve prints nothing
+    waitress_options.pop("_quiet", None)  # waitress.serve's option; httpcore.serve prints nothing
     raise_open_files_limit()  # inherited by every worker
     if reuse_port is None:
         reuse_port = hasattr(socket, "SO_REUSEPORT")
