@@ -391,29 +391,28 @@ class Core:
 
     def sweep(self, now: float) -> None:
         """Close or time out the connections whose time is up (about once a second)."""
-        limits = self.limits
         wall = time.time()
         for conn in list(self.connections.values()):
-            if conn.owned:
+            if conn.owned or not self._expired(conn, now, wall) or not conn.take():
                 continue
-            silent = now - conn.last_activity
-            parser = conn.parser
-            if conn.lingering:
-                expired = silent > limits.body_timeout or now > conn.linger_until
-            elif conn.pending:
-                expired = silent > limits.idle_timeout  # the client does not read its answer
-            elif parser is None:
-                expired = silent > limits.idle_timeout
-            elif not parser.headers_finished:
-                expired = wall - max(parser.started, conn.served_at) > limits.header_timeout
-            else:
-                expired = silent > limits.body_timeout
-            if not expired or not conn.take():
-                continue
-            if conn.lingering or conn.pending or conn.parser is None:
+            if not self._expired(conn, now, wall):  # served between the two looks
+                conn.release(_OUT if conn.pending else _IN)
+            elif conn.lingering or conn.pending or conn.parser is None:
                 self._close(conn)
             else:
                 self._time_out(conn, "request head" if not conn.parser.headers_finished else "request body")
+
+    def _expired(self, conn: Connection, now: float, wall: float) -> bool:
+        limits = self.limits
+        silent = now - conn.last_activity
+        parser = conn.parser
+        if conn.lingering:
+            return silent > limits.body_timeout or now > conn.linger_until
+        if conn.pending or parser is None:  # an answer not read, or no request: idle
+            return silent > limits.idle_timeout
+        if not parser.headers_finished:
+            return wall - max(parser.started, conn.served_at) > limits.header_timeout
+        return silent > limits.body_timeout
 
     def _time_out(self, conn: Connection, what: str) -> None:
         log.info("closing the connection from %s: %s not complete in time", conn.addr[0] if conn.addr else "?",
