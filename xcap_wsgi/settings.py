@@ -167,7 +167,7 @@ class Settings:
                           "and timeouts below), uwsgi (uWSGI's router; pip install pyuwsgi), granian (pip install "
                           "granian) or auto (granian, else uwsgi, else waitress); see xcap_wsgi.backends for what "
                           "the others lack", "server")
-    threads: int = setting(4, parse_int, "threads of each process of the standalone server: requests it serves at "
+    threads: int = setting(2, parse_int, "threads of each process of the standalone server: requests it serves at "
                            "once (more threads contend for Python's interpreter lock; raise it when the database "
                            "is far away)", "server")
     workers: int = setting(0, parse_int, "processes of the standalone server sharing one listening socket "
