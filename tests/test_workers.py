@@ -133,6 +133,17 @@ def test_sigterm_stops_the_parent_and_every_worker(workers):
         request(port, "GET", "/xcap-root/xcap-caps/global/index")
 
 
+def test_workers_do_not_outlive_a_killed_parent(workers):
+    """SIGKILL leaves the parent no chance to forward anything: the workers still stop
+    (PR_SET_PDEATHSIG) instead of holding the port for ever."""
+    process, port, _ = workers
+    pids = children(process.pid)
+    assert pids
+    process.kill()
+    process.wait(15)
+    assert wait_until(lambda: not any(alive(pid) for pid in pids))
+
+
 def test_a_worker_that_cannot_start_stops_the_server(tmp_path):
     port = free_port()
     result = subprocess.run(

@@ -73,6 +73,22 @@ def _worker(sock: socket.socket | None, build_app: Callable[[], object], threads
 _stopping = False
 
 
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGTERM this worker when the parent dies, even by SIGKILL (PR_SET_PDEATHSIG), so no
+    worker is left holding the port; elsewhere the parent's forwarding is all there is."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl
+        raise SystemExit(0)
+
+
 def _stop_worker(signum, frame):
     """SIGTERM in a worker: the serving loop catches SystemExit and shuts its threads down. Only
     the first: a second one (a process group signalled, then the parent forwarding it) must not
@@ -130,6 +146,7 @@ def serve_workers(
             signal.signal(signal.SIGTERM, _stop_worker)
             code = 1
             try:
+                _die_with_parent(parent)
                 if reuse_port:
                     sock.close()  # the worker's own socket is bound after the app is built
                 code = _worker(worker_sock, build_app, threads, waitress_options, bound_host, bound_port, limits)
