@@ -49,6 +49,8 @@ log = logging.getLogger("xcap_wsgi.httpserver")
 _IN = select.EPOLLIN | select.EPOLLONESHOT
 _OUT = select.EPOLLOUT | select.EPOLLONESHOT
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+#: Set (by a worker's SIGTERM handler, xcap_wsgi.server) to end ``Core.run`` within a second.
+stop_requested = threading.Event()
 #: Seconds a waiting thread sleeps at most before it looks whether the server stops.
 _POLL_SECONDS = 1.0
 
@@ -152,8 +154,8 @@ class Core:
         for worker in workers:
             worker.start()
         try:
-            while True:
-                time.sleep(1.0)
+            while not stop_requested.is_set():
+                stop_requested.wait(1.0)
                 self.sweep(time.monotonic())
         except (SystemExit, KeyboardInterrupt):
             pass

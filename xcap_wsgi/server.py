@@ -32,7 +32,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from .httpcore import serve
+from .httpcore import serve, stop_requested
 from .httpserver import Limits, raise_open_files_limit
 
 #: A worker that exits within this many seconds of being started failed its start-up.
@@ -70,9 +70,6 @@ def _worker(sock: socket.socket | None, build_app: Callable[[], object], threads
     return 0
 
 
-_stopping = False
-
-
 def _die_with_parent(parent: int) -> None:
     """Linux: SIGTERM this worker when the parent dies, even by SIGKILL (PR_SET_PDEATHSIG), so no
     worker is left holding the port; elsewhere the parent's forwarding is all there is."""
@@ -90,13 +87,17 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _stop_worker(signum, frame):
-    """SIGTERM in a worker: the serving loop catches SystemExit and shuts its threads down. Only
-    the first: a second one (a process group signalled, then the parent forwarding it) must not
-    cut that shutdown short with a traceback."""
-    global _stopping
-    if not _stopping:
-        _stopping = True
+    """SIGTERM in a worker: the serving loop stops (``httpcore.stop_requested``, looked at every
+    second, so a SystemExit that lands where it is swallowed still stops it) and SystemExit ends
+    whatever runs now. Only the first: a second one (a process group signalled, then the parent
+    forwarding it) must not cut the shutdown short with a traceback."""
+    if not stop_requested.is_set():
+        stop_requested.set()
         raise SystemExit(0)
+
+
+#: Held back from the moment of a fork until the worker's own handlers are in place.
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 
 def serve_workers(
@@ -139,17 +140,28 @@ def serve_workers(
     def spawn() -> None:
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        # A stop signal that arrived between the fork and the worker's handlers ran the parent's
+        # handler in the worker, anywhere (in fork hooks, where its SystemExit is swallowed):
+        # signals wait, blocked, until each side is ready for them.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+            raise
         if pid == 0:  # worker
             for sig in (signal.SIGINT, signal.SIGHUP):
                 signal.signal(sig, signal.SIG_IGN)  # the parent decides; it forwards SIGTERM
             signal.signal(signal.SIGTERM, _stop_worker)
             code = 1
             try:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
                 _die_with_parent(parent)
                 if reuse_port:
                     sock.close()  # the worker's own socket is bound after the app is built
                 code = _worker(worker_sock, build_app, threads, waitress_options, bound_host, bound_port, limits)
+            except SystemExit as exc:  # stopped before serving
+                code = exc.code if isinstance(exc.code, int) else 0
             except BaseException:  # noqa: BLE001 - report and leave; never return into the parent's loop
                 import traceback
 
@@ -159,6 +171,7 @@ def serve_workers(
                 sys.stderr.flush()
                 os._exit(code)
         children[pid] = time.monotonic()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
     parent = os.getpid()
 
