@@ -199,7 +199,7 @@ def test_serve_workers_sum_every_process(tmp_path):
         totals = {scrape_total(port) for _ in range(6)}  # whichever worker answers, the same sum
         assert totals == {start + 40}, (totals, start)
         directories = [p for p in Path(os.environ.get("TMPDIR", "/tmp")).glob("xcap-wsgi-metrics-*")
-                       if any(p.glob(f"*_{pid}.db") for pid in children(process.pid))]
+                       if any(any(p.glob(f"*_{pid}.db")) for pid in children(process.pid))]
         assert len(directories) == 1
     finally:
         process.send_signal(signal.SIGTERM)
