@@ -20,6 +20,7 @@ reports "already exists", which ``adduser`` shows; nothing is written twice).
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -132,6 +133,7 @@ class SQLiteSubscribers:
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"cannot open SQLite database {self.path}: {exc}") from exc
             self._local.connection = connection
+            self._local.inode = _inode(self.path)
         return connection
 
     def _query(self, sql: str, params: tuple = ()) -> list:
@@ -173,7 +175,14 @@ class SQLiteSubscribers:
         return _pick(rows, username, domain)
 
     def ping(self) -> None:
-        """Raise StoreUnavailable / SubscriberError unless the subscriber table can be read."""
+        """Raise StoreUnavailable / SubscriberError unless the subscriber table can be read.
+
+        A thread's open connection still reads a file that was moved or replaced: that
+        connection is dropped, so each thread's answer is the one the file now at the path gives."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None and self._local.inode != _inode(self.path):
+            self._local.connection = None
+            connection.close()
         self._query("SELECT 1 FROM subscriber LIMIT 1")
 
     def add(self, username: str, domain: str, password: str, *, store_password: bool = True) -> None:
@@ -281,3 +290,12 @@ def open_subscribers(url: str, *, create: bool = True):
     if scheme in ("mysql", "mysql+pymysql", "mariadb"):
         return MySQLSubscribers(url)
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path or mysql://user:pass@host/db")
+
+
+def _inode(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path``; None when there is none."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
