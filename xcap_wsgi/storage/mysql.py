@@ -295,7 +295,8 @@ class MySQLStore:
         if len(content) > MAX_DOCUMENT_BYTES:
             raise DocumentTooLarge(f"{len(content)} bytes: Kamailio's doc column (MEDIUMBLOB) holds at most "
                                    f"{MAX_DOCUMENT_BYTES}")
-        if self.max_allowed_packet is not None:
+        # Escaping at most doubles the content: only a document near the limit is worth counting.
+        if self.max_allowed_packet is not None and 2 * len(content) + 4096 > self.max_allowed_packet:
             statement = len(content) + sum(content.count(b) for b in _ESCAPED_BYTES) + 4096
             if statement > self.max_allowed_packet:
                 raise DocumentTooLarge(f"{len(content)} bytes: the statement would exceed the server's "
