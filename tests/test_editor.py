@@ -243,6 +243,20 @@ def test_put_element_create_uses_prefix_bound_at_insertion_point():
     assert_only_span_changed(NS_DOC, new, anchor, 0, body.strip())
 
 
+def test_put_element_body_prefixes_follow_each_documents_bindings():
+    """The wrapper declaring the bindings in scope is remembered per set of bindings
+    (editor._fragment_start): a prefix one document binds must not leak into the next."""
+    binds = b'<r xmlns:p="urn:a"><x/></r>'
+    unbound = b"<r><x/></r>"
+    other = b'<r xmlns:p="urn:b"><p:y/></r>'
+    body = b"<p:y/>"
+    assert put_node(binds, sel("r/*[2]"), body, URL) == (b'<r xmlns:p="urn:a"><x/><p:y/></r>', True)
+    with pytest.raises(NotXMLFrag):  # p is not bound where the element would go
+        put_node(unbound, sel("r/*[2]"), body, URL)
+    assert put_node(other, sel("r/*[2]"), body, URL) == (b'<r xmlns:p="urn:b"><p:y/><p:y/></r>', True)
+    assert put_node(binds, sel("r/*[2]"), body, URL)[0] == b'<r xmlns:p="urn:a"><x/><p:y/></r>'
+
+
 def test_put_element_body_with_xml_declaration_and_bom():
     body = b'\xef\xbb\xbf<?xml version="1.0" encoding="UTF-8"?>\n<el3/>'
     new, _ = put_node(RFC_DOC, sel("root/el3"), body, URL)
@@ -398,6 +412,27 @@ def reference_spans(data):
 def test_spans_match_reference_tokenizer(data):
     doc = _Document(data)
     assert [doc.span(e) for e in doc.root.iter(etree.Element)] == reference_spans(data)
+
+
+def long_document() -> bytes:
+    """Over 4,096 elements, some nested 250 deep, with comments, CDATA and PIs between them: the
+    scanner skips tags in runs of 4096 and base-16 digits of 256, 16 and 1 (editor._skip)."""
+    parts = [b"<r>"]
+    for i in range(4400):
+        parts.append(b'<e i="%d">' % i + (b"<f/><!-- <g> -->" if i % 3 == 0 else b"<![CDATA[</e>]]>"))
+        if i in (17, 2000):
+            parts.append(b"<n>" * 250 + b"<?p?>" + b"</n>" * 250)
+        parts.append(b"</e>\n")
+    return b"".join(parts) + b"</r>"
+
+
+def test_spans_match_reference_tokenizer_past_every_skip_size():
+    data = long_document()
+    doc = _Document(data)
+    elements, expected = list(doc.root.iter(etree.Element)), reference_spans(data)
+    near = {n + d for n in (16, 256, 4096, 4096 + 256 + 16, len(elements) - 1) for d in range(-3, 4)}
+    sample = sorted(i for i in near | set(range(0, len(elements), 61)) | set(range(300)) if i < len(elements))
+    assert [doc.span(elements[i]) for i in sample] == [expected[i] for i in sample]
 
 
 def test_huge_position_put_is_cannot_insert():

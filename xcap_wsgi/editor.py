@@ -32,7 +32,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from typing import cast
 
 from lxml import etree
@@ -134,9 +134,9 @@ def _put_element(doc: _Document, selector: NodeSelector, body: bytes, document_u
         raise CannotInsert("a document has exactly one root element; the selector does not select it")
 
     if matches:  # §8.2.4: replace in place
-        start, end = doc.span(matches[0])
-        new, created = data[:start] + fragment + data[end:], False
         elements_before = int(_ELEMENTS_BEFORE(matches[0]))
+        start, end = doc.span(matches[0], elements_before)
+        new, created = data[:start] + fragment + data[end:], False
     else:  # §8.2.3: create where the URI will select it
         new, elements_before = _insert_element(doc, parent, steps[-1], new_element, fragment)
         created = True
@@ -214,12 +214,7 @@ def _strip_fragment(body: bytes) -> bytes:
 def _parse_fragment(fragment: bytes, context: dict) -> etree._Element:
     """Parse the body as exactly one element, with the namespace bindings in scope at the
     insertion point (RFC 4825 §8.2.2: the body may use prefixes the document binds there)."""
-    declarations = "".join(
-        f' xmlns="{_escape_attr(uri)}"' if prefix is None else f' xmlns:{prefix}="{_escape_attr(uri)}"'
-        for prefix, uri in context.items()
-        if prefix is not None or uri
-    )
-    wrapped = b"<xcap-fragment" + declarations.encode("utf-8") + b">" + fragment + b"</xcap-fragment>"
+    wrapped = _fragment_start(tuple(context.items())) + fragment + b"</xcap-fragment>"
     try:
         wrapper = etree.fromstring(wrapped, xmlsafe.parser())
     except etree.XMLSyntaxError as exc:
@@ -228,6 +223,17 @@ def _parse_fragment(fragment: bytes, context: dict) -> etree._Element:
     if len(children) != 1 or not isinstance(children[0].tag, str) or wrapper.text or children[0].tail:
         raise NotXMLFrag("the body must be exactly one XML element, with nothing around it")
     return children[0]
+
+
+@lru_cache(maxsize=256)
+def _fragment_start(bindings: tuple[tuple[str | None, str], ...]) -> bytes:
+    """The wrapper's start tag declaring ``bindings`` (prefix, URI): the same few on every PUT."""
+    declarations = "".join(
+        f' xmlns="{_escape_attr(uri)}"' if prefix is None else f' xmlns:{prefix}="{_escape_attr(uri)}"'
+        for prefix, uri in bindings
+        if prefix is not None or uri
+    )
+    return b"<xcap-fragment" + declarations.encode("utf-8") + b">"
 
 
 def _no_parent(doc, selector: NodeSelector, parent_steps, document_url: str, count: int) -> NoParent:
@@ -371,10 +377,18 @@ def _skip_pattern(what: str, count: int) -> re.Pattern:
 
 
 def _skip(data: bytes, position: int, count: int, what: str) -> int:
+    """Skip ``count`` tags: one match per digit of ``count`` in base 16 (``repeat`` x ``chunk``
+    tags at once: at most 3 x 15 patterns per kind, compiled on first use), except for the
+    multiples of 4096, matched 4096 tags at a time."""
     for chunk in _CHUNKS:
         repeat, count = divmod(count, chunk)
-        pattern = _skip_pattern(what, chunk)
-        for _ in range(repeat):
+        if not repeat:
+            continue
+        if chunk == _CHUNKS[0]:
+            pattern, times = _skip_pattern(what, chunk), repeat
+        else:
+            pattern, times = _skip_pattern(what, repeat * chunk), 1
+        for _ in range(times):
             match = pattern.match(data, position)
             if match is None:
                 raise NotWellFormed("the stored document could not be scanned")  # pragma: no cover
@@ -428,8 +442,9 @@ class _Document:
         self.data = data
         self.root = _parse(data, error)
 
-    def start_tag(self, element) -> _Tag:
-        return self._start_tag_from(0, int(_ELEMENTS_BEFORE(element)))
+    def start_tag(self, element, before: int | None = None) -> _Tag:
+        """The element's start tag; ``before``: its ``_ELEMENTS_BEFORE``, when the caller has it."""
+        return self._start_tag_from(0, int(_ELEMENTS_BEFORE(element)) if before is None else before)
 
     def _start_tag_from(self, position: int, skip: int) -> _Tag:
         data = self.data
@@ -439,10 +454,10 @@ class _Document:
             raise NotWellFormed("the stored document could not be scanned")  # pragma: no cover
         return _Tag(position, match.end(), data[match.end() - 2 : match.end()] == b"/>")
 
-    def span(self, element) -> tuple[int, int]:
+    def span(self, element, before: int | None = None) -> tuple[int, int]:
         """(start, end) byte offsets of the element, from '<' of its start tag to after '>'
-        of its end tag."""
-        tag = self.start_tag(element)
+        of its end tag (``before``: as for ``start_tag``)."""
+        tag = self.start_tag(element, before)
         if tag.empty:
             return tag.start, tag.end
         return tag.start, self._after_end_tags(element, tag)
