@@ -34,6 +34,9 @@ CAS_ATTEMPTS = 8
 #: Turns for stores without ``write_turn``: among this process's threads only (see turns.py).
 _PROCESS_TURNS = WriteTurns()
 
+#: The status lines of xcap_response's direct path.
+_STATUS_LINES = {200: "200 OK", 201: "201 Created"}
+
 XCAP_EL = "application/xcap-el+xml"
 XCAP_ATT = "application/xcap-att+xml"
 
@@ -90,7 +93,12 @@ def xcap_response(status: int, body: bytes = b"", content_type: str | None = Non
         if etag:
             headers.append(("ETag", quote_etag(etag)))
         headers.append(("Content-Length", str(len(body))))
-        return Response(status=status, headerlist=headers, app_iter=[body])
+        # What Response(status=status, headerlist=headers, app_iter=[body]) sets, without its
+        # argument checks and status parsing (~2.5 us; test_hot_path_caches compares the two).
+        response = Response.__new__(Response)
+        response.__dict__.update(_status=_STATUS_LINES[status], _headers=None, _headerlist=headers,
+                                 conditional_response=False, _app_iter=[body])
+        return response
     headers = [("Content-Length", str(len(body))), ("Cache-Control", "no-cache")]
     if content_type:
         headers.insert(0, ("Content-Type", content_type))

@@ -286,6 +286,9 @@ class MySQLStore:
 
     @staticmethod
     def _check_lengths(key: DocumentKey) -> None:
+        if (len(key.username) <= COLUMN_LIMITS["username"] and len(key.domain) <= COLUMN_LIMITS["domain"]
+                and len(key.doc_uri) <= COLUMN_LIMITS["doc_uri"]):
+            return  # the usual case, without a loop over getattr
         for column, limit in COLUMN_LIMITS.items():
             if len(getattr(key, column)) > limit:
                 raise UnrepresentableKey(f"{column} is longer than Kamailio's {limit}-character column")
