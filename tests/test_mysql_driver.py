@@ -109,7 +109,7 @@ def test_both_drivers_bind_and_read_alike(db_url):
             bob = DocumentKey("bob", "example.com", ALICE.doc_uri.replace("alice", "bob"), 4)
             store.put(bob, b"<bob/>", None)
 
-            def work(cursor):
+            def work(cursor, first=first):
                 found = cursor.execute("SELECT %s, %s, %s, %s, %s, %s, 'a%%' LIKE %s", (*TRICKY, "a%"))
                 row, after = cursor.fetchone(), cursor.fetchone()
                 cursor.execute("SELECT username, doc FROM xcap ORDER BY id")
