@@ -65,9 +65,26 @@ _UNIQUE_VALUES = tuple(cast(Callable[[etree._Element], list[str]],
 _DECODE = tuple(attribute in DECODED_ATTRIBUTES for _, attribute, _ in UNIQUE_AMONG_SIBLINGS)
 
 
+#: The values of every unique kind among one parent's children, in one evaluation. A union sorts
+#: and merges node sets (quadratic in libxml2), so it is asked only of parents with few children.
+_ALL_UNIQUE_VALUES = cast(Callable[[etree._Element], list[str]], etree.XPath(
+    " | ".join(f"rl:{local}/@{attribute}" for local, attribute, _ in UNIQUE_AMONG_SIBLINGS),
+    namespaces={"rl": RL}, smart_strings=False))
+_ALL_AT_ONCE_MAX_CHILDREN = 64
+
+
 def _sibling_clashes(parent: etree._Element, default_namespace: str) -> list[Exists]:
     """The clashes among ``parent``'s children. Whether there are any (the usual answer is no,
-    on every PUT) is decided on the values lxml collects in C; only then are they named."""
+    on every PUT) is decided on the values lxml collects in C; only then are they named.
+
+    A parent with few children is first asked for all kinds' values at once (one XPath instead of
+    one per kind): when no value occurs twice among them, percent-decoded, no kind has a clash
+    (equal values, or equal decoded values, of one kind are equal decoded values of all kinds).
+    Otherwise, or for a larger parent, each kind is looked at on its own, as it decides."""
+    if len(parent) <= _ALL_AT_ONCE_MAX_CHILDREN:
+        values = _ALL_UNIQUE_VALUES(parent)
+        if len(values) < 2 or len(values) == len(set(map(decoded, values))):
+            return []
     for values_of, decode in zip(_UNIQUE_VALUES, _DECODE, strict=True):
         values = values_of(parent)
         if len(values) < 2:
