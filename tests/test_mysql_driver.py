@@ -23,7 +23,7 @@ from mysql_support import (  # noqa: F401  (fixtures)
 )
 from xcap_wsgi.storage import DocumentKey, StoreError
 from xcap_wsgi.storage.mysql import DocumentUriTaken, MySQLStore, parse_url
-from xcap_wsgi.storage.mysql_connection import MySQLConnections, driver_available
+from xcap_wsgi.storage.mysql_connection import MySQLConnections, _literals, driver_available
 
 pytestmark = pytest.mark.mysql
 
@@ -120,6 +120,12 @@ def test_both_drivers_bind_and_read_alike(db_url):
                 return found, row, after, [tuple(r) for r in everything], list(rest), same, missed
 
             seen[driver] = store._run(work, write=True)
+            if driver == "mysqlclient":  # the inline cases of _literals are mysqlclient's literal()
+                connection = store._pool.acquire()
+                try:
+                    assert list(_literals(connection, TRICKY)) == [connection.literal(v) for v in TRICKY]
+                finally:
+                    store._pool.release(connection)
         finally:
             store._db.run(lambda cursor: cursor.execute("DELETE FROM xcap"))
             store.close()

@@ -129,7 +129,7 @@ class _CCursor:
         db = self._db
         statement = query.encode(db.encoding) if isinstance(query, str) else query
         if args is not None:
-            statement = statement % tuple(map(db.literal, args))
+            statement = statement % tuple(_literals(db, args))
         try:
             db.query(statement)
             result = db.store_result()
@@ -153,6 +153,21 @@ class _CCursor:
 
     def close(self) -> None:
         self._rows = ()
+
+
+def _literals(db, args):
+    """``db.literal`` of each argument, with its two common cases inline: a ``str`` is encoded in
+    the connection's encoding and escaped, ``bytes`` escaped behind ``_binary`` (this module's
+    connections set ``binary_prefix``), exactly as mysqlclient's ``literal`` does them."""
+    encoding = db.encoding
+    for value in args:
+        kind = type(value)
+        if kind is str:
+            yield db.string_literal(value.encode(encoding))
+        elif kind is bytes:
+            yield b"_binary" + db.string_literal(value)
+        else:
+            yield db.literal(value)
 
 
 def _connect_mysqlclient(args: dict):
