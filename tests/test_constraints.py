@@ -73,6 +73,33 @@ def test_same_values_in_different_parents_are_fine(app):
                                 '<list name="b"><entry uri="sip:b@x"/></list>')).status_int == 201
 
 
+@pytest.mark.parametrize("filler", [0, 70], ids=["few-children", "many-children"])
+def test_equal_values_of_different_kinds_are_fine(app, filler):
+    """Uniqueness is per kind (RFC 4826 §3.4.5): one value as a list name, an entry URI and an
+    external anchor among the same siblings is no clash, with few children (all kinds' values
+    looked at together first) or many (each kind on its own)."""
+    entries = "".join(f'<entry uri="sip:{n}@x"/>' for n in range(filler))
+    same = '<list name="http://x/a"/><entry uri="http://x/a"/><external anchor="http://x/a"/>'
+    assert put_doc(app, body=rl(f"<list>{entries}{same}</list>")).status_int == 201
+    clash = rl(f'<list>{entries}{same}<entry uri="http%3A//x/a"/></list>')
+    condition = assert_xcap_error(put_doc(app, body=clash), "uniqueness-failure")
+    assert [e.get("field") for e in condition.findall(f"{{{NS}}}exists")] == [
+        percent_encoded(f"resource-lists/list[1]/entry[{filler + 2}]/@uri")]
+
+
+def test_which_failure_is_reported_first(app):
+    """One walk finds all three kinds of failure; the answer is what checking them in turn gives:
+    a uniqueness failure first, then the first bad entry-ref, then the first bad external."""
+    bad_external, bad_ref = '<external anchor="ftp://x/a"/>', '<entry-ref ref="/abs"/>'
+    clash = '<entry uri="sip:b@x"/><entry uri="sip:b@x"/>'
+    assert_xcap_error(put_doc(app, body=rl(f"<list>{bad_external}{bad_ref}{clash}</list>")), "uniqueness-failure")
+    response = put_doc(app, body=rl(f"<list>{bad_external}{bad_ref}</list>"))
+    assert_xcap_error(response, "constraint-failure")
+    assert b"entry-ref" in response.body and b"ftp" not in response.body
+    response = put_doc(app, body=rl(f'<list>{bad_external}<external anchor="mailto:x"/></list>'))
+    assert b"ftp://x/a" in response.body and b"mailto" not in response.body
+
+
 def test_node_put_creating_a_duplicate_is_refused(app):
     put_doc(app, body=rl('<list name="a"/>'))
     response = call(app, "PUT", ALICE_DOC + "/~~/resource-lists/list%5B2%5D", b'<list name="a"/>',

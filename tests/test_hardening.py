@@ -10,15 +10,19 @@ import base64
 import contextlib
 import http.client
 import io
+import re
 import sqlite3
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 from webob import Request
 
 from conftest import ALICE, ALICE_DOC, RL_DOC, RL_MIME, call, put_doc
 from xcap_wsgi import XCAPMiddleware, xmlsafe
+from xcap_wsgi.errors import ConstraintFailure, NotWellFormed
 from xcap_wsgi.digest import DigestAuthMiddleware
 from xcap_wsgi.subscribers import SQLiteSubscribers
 
@@ -181,6 +185,47 @@ class TestXMLAttacks:
     def test_node_count_just_under_the_limit_is_accepted_by_the_parser(self):
         body = b"<r>" + b"<a/>" * (xmlsafe.MAX_NODES - 1) + b"</r>"
         assert xmlsafe.parse_document(body).getroot().tag == "r"
+
+
+def _nested(depth: int, leaves: int = 0) -> etree._Element:
+    """``depth`` levels of elements (the root is level 1: ``depth - 1`` nested <x>, then the
+    ``leaves`` empty <y/> at level ``depth``); no text, so it holds ``depth - 1 + leaves`` nodes."""
+    return etree.fromstring(b"<x>" * (depth - 1) + b"<y/>" * leaves + b"</x>" * (depth - 1))
+
+
+def test_limits_at_their_exact_boundaries():
+    """check_limits decides both limits in one XPath and finds the failing one only when they are
+    exceeded: the boundaries, and which error comes first, are those of the two separate checks."""
+    xmlsafe.check_limits(_nested(xmlsafe.MAX_DEPTH, 1))
+    with pytest.raises(NotWellFormed, match="deeper"):
+        xmlsafe.check_limits(_nested(xmlsafe.MAX_DEPTH + 1, 1))
+    at_limit = _nested(2, xmlsafe.MAX_NODES - 1)
+    assert at_limit.xpath("count(//node()) + count(//@*)") == xmlsafe.MAX_NODES
+    xmlsafe.check_limits(at_limit)
+    with pytest.raises(ConstraintFailure):
+        xmlsafe.check_limits(_nested(2, xmlsafe.MAX_NODES))
+    with pytest.raises(NotWellFormed, match="deeper"):  # both exceeded: depth is reported
+        xmlsafe.check_limits(_nested(xmlsafe.MAX_DEPTH + 1, xmlsafe.MAX_NODES))
+
+
+def _has_doctype_by_loop(data: bytes) -> bool:
+    """The prolog scan as a loop over single items (what xmlsafe.has_doctype matches in one go)."""
+    item = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->", re.S)
+    position = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    while (match := item.match(data, position)) and match.end() != position:
+        position = match.end()
+    return data[position : position + 9].upper() == b"<!DOCTYPE"
+
+
+PROLOG_PIECES = [b" ", b"\n", b"<?xml version='1.0'?>", b"<?p", b"?>", b"<!--", b"-->", b"<!-- c -->",
+                 b"<!DOCTYPE r>", b"<!doctype", b"<r/>", b"\xef\xbb\xbf", b"<", b"-", b"?", b"!DOCTYPE"]
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from(PROLOG_PIECES), max_size=8))
+def test_doctype_is_found_after_any_prolog(pieces):
+    data = b"".join(pieces)
+    assert xmlsafe.has_doctype(data) == _has_doctype_by_loop(data)
 
 
 # -- traversal and disguised XUIs --------------------------------------------------------------------

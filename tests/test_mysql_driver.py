@@ -23,7 +23,7 @@ from mysql_support import (  # noqa: F401  (fixtures)
 )
 from xcap_wsgi.storage import DocumentKey, StoreError
 from xcap_wsgi.storage.mysql import DocumentUriTaken, MySQLStore, parse_url
-from xcap_wsgi.storage.mysql_connection import MySQLConnections, driver_available
+from xcap_wsgi.storage.mysql_connection import MySQLConnections, _literals, driver_available
 
 pytestmark = pytest.mark.mysql
 
@@ -89,3 +89,48 @@ def test_unreachable_server_is_store_unavailable(driver):
     connections = MySQLConnections.from_url(f"mysql://nobody:x@127.0.0.1:1/none?driver={driver}&connect_timeout=2")
     with pytest.raises(StoreUnavailable):
         connections.ping()
+
+
+#: Values whose binding differs if escaping goes wrong: quotes, backslash, '%', NUL, non-UTF-8
+#: bytes, a non-ASCII character, NULL and a number.
+TRICKY = ("plain", "it's \"quoted\" \\ 100%", "caf\u00e9", b"\x00\xff'\\\x1a\r\n\"", None, 42)
+
+
+def test_both_drivers_bind_and_read_alike(db_url):
+    """The C driver runs through a lean cursor of our own (mysql_connection._CCursor): it must bind
+    parameters and read rows, row counts and NULLs exactly as PyMySQL's cursor does."""
+    seen = {}
+    for driver in ("pymysql", "mysqlclient"):
+        if not driver_available(driver):
+            unavailable(f"{driver} is not installed (pip install 'xcap-wsgi[fast]')")
+        store = MySQLStore.from_url(db_url + f"?driver={driver}&pool_size=1")
+        try:
+            first = store.put(ALICE, RAW, None)
+            bob = DocumentKey("bob", "example.com", ALICE.doc_uri.replace("alice", "bob"), 4)
+            store.put(bob, b"<bob/>", None)
+
+            def work(cursor, first=first):
+                found = cursor.execute("SELECT %s, %s, %s, %s, %s, %s, 'a%%' LIKE %s", (*TRICKY, "a%"))
+                row, after = cursor.fetchone(), cursor.fetchone()
+                cursor.execute("SELECT username, doc FROM xcap ORDER BY id")
+                everything, rest = cursor.fetchall(), cursor.fetchall()
+                # CLIENT.FOUND_ROWS: an UPDATE that changes nothing still counts the matched row
+                same = cursor.execute("UPDATE xcap SET etag=%s WHERE username=%s", (first, "alice"))
+                missed = cursor.execute("UPDATE xcap SET etag=%s WHERE username=%s", ("x", "nobody"))
+                return found, row, after, [tuple(r) for r in everything], list(rest), same, missed
+
+            seen[driver] = store._run(work, write=True)
+            if driver == "mysqlclient":  # the inline cases of _literals are mysqlclient's literal()
+                connection = store._pool.acquire()
+                try:
+                    assert list(_literals(connection, TRICKY)) == [connection.literal(v) for v in TRICKY]
+                finally:
+                    store._pool.release(connection)
+        finally:
+            store._db.run(lambda cursor: cursor.execute("DELETE FROM xcap"))
+            store.close()
+    assert seen["pymysql"] == seen["mysqlclient"]
+    found, row, after, everything, rest, same, missed = seen["mysqlclient"]
+    assert (found, tuple(row), after) == (1, (*TRICKY, 1), None)
+    assert everything == [("alice", RAW), ("bob", b"<bob/>")] and rest == []
+    assert (same, missed) == (1, 0)

@@ -45,6 +45,21 @@ def test_another_process_waits_for_the_turn_on_the_same_document(tmp_path):
     assert child.exitcode == 0
 
 
+def test_a_block_that_raises_gives_the_turn_back(tmp_path):
+    """Both locks of a turn (this process's and the lock file's stripe) are given back when the
+    block fails, so the next writer of the document, here or in another process, gets it at once."""
+    turns = WriteTurns(str(tmp_path / "turns.lock"))
+    name = "/xcap-root/resource-lists/users/sip:alice@example.com/index"
+    with pytest.raises(RuntimeError), turns.turn(name):
+        raise RuntimeError("a failing edit")
+    assert not turns._locks[turns.stripe(name)].locked()
+    child, acquired = _start_child(turns.path, name)
+    assert acquired.wait(WAIT), "the other process waited for a turn that was given back"
+    child.join(WAIT)
+    with turns.turn(name) as turn:  # and this process takes it again at once
+        assert turn is not None
+
+
 def test_a_turn_on_another_document_does_not_wait(tmp_path):
     turns = WriteTurns(str(tmp_path / "turns.lock"))
     alice, bob = "/xcap-root/pres-rules/users/sip:alice@example.com/index", "/xcap-root/pres-rules/users/sip:bob@x/index"

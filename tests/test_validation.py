@@ -379,3 +379,21 @@ def test_a_one_mebibyte_resource_lists_validates():
     broken = etree.fromstring(data.replace(b"<entry uri=", b"<entry urx=", 1)).getroottree()
     with pytest.raises(SchemaValidationError):
         usage.validate(broken, ValidationContext(uri=None, usage=usage, content=data))
+
+
+def test_validators_of_different_sets_keep_their_own_compiled_schema():
+    """Each SchemaValidator remembers its compiled schema and root tags: used in turns, each
+    accepts only its own documents (the root check and the schema are per set, not shared)."""
+    lists, rules = schema_validator("resource-lists"), schema_validator("oma-pres-rules")
+    lists_doc = etree.fromstring(RESOURCE_LISTS).getroottree()
+    rules_doc = etree.fromstring(PRES_RULES).getroottree()
+    for _ in range(2):
+        lists(lists_doc)
+        rules(rules_doc)
+        with pytest.raises(SchemaValidationError, match="must be <resource-lists>"):
+            lists(rules_doc)
+        with pytest.raises(SchemaValidationError, match="must be <ruleset>"):
+            rules(lists_doc)
+    unprefixed = etree.fromstring("<resource-lists/>").getroottree()  # no namespace: not the root either
+    with pytest.raises(SchemaValidationError, match="not <resource-lists>"):
+        lists(unprefixed)

@@ -32,8 +32,8 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
-from typing import cast
+from functools import cache, lru_cache
+from typing import NamedTuple, cast
 
 from lxml import etree
 
@@ -134,9 +134,18 @@ def _put_element(doc: _Document, selector: NodeSelector, body: bytes, document_u
         raise CannotInsert("a document has exactly one root element; the selector does not select it")
 
     if matches:  # §8.2.4: replace in place
-        start, end = doc.span(matches[0])
-        new, created = data[:start] + fragment + data[end:], False
         elements_before = int(_ELEMENTS_BEFORE(matches[0]))
+        start, end = doc.span(matches[0], elements_before)
+        new, created = data[:start] + fragment + data[end:], False
+        if parent is not None and _replaced(doc, matches[0], new_element, new, fragment) is not None:
+            # The idempotency check below, on the edited tree: there the body's element is the
+            # parsed fragment itself, in the replaced element's place (``elements_before``). The
+            # edit changed nothing at the depths ``steps[:-1]`` select from (their elements and
+            # their attributes), so they still select ``parent``: only the last step is run again.
+            selected = step_children(parent, steps[-1])
+            if len(selected) == 1 and selected[0] is new_element:
+                return new, created
+            # a refusal is decided on a parse of the bytes, as without the edited tree
     else:  # §8.2.3: create where the URI will select it
         new, elements_before = _insert_element(doc, parent, steps[-1], new_element, fragment)
         created = True
@@ -146,11 +155,42 @@ def _put_element(doc: _Document, selector: NodeSelector, body: bytes, document_u
     # of the same ``elements_before`` elements, and the next start tag opens the body, which is
     # exactly one element (_parse_fragment): in document order it is element ``elements_before``
     # (0-based), and its bytes are the body's. So the URI must select exactly that element.
-    after = document_of(new, NotXMLFrag)
+    after = document_of(new, NotXMLFrag, parse=True)
     selected = select(after.root, steps)
     if len(selected) != 1 or int(_ELEMENTS_BEFORE(selected[0])) != elements_before:
         raise CannotInsert("after the PUT the request URI would not select the element in the body")
     return new, created
+
+
+def _replaced(doc: _Document, old: etree._Element, new_element: etree._Element, data: bytes,
+              fragment: bytes) -> _Document | None:
+    """The document ``data`` (``doc`` with ``old``'s bytes replaced by ``fragment``) with the tree
+    a parse of ``data`` gives, built by moving ``new_element`` (``fragment`` parsed in the context
+    of ``old``'s parent) into ``doc``'s tree in ``old``'s place: this saves the parse of the
+    whole result on every element replace (the usual element PUT).
+
+    Only where the two trees are the same: the text after ``old`` stays as it is (one text node:
+    the document has no CDATA section), the body declares no namespace (lxml would drop a
+    declaration its new parent already has), and every element of the body keeps its prefix
+    (lxml binds a moved element to the nearest declaration of its namespace, which may have
+    another prefix: checked after the move). Else None, and the caller parses ``data``.
+    Line numbers inside the body are those of its own parse; only schema error phrases show
+    them, and refusals are decided again on a parse (``reparsed_tree``, operations.py).
+    ``doc``'s tree is taken out of the cache before it changes; the cache then holds the result.
+    """
+    parent = old.getparent()
+    if parent is None or b"xmlns" in fragment or b"<![CDATA[" in doc.data:
+        return None
+    prefixes = [element.prefix for element in new_element.iter(etree.Element)]
+    tail = old.tail
+    _cache.document = None  # doc's tree no longer parses doc.data
+    parent.replace(old, new_element)  # lxml moves old's tail out with it
+    new_element.tail = tail
+    if [element.prefix for element in new_element.iter(etree.Element)] != prefixes:
+        return None  # lxml bound an element to another prefix of its namespace (declared twice)
+    built = _Document(data, tree=doc.root)
+    _cache.document = built
+    return built
 
 
 def _insert_element(doc, parent, step: Step, new_element, fragment: bytes) -> tuple[bytes, int]:
@@ -214,12 +254,7 @@ def _strip_fragment(body: bytes) -> bytes:
 def _parse_fragment(fragment: bytes, context: dict) -> etree._Element:
     """Parse the body as exactly one element, with the namespace bindings in scope at the
     insertion point (RFC 4825 §8.2.2: the body may use prefixes the document binds there)."""
-    declarations = "".join(
-        f' xmlns="{_escape_attr(uri)}"' if prefix is None else f' xmlns:{prefix}="{_escape_attr(uri)}"'
-        for prefix, uri in context.items()
-        if prefix is not None or uri
-    )
-    wrapped = b"<xcap-fragment" + declarations.encode("utf-8") + b">" + fragment + b"</xcap-fragment>"
+    wrapped = _fragment_start(tuple(context.items())) + fragment + b"</xcap-fragment>"
     try:
         wrapper = etree.fromstring(wrapped, xmlsafe.parser())
     except etree.XMLSyntaxError as exc:
@@ -228,6 +263,17 @@ def _parse_fragment(fragment: bytes, context: dict) -> etree._Element:
     if len(children) != 1 or not isinstance(children[0].tag, str) or wrapper.text or children[0].tail:
         raise NotXMLFrag("the body must be exactly one XML element, with nothing around it")
     return children[0]
+
+
+@lru_cache(maxsize=256)
+def _fragment_start(bindings: tuple[tuple[str | None, str], ...]) -> bytes:
+    """The wrapper's start tag declaring ``bindings`` (prefix, URI): the same few on every PUT."""
+    declarations = "".join(
+        f' xmlns="{_escape_attr(uri)}"' if prefix is None else f' xmlns:{prefix}="{_escape_attr(uri)}"'
+        for prefix, uri in bindings
+        if prefix is not None or uri
+    )
+    return b"<xcap-fragment" + declarations.encode("utf-8") + b">"
 
 
 def _no_parent(doc, selector: NodeSelector, parent_steps, document_url: str, count: int) -> NoParent:
@@ -371,10 +417,18 @@ def _skip_pattern(what: str, count: int) -> re.Pattern:
 
 
 def _skip(data: bytes, position: int, count: int, what: str) -> int:
+    """Skip ``count`` tags: one match per digit of ``count`` in base 16 (``repeat`` x ``chunk``
+    tags at once: at most 3 x 15 patterns per kind, compiled on first use), except for the
+    multiples of 4096, matched 4096 tags at a time."""
     for chunk in _CHUNKS:
         repeat, count = divmod(count, chunk)
-        pattern = _skip_pattern(what, chunk)
-        for _ in range(repeat):
+        if not repeat:
+            continue
+        if chunk == _CHUNKS[0]:
+            pattern, times = _skip_pattern(what, chunk), repeat
+        else:
+            pattern, times = _skip_pattern(what, repeat * chunk), 1
+        for _ in range(times):
             match = pattern.match(data, position)
             if match is None:
                 raise NotWellFormed("the stored document could not be scanned")  # pragma: no cover
@@ -382,8 +436,7 @@ def _skip(data: bytes, position: int, count: int, what: str) -> int:
     return position
 
 
-@dataclass(frozen=True)
-class _Tag:
+class _Tag(NamedTuple):  # a tuple: made twice per element span, cheaper than a frozen dataclass
     start: int  #: offset of '<'
     end: int  #: offset just after '>'
     empty: bool  #: an empty-element tag '<x/>'
@@ -404,12 +457,14 @@ class _Attribute:
 _cache = threading.local()
 
 
-def document_of(data: bytes, error=NotWellFormed) -> _Document:
-    """The parsed document for ``data``: this thread's last parse when the bytes are equal
-    (a length check and a memcmp), else a fresh parse. Parsed trees are never modified, and each
-    thread keeps its own, so no tree is shared between threads."""
+def document_of(data: bytes, error=NotWellFormed, *, parse: bool = False) -> _Document:
+    """The parsed document for ``data``: this thread's last document when the bytes are equal
+    (a length check and a memcmp), else a fresh parse. Each thread keeps its own, so no tree is
+    shared between threads; a tree is only changed out of the cache (``_replaced``), which then
+    holds the tree of the changed bytes. ``parse``: parse ``data`` even if the last document has
+    them but was not parsed from them (``_replaced``)."""
     cached = getattr(_cache, "document", None)
-    if cached is not None and cached.data == data:
+    if cached is not None and cached.data == data and not (parse and cached.built):
         return cached
     document = _Document(data, error)
     _cache.document = document
@@ -421,15 +476,28 @@ def parsed_tree(data: bytes) -> etree._ElementTree:
     return document_of(data).root.getroottree()
 
 
+def reparsed_tree(data: bytes, tree: etree._ElementTree) -> etree._ElementTree | None:
+    """A parse of ``data`` if ``tree`` (its ``parsed_tree``) was built by an edit instead of a
+    parse (``_replaced``), else None: a check that refuses such a tree decides again on the parse,
+    so that what it answers (line numbers in phrases included) is exactly what a parse gives."""
+    cached = getattr(_cache, "document", None)
+    if cached is None or not cached.built or cached.root is not tree.getroot():
+        return None
+    return document_of(data, parse=True).root.getroottree()
+
+
 class _Document:
     """A stored document: its bytes, its lxml tree, and element byte spans on demand."""
 
-    def __init__(self, data: bytes, error=NotWellFormed):
+    def __init__(self, data: bytes, error=NotWellFormed, *, tree: etree._Element | None = None):
         self.data = data
-        self.root = _parse(data, error)
+        #: whether ``root`` was built by an edit (``_replaced``) rather than parsed from ``data``
+        self.built = tree is not None
+        self.root = _parse(data, error) if tree is None else tree
 
-    def start_tag(self, element) -> _Tag:
-        return self._start_tag_from(0, int(_ELEMENTS_BEFORE(element)))
+    def start_tag(self, element, before: int | None = None) -> _Tag:
+        """The element's start tag; ``before``: its ``_ELEMENTS_BEFORE``, when the caller has it."""
+        return self._start_tag_from(0, int(_ELEMENTS_BEFORE(element)) if before is None else before)
 
     def _start_tag_from(self, position: int, skip: int) -> _Tag:
         data = self.data
@@ -439,10 +507,10 @@ class _Document:
             raise NotWellFormed("the stored document could not be scanned")  # pragma: no cover
         return _Tag(position, match.end(), data[match.end() - 2 : match.end()] == b"/>")
 
-    def span(self, element) -> tuple[int, int]:
+    def span(self, element, before: int | None = None) -> tuple[int, int]:
         """(start, end) byte offsets of the element, from '<' of its start tag to after '>'
-        of its end tag."""
-        tag = self.start_tag(element)
+        of its end tag (``before``: as for ``start_tag``)."""
+        tag = self.start_tag(element, before)
         if tag.empty:
             return tag.start, tag.end
         return tag.start, self._after_end_tags(element, tag)
@@ -529,7 +597,7 @@ def _parse(data: bytes, error) -> etree._Element:
     if not isinstance(data, bytes):
         raise error("the document must be bytes")
     xmlsafe.check_utf8(data)
-    if not data.strip() or xmlsafe.has_doctype(data):
+    if not data or data.isspace() or xmlsafe.has_doctype(data):  # isspace: no copy, unlike strip
         raise error("the document is empty or has a document type declaration")
     try:
         root = etree.fromstring(data, xmlsafe.parser())

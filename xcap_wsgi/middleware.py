@@ -133,7 +133,7 @@ class XCAPMiddleware:
             response = Request(dict(environ, REQUEST_METHOD="GET")).get_response(response)
         if self.challenge and response.status_code == 401 and "WWW-Authenticate" not in response.headers:
             response.headers["WWW-Authenticate"] = self.challenge  # RFC 7235: a 401 names its scheme
-        if "Cache-Control" not in response.headers:
+        if ("Cache-Control", "no-cache") not in response.headerlist and "Cache-Control" not in response.headers:
             # RFC 4825 §9: client-written data is dynamic, so nothing under the root is cached; this
             # covers errors and 304 too (RFC 9110 §15.4.5: a 304 repeats the 200's Cache-Control).
             response.headers["Cache-Control"] = "no-cache"

@@ -39,7 +39,6 @@ each). The price is a copy of users' documents outside the database, hence opt-i
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import hashlib
@@ -94,28 +93,11 @@ class WriteTurns:
         """The stripe of a document name, the same in every process (unlike ``hash``)."""
         return zlib.crc32(name.lower().encode("utf-8", "surrogatepass")) % self.stripes
 
-    @contextlib.contextmanager
-    def turn(self, name: str):
-        """Hold the turn for document ``name`` (a ``doc_uri``) while the block runs; the block
-        gets a ``Turn`` (``recall``/``remember`` the last write of the document on this host).
+    def turn(self, name: str) -> _TurnHold:
+        """Hold the turn for document ``name`` (a ``doc_uri``) while the ``with`` block runs; the
+        block gets a ``Turn`` (``recall``/``remember`` the last write of the document on this host).
         A turn not had within ``timeout`` yields a ``Turn`` without recall: the block runs anyway."""
-        stripe = self.stripe(name)
-        deadline = time.monotonic() + self.timeout
-        local = self._locks[stripe]
-        if not local.acquire(timeout=self.timeout):
-            yield Turn(None, 0, name)  # no turn: the compare-and-swap decides
-            return
-        try:
-            fd, recall_fd = self._files()
-            if fd is None or not _lock_until(fd, stripe, deadline):
-                yield Turn(None, 0, name)  # turns within this process only; the compare-and-swap decides
-                return
-            try:
-                yield Turn(recall_fd, stripe * _SLOT_BYTES, name)
-            finally:
-                _lock(fd, _OFD_SETLK, fcntl.F_UNLCK, stripe)
-        finally:
-            local.release()
+        return _TurnHold(self, name)
 
     def forget(self, name: str) -> None:
         """Wipe what the recall file holds of document ``name`` (it was replaced or deleted), in
@@ -167,6 +149,49 @@ class WriteTurns:
                 _close_recall(self.path + ".last", recall_fd)
             if fd is not None:
                 os.close(fd)
+
+
+class _TurnHold:
+    """The ``with`` block of ``WriteTurns.turn`` (a class: a generator-based context manager
+    costs a few microseconds more on every element PUT and DELETE)."""
+
+    __slots__ = ("_turns", "_name", "_local", "_fd", "_stripe")
+
+    def __init__(self, turns: WriteTurns, name: str):
+        self._turns, self._name = turns, name
+        self._local: threading.Lock | None = None  # the in-process lock, while held
+        self._fd: int | None = None  # the lock file, while its stripe is locked
+
+    def __enter__(self) -> Turn:
+        turns, name = self._turns, self._name
+        stripe = self._stripe = turns.stripe(name)
+        deadline = time.monotonic() + turns.timeout
+        local = turns._locks[stripe]
+        if not local.acquire(timeout=turns.timeout):
+            return Turn(None, 0, name)  # no turn: the compare-and-swap decides
+        self._local = local
+        try:
+            fd, recall_fd = turns._files()
+            if fd is None or not _lock_until(fd, stripe, deadline):
+                return Turn(None, 0, name)  # turns within this process only; the compare-and-swap decides
+        except BaseException:
+            self._release()
+            raise
+        self._fd = fd
+        return Turn(recall_fd, stripe * _SLOT_BYTES, name)
+
+    def __exit__(self, *exc_info) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        try:
+            if self._fd is not None:
+                fd, self._fd = self._fd, None
+                _lock(fd, _OFD_SETLK, fcntl.F_UNLCK, self._stripe)
+        finally:
+            if self._local is not None:
+                local, self._local = self._local, None
+                local.release()
 
 
 def _open(path: str) -> int | None:

@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, cast
 
 from lxml import etree
@@ -79,6 +79,12 @@ class SchemaSet:
     roots: tuple[tuple[str, str], ...]
     #: The target namespace of each schema, in order: what the usage advertises in xcap-caps.
     namespaces: tuple[str, ...]
+    #: ``roots`` as lxml tags (``{namespace}local``), compared with the root's tag directly.
+    root_tags: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        tags = frozenset(f"{{{ns}}}{local}" if ns else local for ns, local in self.roots)
+        object.__setattr__(self, "root_tags", tags)  # frozen: set once, here
 
 
 #: Schema sets by name. Names are the ones ``schema_validator()`` takes.
@@ -131,13 +137,18 @@ class SchemaValidator:
     def __init__(self, name: str):
         self.schema_set = _schema_set(name)
         self.name = name
+        self._schema: etree.XMLSchema | None = None  # compiled on first use (or by preload)
 
     def __call__(self, tree: etree._ElementTree, context: ValidationContext | None = None) -> None:
-        validate(tree, self.name)
+        schema = self._schema
+        if schema is None:
+            schema = self._schema = load_schemas(self.schema_set.schemas)
+        _validate(tree, self.name, self.schema_set, schema)
 
     def preload(self) -> etree.XMLSchema:
         """Compile the schema set now (at start-up), so the first request does not pay for it."""
-        return load_schemas(self.schema_set.schemas)
+        self._schema = load_schemas(self.schema_set.schemas)
+        return self._schema
 
     def __repr__(self) -> str:
         return f"SchemaValidator({self.name!r})"
@@ -157,15 +168,18 @@ def schema_validator(schema_name: str) -> SchemaValidator:
 def validate(tree: etree._ElementTree | etree._Element, schema_name: str) -> None:
     """Validate a document against a schema set; raise ``SchemaValidationError`` with a phrase."""
     schema_set = _schema_set(schema_name)
+    _validate(tree, schema_name, schema_set, load_schemas(schema_set.schemas))
+
+
+def _validate(tree: etree._ElementTree | etree._Element, schema_name: str, schema_set: SchemaSet,
+              schema: etree.XMLSchema) -> None:
     root = tree.getroot() if isinstance(tree, etree._ElementTree) else tree
     document = root.getroottree()
 
-    qname = etree.QName(root)
-    if (qname.namespace, qname.localname) not in schema_set.roots:
+    if root.tag not in schema_set.root_tags:
         expected = " or ".join(f"<{local}> in namespace {ns}" for ns, local in schema_set.roots)
         raise SchemaValidationError(f"the document element must be {expected}, not {_describe(root)}")
 
-    schema = load_schemas(schema_set.schemas)
     with _locks[schema_name]:
         if not schema.validate(document):
             # lxml-stubs declares the error log as an empty class; lxml's is a sequence of entries

@@ -286,6 +286,9 @@ class MySQLStore:
 
     @staticmethod
     def _check_lengths(key: DocumentKey) -> None:
+        if (len(key.username) <= COLUMN_LIMITS["username"] and len(key.domain) <= COLUMN_LIMITS["domain"]
+                and len(key.doc_uri) <= COLUMN_LIMITS["doc_uri"]):
+            return  # the usual case, without a loop over getattr
         for column, limit in COLUMN_LIMITS.items():
             if len(getattr(key, column)) > limit:
                 raise UnrepresentableKey(f"{column} is longer than Kamailio's {limit}-character column")
@@ -295,7 +298,8 @@ class MySQLStore:
         if len(content) > MAX_DOCUMENT_BYTES:
             raise DocumentTooLarge(f"{len(content)} bytes: Kamailio's doc column (MEDIUMBLOB) holds at most "
                                    f"{MAX_DOCUMENT_BYTES}")
-        if self.max_allowed_packet is not None:
+        # Escaping at most doubles the content: only a document near the limit is worth counting.
+        if self.max_allowed_packet is not None and 2 * len(content) + 4096 > self.max_allowed_packet:
             statement = len(content) + sum(content.count(b) for b in _ESCAPED_BYTES) + 4096
             if statement > self.max_allowed_packet:
                 raise DocumentTooLarge(f"{len(content)} bytes: the statement would exceed the server's "
