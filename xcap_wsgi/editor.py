@@ -137,12 +137,11 @@ def _put_element(doc: _Document, selector: NodeSelector, body: bytes, document_u
         elements_before = int(_ELEMENTS_BEFORE(matches[0]))
         start, end = doc.span(matches[0], elements_before)
         new, created = data[:start] + fragment + data[end:], False
-        if parent is not None and _replaced(doc, matches[0], new_element, new, fragment) is not None:
+        built = _replaced(doc, matches[0], new_element, new, fragment)
+        if built is not None:
             # The idempotency check below, on the edited tree: there the body's element is the
-            # parsed fragment itself, in the replaced element's place (``elements_before``). The
-            # edit changed nothing at the depths ``steps[:-1]`` select from (their elements and
-            # their attributes), so they still select ``parent``: only the last step is run again.
-            selected = step_children(parent, steps[-1])
+            # parsed fragment itself, in the replaced element's place (``elements_before``).
+            selected = select(built.root, steps)
             if len(selected) == 1 and selected[0] is new_element:
                 return new, created
             # a refusal is decided on a parse of the bytes, as without the edited tree
