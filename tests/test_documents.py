@@ -298,29 +298,3 @@ def _ids(store):
     ids = [r[0] for r in connection.execute("SELECT id FROM xcap")]
     connection.close()
     return ids
-
-
-BOB = ALICE_DOC + '/~~/resource-lists/list%5B@name=%22friends%22%5D/entry%5B@uri=%22sip:bob@example.com%22%5D'
-
-
-def test_element_replaces_answer_as_if_the_result_were_parsed(app):
-    """An element replace checks a tree built by moving the body into the stored tree
-    (editor._replaced): what it stores, its refusals (line numbers in phrases included) and later
-    reads of the same document are those of a parse of the new bytes."""
-    assert put_doc(app).status_int == 201
-    el = {"Content-Type": "application/xcap-el+xml"}
-    invalid = b'<entry uri="sip:bob@example.com">\n\n<bad/></entry>'
-    refused = call(app, "PUT", BOB, invalid, **el)
-    assert refused.status_int == 409 and b"schema-validation-error" in refused.body
-    assert b"line 6" in refused.body  # <bad/>: two lines below the entry's start on line 4
-    twin = b'<entry uri="sip:bob@example.com"/>'
-    body = b'<entry uri="sip:bob@example.com"><display-name>Robert</display-name></entry>'
-    assert call(app, "PUT", BOB, body, **el).status_int == 200
-    stored = call(app, "GET", ALICE_DOC).body
-    assert stored == RL_DOC.replace(b"<display-name>Bob</display-name>", b"<display-name>Robert</display-name>")
-    assert call(app, "GET", BOB).body == body
-    namespaces = call(app, "GET", BOB + "/namespace::*")
-    assert namespaces.body == b'<entry xmlns="urn:ietf:params:xml:ns:resource-lists"/>'
-    new_entry = ALICE_DOC + "/~~/resource-lists/list%5B@name=%22friends%22%5D/entry%5B2%5D"
-    assert call(app, "PUT", new_entry, twin, **el).status_int == 409  # a second bob: uniqueness
-    assert call(app, "GET", ALICE_DOC).body == stored

@@ -7,7 +7,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from xcap_wsgi import editor
 from xcap_wsgi.editor import (
     ATTRIBUTE_MIME,
     ELEMENT_MIME,
@@ -525,81 +524,6 @@ def test_delete_and_replace_preserve_every_other_byte(data, draw):
         delete = delete_node(new, attribute_selector)
         if created:
             assert delete == data  # add then remove gives back the very same bytes
-
-
-def tree_shape(root) -> list:
-    """Everything of a tree that a check, a GET or a later edit can see, node by node (line
-    numbers aside): names, prefixes, text, tails, attributes, namespaces in scope, node count."""
-    shape: list = [root.xpath("count(//node()) + count(//@*)")]
-    for node in root.iter():
-        if isinstance(node.tag, str):
-            shape.append((node.tag, node.prefix, node.text, node.tail, sorted(node.attrib.items()), node.nsmap))
-        else:  # comment or PI
-            shape.append((repr(node.tag), node.text, node.tail))
-    return shape
-
-
-def positional_selector(element) -> str:
-    steps, node = [], element
-    while node is not None:
-        parent = node.getparent()
-        position = 1 if parent is None else list(parent.iterchildren(etree.Element)).index(node) + 1
-        steps.append(f"*[{position}]")
-        node = parent
-    return "/".join(reversed(steps))
-
-
-@settings(max_examples=400, deadline=None)
-@given(raw_documents(), st.data())
-def test_replaced_element_tree_is_the_tree_of_the_bytes(data, draw):
-    """An element replace builds the result's tree by moving the parsed body into the stored tree
-    (editor._replaced); the trees the checks, later GETs and edits then use must be exactly those a
-    parse of the new bytes gives. CDATA in the document makes it parse instead (not checked here)."""
-    elements = list(etree.fromstring(data).iter(etree.Element))[1:]
-    if not elements:
-        return
-    element = draw.draw(st.sampled_from(elements))
-    body = draw.draw(raw_elements(1)).encode("utf-8")  # may use the x: prefix the root binds
-    new, created = put_node(data, sel(positional_selector(element)), body, URL)
-    assert created is False
-    assert tree_shape(editor.parsed_tree(new).getroot()) == tree_shape(_Document(new).root)
-    if b"<![CDATA[" not in data:
-        assert editor._cache.document.built, "the replace parsed the result"
-
-
-def test_replace_with_a_namespace_declared_under_two_prefixes_parses():
-    """lxml would bind the moved element to the nearest declaration of its namespace, here the
-    default one: the prefix check sends such a replace to a parse of the bytes."""
-    data = b'<r xmlns="urn:x" xmlns:x="urn:x"><x:a/><a/></r>'
-    for body, expected_prefix in ((b"<x:b>t</x:b>", "x"), (b"<b/>", None)):
-        new, _ = put_node(data, sel("*[1]/*[1]"), body, URL)
-        root = editor.parsed_tree(new).getroot()
-        assert root[0].prefix == expected_prefix and tree_shape(root) == tree_shape(_Document(new).root)
-    data = b'<r xmlns:y="urn:y"><a/></r>'  # a body that declares a namespace: parse
-    new, _ = put_node(data, sel("r/a"), b'<a xmlns:y="urn:y"><y:b/></a>', URL)
-    assert not editor._cache.document.built and tree_shape(editor.parsed_tree(new).getroot()) == tree_shape(
-        _Document(new).root)
-    data = b"<r><a/><![CDATA[t]]><b/></r>"  # CDATA: the text after <a/> is two nodes: parse
-    new, _ = put_node(data, sel("r/a"), b"<a k=\"1\"/>", URL)
-    assert not editor._cache.document.built and tree_shape(editor.parsed_tree(new).getroot()) == tree_shape(
-        _Document(new).root)
-
-
-def test_a_refusal_on_a_built_tree_is_decided_on_a_parse():
-    """A validation phrase names lines: the error for an element replace comes from a parse."""
-    from xcap_wsgi.validation import validate
-
-    data = b'<resource-lists xmlns="urn:ietf:params:xml:ns:resource-lists">\n<list>\n<entry uri="a"/>\n</list>\n</resource-lists>'
-    new, _ = put_node(data, sel("resource-lists/list/entry", default="urn:ietf:params:xml:ns:resource-lists"),
-                      b"<entry\n\nuri='a'><bad/></entry>", URL)
-    built = editor.parsed_tree(new)
-    assert editor._cache.document.built
-    reparsed = editor.reparsed_tree(new, built)
-    assert reparsed is not None and not editor._cache.document.built
-    with pytest.raises(Exception) as parsed_error:
-        validate(reparsed, "resource-lists")
-    assert "line 5" in str(parsed_error.value.detail)  # <bad/> is on line 5 of the document
-    assert editor.reparsed_tree(new, reparsed) is None  # a parsed tree is not parsed again
 
 
 def test_no_parent_is_checked_before_the_body():

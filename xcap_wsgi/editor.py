@@ -137,14 +137,6 @@ def _put_element(doc: _Document, selector: NodeSelector, body: bytes, document_u
         elements_before = int(_ELEMENTS_BEFORE(matches[0]))
         start, end = doc.span(matches[0], elements_before)
         new, created = data[:start] + fragment + data[end:], False
-        built = _replaced(doc, matches[0], new_element, new, fragment)
-        if built is not None:
-            # The idempotency check below, on the edited tree: there the body's element is the
-            # parsed fragment itself, in the replaced element's place (``elements_before``).
-            selected = select(built.root, steps)
-            if len(selected) == 1 and selected[0] is new_element:
-                return new, created
-            # a refusal is decided on a parse of the bytes, as without the edited tree
     else:  # §8.2.3: create where the URI will select it
         new, elements_before = _insert_element(doc, parent, steps[-1], new_element, fragment)
         created = True
@@ -154,42 +146,11 @@ def _put_element(doc: _Document, selector: NodeSelector, body: bytes, document_u
     # of the same ``elements_before`` elements, and the next start tag opens the body, which is
     # exactly one element (_parse_fragment): in document order it is element ``elements_before``
     # (0-based), and its bytes are the body's. So the URI must select exactly that element.
-    after = document_of(new, NotXMLFrag, parse=True)
+    after = document_of(new, NotXMLFrag)
     selected = select(after.root, steps)
     if len(selected) != 1 or int(_ELEMENTS_BEFORE(selected[0])) != elements_before:
         raise CannotInsert("after the PUT the request URI would not select the element in the body")
     return new, created
-
-
-def _replaced(doc: _Document, old: etree._Element, new_element: etree._Element, data: bytes,
-              fragment: bytes) -> _Document | None:
-    """The document ``data`` (``doc`` with ``old``'s bytes replaced by ``fragment``) with the tree
-    a parse of ``data`` gives, built by moving ``new_element`` (``fragment`` parsed in the context
-    of ``old``'s parent) into ``doc``'s tree in ``old``'s place: this saves the parse of the
-    whole result on every element replace (the usual element PUT).
-
-    Only where the two trees are the same: the text after ``old`` stays as it is (one text node:
-    the document has no CDATA section), the body declares no namespace (lxml would drop a
-    declaration its new parent already has), and every element of the body keeps its prefix
-    (lxml binds a moved element to the nearest declaration of its namespace, which may have
-    another prefix: checked after the move). Else None, and the caller parses ``data``.
-    Line numbers inside the body are those of its own parse; only schema error phrases show
-    them, and refusals are decided again on a parse (``reparsed_tree``, operations.py).
-    ``doc``'s tree is taken out of the cache before it changes; the cache then holds the result.
-    """
-    parent = old.getparent()
-    if parent is None or b"xmlns" in fragment or b"<![CDATA[" in doc.data:
-        return None
-    prefixes = [element.prefix for element in new_element.iter(etree.Element)]
-    tail = old.tail
-    _cache.document = None  # doc's tree no longer parses doc.data
-    parent.replace(old, new_element)  # lxml moves old's tail out with it
-    new_element.tail = tail
-    if [element.prefix for element in new_element.iter(etree.Element)] != prefixes:
-        return None  # lxml bound an element to another prefix of its namespace (declared twice)
-    built = _Document(data, tree=doc.root)
-    _cache.document = built
-    return built
 
 
 def _insert_element(doc, parent, step: Step, new_element, fragment: bytes) -> tuple[bytes, int]:
@@ -456,14 +417,12 @@ class _Attribute:
 _cache = threading.local()
 
 
-def document_of(data: bytes, error=NotWellFormed, *, parse: bool = False) -> _Document:
-    """The parsed document for ``data``: this thread's last document when the bytes are equal
-    (a length check and a memcmp), else a fresh parse. Each thread keeps its own, so no tree is
-    shared between threads; a tree is only changed out of the cache (``_replaced``), which then
-    holds the tree of the changed bytes. ``parse``: parse ``data`` even if the last document has
-    them but was not parsed from them (``_replaced``)."""
+def document_of(data: bytes, error=NotWellFormed) -> _Document:
+    """The parsed document for ``data``: this thread's last parse when the bytes are equal
+    (a length check and a memcmp), else a fresh parse. Parsed trees are never modified, and each
+    thread keeps its own, so no tree is shared between threads."""
     cached = getattr(_cache, "document", None)
-    if cached is not None and cached.data == data and not (parse and cached.built):
+    if cached is not None and cached.data == data:
         return cached
     document = _Document(data, error)
     _cache.document = document
@@ -475,24 +434,12 @@ def parsed_tree(data: bytes) -> etree._ElementTree:
     return document_of(data).root.getroottree()
 
 
-def reparsed_tree(data: bytes, tree: etree._ElementTree) -> etree._ElementTree | None:
-    """A parse of ``data`` if ``tree`` (its ``parsed_tree``) was built by an edit instead of a
-    parse (``_replaced``), else None: a check that refuses such a tree decides again on the parse,
-    so that what it answers (line numbers in phrases included) is exactly what a parse gives."""
-    cached = getattr(_cache, "document", None)
-    if cached is None or not cached.built or cached.root is not tree.getroot():
-        return None
-    return document_of(data, parse=True).root.getroottree()
-
-
 class _Document:
     """A stored document: its bytes, its lxml tree, and element byte spans on demand."""
 
-    def __init__(self, data: bytes, error=NotWellFormed, *, tree: etree._Element | None = None):
+    def __init__(self, data: bytes, error=NotWellFormed):
         self.data = data
-        #: whether ``root`` was built by an edit (``_replaced``) rather than parsed from ``data``
-        self.built = tree is not None
-        self.root = _parse(data, error) if tree is None else tree
+        self.root = _parse(data, error)
 
     def start_tag(self, element, before: int | None = None) -> _Tag:
         """The element's start tag; ``before``: its ``_ELEMENTS_BEFORE``, when the caller has it."""

@@ -18,7 +18,7 @@ from webob.exc import HTTPException, HTTPNotFound, HTTPServiceUnavailable, HTTPU
 
 from . import metrics
 from .conditions import NEEDS_STORED_STATE, check_preconditions, quote_etag, write_expectation
-from .editor import NodeNotFound, delete_node, get_node, parsed_tree, put_node, reparsed_tree
+from .editor import NodeNotFound, delete_node, get_node, parsed_tree, put_node
 from .errors import NoParent, XCAPError
 from .events import ChangeEvent, EventDispatcher, node_patch
 from .selector import NodeSelector
@@ -222,14 +222,14 @@ def _put_node_on(request: Request, store: Store, target: Target, body: bytes, ev
     if stored is None:
         raise NoParent(phrase="the document does not exist", ancestor=target.root_url)
     new_content, created = put_node(stored.content, target.node, body, target.document_url)
-    new_tree = parsed_tree(new_content)  # the editor's own tree of its result, not a second parse
-    new_tree = _decided(new_content, new_tree, lambda tree: check_limits(tree.getroot()))
+    new_tree = parsed_tree(new_content)  # the editor's own parse of its result, not a second one
+    check_limits(new_tree.getroot())
     if new_content == stored.content:
         if recalled:
             raise _Unconfirmed()
         return xcap_response(200, etag=stored.etag)  # nothing changes: keep the ETag, skip the write
     with _write_lock(store, target):
-        new_tree = _decided(new_content, new_tree, lambda tree: _validate(store, target, tree, new_content))
+        _validate(store, target, new_tree, new_content)
         etag = store.put(target.key, new_content, current_etag)
         _committed(store, target, new_content, etag)
     if turn is not None:
@@ -351,21 +351,6 @@ def _check_content_type(request: Request, target: Target) -> None:
     given = (request.content_type or "").strip().lower()
     if given != expected:
         raise HTTPUnsupportedMediaType(detail=f"Content-Type must be {expected}, not {given or 'absent'}")
-
-
-def _decided(content: bytes, tree, check):
-    """``check(tree)``, then the tree to go on with. The editor may have built the tree of an
-    element replace by an edit instead of a parse (editor._replaced); a refusal on such a tree is
-    decided again on a parse of ``content``, so every answer is the one a parse gives."""
-    try:
-        check(tree)
-        return tree
-    except (XCAPError, HTTPException):
-        parsed = reparsed_tree(content, tree)
-        if parsed is None:
-            raise
-    check(parsed)
-    return parsed
 
 
 def _validate(store: Store, target: Target, tree, content: bytes) -> None:
