@@ -101,7 +101,9 @@ _PROLOG = re.compile(rb"(?:(?>\s+)|(?><\?.*?\?>)|(?><!--.*?-->))*+", re.S)
 
 def has_doctype(data: bytes) -> bool:
     """Whether the prolog holds a DOCTYPE, found *before* libxml2 could act on it."""
-    position = _PROLOG.match(data, 3 if data.startswith(b"\xef\xbb\xbf") else 0).end()
+    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    match = _PROLOG.match(data, start)  # always matches (maybe nothing)
+    position = match.end() if match is not None else start
     return data[position : position + 9].upper() == b"<!DOCTYPE"
 
 
