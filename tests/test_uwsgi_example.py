@@ -1,4 +1,4 @@
-"""examples/uwsgi.ini, the deployment the README recommends: uWSGI's HTTP router in front of
+"""examples/uwsgi.ini, uWSGI's HTTP router in front of
 3 processes x 2 threads over a private Unix socket, serving real requests."""
 
 from __future__ import annotations
