@@ -159,3 +159,10 @@ def test_one_worker_per_cpu_is_the_default():
     from xcap_wsgi.settings import BY_NAME
 
     assert BY_NAME["workers"].default == 0  # 0: one per CPU (cli.usable_cpus)
+
+
+def test_automatic_workers_are_one_per_usable_cpu_at_most_eight():
+    from xcap_wsgi.cli import AUTO_WORKERS_MAX, usable_cpus
+
+    expected = min(len(os.sched_getaffinity(0)), AUTO_WORKERS_MAX)
+    assert usable_cpus() == expected and 1 <= expected <= 8

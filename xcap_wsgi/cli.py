@@ -162,12 +162,18 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``workers = 0`` starts at most this many processes: each holds database connections of its own
+#: (MariaDB allows 151 by default, shared with Kamailio); set ``workers`` for more.
+AUTO_WORKERS_MAX = 8
+
+
 def usable_cpus() -> int:
-    """The CPUs this process may run on (``workers = 0``: one process per CPU)."""
+    """The CPUs this process may run on, at most ``AUTO_WORKERS_MAX`` (``workers = 0``)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, AUTO_WORKERS_MAX))
 
 
 def _serve_backend(server: str, settings: Settings) -> int:

@@ -171,8 +171,8 @@ class Settings:
                            "once (more threads contend for Python's interpreter lock; raise it when the database "
                            "is far away)", "server")
     workers: int = setting(0, parse_int, "processes of the standalone server sharing one listening socket "
-                           "(each with --threads threads); 0: one per CPU this process may run on (Python "
-                           "threads share one core)", "server")
+                           "(each with --threads threads); 0: one per CPU this process may run on, at most 8 "
+                           "(Python threads share one core; each process has its own database connections)", "server")
     # -- connection limits of the standalone server (xcap_wsgi.httpserver) ------------------------
     connection_limit: int = setting(5000, parse_count,
                                     "open client connections per process of the standalone server (idle "
