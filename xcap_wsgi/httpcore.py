@@ -320,8 +320,8 @@ class Core:
                     if conn.pending:
                         conn.unparsed = data[consumed:]
                         return
-            if consumed >= len(data):
-                return
+            if consumed >= len(data) or (consumed <= 0 and not request.completed):
+                return  # all taken, or the parser wants nothing more of it (never loop on it)
             data = data[consumed:]
 
     def _answer(self, conn: Connection, request: XCAPRequestParser) -> None:
