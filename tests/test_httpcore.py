@@ -20,7 +20,8 @@ from serve_support import (
 )
 
 
-def _authorized(client: DigestClient, method: str, target: str, body: bytes = b"", headers: dict | None = None) -> bytes:
+def _authorized(client: DigestClient, method: str, target: str, body: bytes = b"",
+                headers: dict | None = None) -> bytes:
     """A complete request with a fresh Authorization (the client holds a challenge already)."""
     extra = dict(headers or {})
     extra["Authorization"] = client.authorization(method, target.encode())
@@ -36,10 +37,31 @@ def test_pipelined_requests_are_answered_in_order(tmp_path):
                  + _authorized(client, "DELETE", DOC) + _authorized(client, "GET", DOC))
         sock = client._connect()
         sock.sendall(batch)  # one write: the four requests arrive in one read
-        answers = [read_response(sock) for _ in range(4)]
-        assert [a.status for a in answers] == [200, 200, 200, 404]
-        assert answers[0].body == RL_DOC and answers[1].body == b"friends"
+        answers = _responses(sock, 4)
+        assert [status for status, _ in answers] == [200, 200, 200, 404]
+        assert answers[0][1] == RL_DOC and answers[1][1] == b"friends"
         client.close()
+
+
+def _responses(sock: socket.socket, count: int) -> list[tuple[int, bytes]]:
+    """``count`` pipelined responses (status, body) read off one stream: they may arrive in one
+    segment, so bytes past one response belong to the next (serve_support.read_response reads one)."""
+    buffer, answers = b"", []
+    while len(answers) < count:
+        head_end = buffer.find(b"\r\n\r\n")
+        if head_end >= 0:
+            head = buffer[:head_end].decode("latin-1").split("\r\n")
+            length = next((int(line.split(":", 1)[1]) for line in head[1:]
+                           if line.lower().startswith("content-length:")), 0)
+            end = head_end + 4 + length
+            if len(buffer) >= end:
+                answers.append((int(head[0].split()[1]), buffer[head_end + 4:end]))
+                buffer = buffer[end:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {len(answers)} answers"
+        buffer += chunk
+    return answers
 
 
 def test_expect_100_continue_is_answered_before_the_body(tmp_path):
