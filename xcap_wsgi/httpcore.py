@@ -5,9 +5,9 @@ condition variable, a trigger pipe, the interpreter lock changing hands twice): 
 CPU per request on a trivial application, more than xcap-wsgi's own work on a document GET
 (docs/benchmarks.md). Here every one of ``threads`` threads waits on the same ``epoll``
 instance, and connections are registered ``EPOLLONESHOT``: the thread that receives a
-connection's event owns the connection alone until it re-arms it. It reads, parses (waitress'
-``HTTPRequestParser``, as ``XCAPRequestParser``), runs the application (waitress' ``WSGITask``,
-as ``KeepAliveTask``), sends the answer and re-arms: one wake-up per request and no hand-over.
+connection's event owns the connection alone until it re-arms it. It reads, frames the requests
+(``xcap_wsgi.http11``: llhttp through ``httptools``), runs the application, sends the answer and
+re-arms: one wake-up per request and no hand-over.
 
 The limits of ``xcap_wsgi.httpserver`` hold as before: the connection limit (the listening
 sockets are not re-armed while it is reached), idle/header/body timeouts with ``408`` (a
@@ -23,21 +23,18 @@ import select
 import socket
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from waitress.adjustments import Adjustments
-from waitress.buffers import ReadOnlyFileBasedBuffer
-from waitress.task import ErrorTask
-from waitress.utilities import InternalServerError
 
+from .http11 import Request, RequestReader, Site
 from .httpserver import (
     _TIMEOUT_LINGER_BYTES,
     _TIMEOUT_LINGER_SECONDS,
     _TIMEOUT_RESPONSE,
     ACCEPT_BATCH,
-    KeepAliveTask,
     Limits,
-    XCAPRequestParser,
     adjustments,
     create_server,
     effective_connection_limit,
@@ -56,53 +53,33 @@ _POLL_SECONDS = 1.0
 
 
 class Connection:
-    """One client connection; also the "channel" waitress' parser and task write to."""
+    """One client connection: its requests (``http11.RequestReader``) and its answer in flight."""
 
     def __init__(self, core: Core, sock: socket.socket, addr: Any):
         self.core = core
-        self.server = core  # waitress' task reads server.application, server.adj, ...
-        self.adj = core.adj
         self.sock = sock
         self.fd = sock.fileno()
         self.addr = addr
         self.lock = threading.Lock()  # guards owned/closed and the re-arming
         self.owned = False
         self.closed = False
-        self.parser: XCAPRequestParser | None = None
-        self.sent_continue = False
-        self.out: list[bytes] = []  # the answer being written by the task
+        self.reader = RequestReader(core.limits)
+        self.waiting: deque[Request] = deque()  # read, not yet answered (an answer is pending)
         self.pending = b""  # answer bytes the client has not taken yet
-        self.unparsed = b""  # input received while an answer was pending
         self.close_after_send = False
         self.last_activity = time.monotonic()
-        self.served_at = 0.0  # time.time() of the last answer (the parser's clock)
         self.discard_left = 0  # bytes of a withheld body still to read and drop
         self.lingering = False  # our side is shut: dropping what the client still sends
         self.linger_until = float("inf")
 
-    # -- what waitress' parser and task call --------------------------------------------------------
-
-    def write_soon(self, data: Any) -> int:
-        if isinstance(data, ReadOnlyFileBasedBuffer):
-            size = 0
-            try:
-                for chunk in data:
-                    self.out.append(chunk)
-                    size += len(chunk)
-            finally:
-                data.close()
-            return size
-        if data:
-            self.out.append(bytes(data))
-        return len(data)
-
-    def check_client_disconnected(self) -> bool:
-        return self.closed
-
-    def start_discarding(self, announced: int | None, already: int) -> None:
-        """A withheld body of ``announced`` bytes (None: chunked) of which ``already`` were read."""
+    def start_discarding(self, request: Request, already: int) -> None:
+        """After a withheld ``request``'s answer: drop what is left of its body (``already`` bytes
+        of it came with the head; -1: all of it)."""
         limit = self.core.limits.max_body_size
-        left = limit if announced is None else announced - already
+        if already < 0:
+            self.discard_left = 0
+            return
+        left = limit if request.chunked else (request.content_length or 0) - already
         self.discard_left = left if left <= limit else 0  # too big: do not wait for it
 
     # -- ownership -------------------------------------------------------------------------------------
@@ -140,7 +117,8 @@ class Core:
         self.accept_paused = False
         self.stopping = False
         self.effective_host, self.effective_port = sockets[0].getsockname()[:2]
-        self.server_name = adj.server_name
+        self.site = Site(application, adj.server_name, self.effective_port, adj.ident, adj.url_scheme)
+        self.recv_bytes = adj.recv_bytes
         for fd, sock in self.listeners.items():
             sock.setblocking(False)
             self.epoll.register(fd, _IN)
@@ -258,9 +236,7 @@ class Core:
                 conn.sock.close()
             except OSError:
                 pass
-        if conn.parser is not None:
-            conn.parser.close()
-            conn.parser = None
+        conn.waiting.clear()
         if self.accept_paused:
             with self.accept_lock:
                 paused, self.accept_paused = self.accept_paused, False
@@ -276,10 +252,10 @@ class Core:
                 return conn.release(_OUT)
             if conn.close_after_send:
                 return self._after_last_answer(conn)
-            data, conn.unparsed = conn.unparsed, b""
+            self._answer_waiting(conn)
         else:
             try:
-                data = conn.sock.recv(self.adj.recv_bytes)
+                data = conn.sock.recv(self.recv_bytes)
             except (BlockingIOError, InterruptedError):
                 return conn.release(_IN)
             except OSError:
@@ -292,63 +268,33 @@ class Core:
                 if conn.discard_left <= 0:
                     return self._close(conn)
                 return conn.release(_IN)
-        if data:
-            self._received(conn, data)
+            conn.waiting.extend(conn.reader.feed(data))
+            self._answer_waiting(conn)
         if conn.pending:
             return conn.release(_OUT)
         if conn.close_after_send:
             return self._after_last_answer(conn)
         conn.release(_IN)
 
-    def _received(self, conn: Connection, data: bytes) -> None:
-        """Parse ``data`` and answer every request it completes, in order."""
-        while data:
-            request = conn.parser
-            if request is None:
-                request = conn.parser = XCAPRequestParser(self.adj, limits=self.limits, channel=conn)
-            consumed = request.received(data)
-            if request.expect_continue and request.headers_finished and not conn.sent_continue:
-                self._send(conn, _CONTINUE)
-                conn.sent_continue = True
-            if request.completed:
-                conn.parser = None
-                conn.sent_continue = False
-                if not request.empty:
-                    self._answer(conn, request)
-                    if conn.close_after_send:
-                        return
-                    if conn.pending:
-                        conn.unparsed = data[consumed:]
-                        return
-            if consumed >= len(data) or (consumed <= 0 and not request.completed):
-                return  # all taken, or the parser wants nothing more of it (never loop on it)
-            data = data[consumed:]
+    def _answer_waiting(self, conn: Connection) -> None:
+        """Answer the requests read, in order, while the client takes the answers; then send
+        100 Continue if the request in progress asked for it."""
+        waiting = conn.waiting
+        while waiting and not conn.pending and not conn.close_after_send:
+            self._answer(conn, waiting.popleft())
+        reader = conn.reader
+        if reader.continue_due and not waiting and not conn.pending and not conn.close_after_send:
+            reader.continue_due = False
+            self._send(conn, _CONTINUE)
 
-    def _answer(self, conn: Connection, request: XCAPRequestParser) -> None:
-        """Run the application for ``request`` and send its answer (what waitress' channel does)."""
-        task = (ErrorTask if request.error else KeepAliveTask)(conn, request)
-        try:
-            task.service()
-        except Exception:  # noqa: BLE001 - the client gets a 500, the log the traceback
-            log.exception("Exception while serving %s", request.path)
-            if task.wrote_header:
-                task.close_on_finish = True
-            else:
-                conn.out.clear()
-                error = XCAPRequestParser(self.adj, limits=self.limits)
-                error.error = InternalServerError("The server encountered an unexpected internal server error")
-                error.version = request.version
-                if "CONNECTION" in request.headers:
-                    error.headers["CONNECTION"] = request.headers["CONNECTION"]
-                task = ErrorTask(conn, error)
-                task.service()
-        finally:
-            request.close()
-        conn.served_at = time.time()
-        if task.close_on_finish:
+    def _answer(self, conn: Connection, request: Request) -> None:
+        """Run the application for ``request`` and send its answer."""
+        answer, close = self.site.answer(request, conn.addr)
+        if request.withheld:
+            conn.start_discarding(request, conn.reader.discard_after)
+        if close:
             conn.close_after_send = True
-        answer = b"".join(conn.out)
-        conn.out.clear()
+            conn.waiting.clear()
         self._send(conn, answer)
 
     def _send(self, conn: Connection, data: bytes) -> None:
@@ -399,21 +345,21 @@ class Core:
                 continue
             if not self._expired(conn, now, wall):  # served between the two looks
                 conn.release(_OUT if conn.pending else _IN)
-            elif conn.lingering or conn.pending or conn.parser is None:
+            elif conn.lingering or conn.pending or not conn.reader.in_progress:
                 self._close(conn)
             else:
-                self._time_out(conn, "request head" if not conn.parser.headers_finished else "request body")
+                self._time_out(conn, "request body" if conn.reader.headers_finished else "request head")
 
     def _expired(self, conn: Connection, now: float, wall: float) -> bool:
         limits = self.limits
         silent = now - conn.last_activity
-        parser = conn.parser
+        reader = conn.reader
         if conn.lingering:
             return silent > limits.body_timeout or now > conn.linger_until
-        if conn.pending or parser is None:  # an answer not read, or no request: idle
+        if conn.pending or not reader.in_progress:  # an answer not read, or no request: idle
             return silent > limits.idle_timeout
-        if not parser.headers_finished:
-            return wall - max(parser.started, conn.served_at) > limits.header_timeout
+        if not reader.headers_finished:
+            return wall - reader.started > limits.header_timeout
         return silent > limits.body_timeout
 
     def _time_out(self, conn: Connection, what: str) -> None:
@@ -424,9 +370,7 @@ class Core:
             conn.sock.shutdown(socket.SHUT_WR)
         except OSError:
             return self._close(conn)
-        if conn.parser is not None:
-            conn.parser.close()
-            conn.parser = None
+        conn.reader.broken = True
         # Closing with unread input would send a reset that can overtake the 408 in the client's
         # receive buffer: read and drop what it still sends for a moment.
         conn.lingering = True
