@@ -1,7 +1,7 @@
 """Other HTTP servers for ``xcap-wsgi serve`` (setting ``server``): uWSGI's router or granian.
 
 ``server = waitress`` (the default) is ``xcap_wsgi.httpcore`` (llhttp framing, ``xcap_wsgi.http11``,
-on threads that take turns on one epoll; ``xcap_wsgi.httpserver``): pure Python, and the one that
+on threads that take turns on one epoll; ``xcap_wsgi.httpserver``): the one that
 carries serve's hardening (connection limit, idle/header/body timeouts, 401 before reading the
 body, 413 from the head, 400 for a bare CR; tests/test_serve_hardening.py). The others run the
 same application (``xcap_wsgi.wsgi``, built from the same settings in every worker process) on a

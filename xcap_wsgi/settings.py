@@ -163,8 +163,8 @@ class Settings:
     host: str = setting("127.0.0.1", str, "address the standalone server listens on", "server")
     port: int = setting(8080, parse_int, "TCP port the standalone server listens on", "server")
     server: str = setting("waitress", parse_server,
-                          "HTTP server of the standalone server: waitress (pure Python, with the connection limits "
-                          "and timeouts below), uwsgi (uWSGI's router; pip install pyuwsgi), granian (pip install "
+                          "HTTP server of the standalone server: waitress (serve's own core, with the connection "
+                          "limits and timeouts below), uwsgi (uWSGI's router; pip install pyuwsgi), granian (pip install "
                           "granian) or auto (granian, else uwsgi, else waitress); see xcap_wsgi.backends for what "
                           "the others lack", "server")
     threads: int = setting(2, parse_int, "threads of each process of the standalone server: requests it serves at "
