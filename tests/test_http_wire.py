@@ -118,11 +118,13 @@ class Wire:
         if self.buffer:
             return False
         try:
-            return self.sock.recv(65536) == b""
+            data = self.sock.recv(65536)
         except ConnectionResetError:
             return True
         except TimeoutError:
             return False
+        self.buffer += data  # for the failure message
+        return not data
 
     def usable(self) -> bool:
         """True when another request on this connection is answered."""
@@ -288,9 +290,9 @@ def test_empty_chunk_size_line_is_400(anon):
                    "--max-body-size is 413 from the head; a chunk size above it (here 2**96) is not refused "
                    "at once, waitress waits for the data (until the body timeout, 10 s)")
 def test_chunk_size_beyond_the_body_limit_is_refused_at_once(anon):
-    with Wire(anon.port, timeout=5) as wire:
+    with Wire(anon.port, timeout=3) as wire:
         wire.send(put_head(doc("huge-chunk"), b"Transfer-Encoding: chunked") + b"f" * 24 + b"\r\nabc")
-        response = wire.response()  # times out (5 s, below the 10 s body timeout) while waitress waits
+        response = wire.response()  # times out (3 s, below the 10 s body timeout) while waitress waits
         assert response.status in (400, 413)
         assert wire.closed()
 
@@ -458,3 +460,134 @@ def test_request_head_of_32_kb_is_served(anon):
         wire.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n")
         assert wire.response().status == 200
         assert wire.usable()
+
+
+# -- 6, 7. persistence: HTTP/1.0 and Connection: close ------------------------------------------------
+
+
+def test_http10_without_keep_alive_is_closed_after_the_answer(anon):
+    """RFC 9112 §9.3: an HTTP/1.0 connection without the keep-alive option ends after the answer."""
+    with Wire(anon.port) as wire:
+        wire.send(b"GET /healthz HTTP/1.0\r\n\r\n")
+        assert wire.response().status == 200
+        assert wire.closed()
+
+
+def test_http10_keep_alive_stays_open(anon):
+    """RFC 9112 Appendix C.2.2: an HTTP/1.0 client asks with ``Connection: keep-alive``; the server
+    that keeps the connection says so in its answer."""
+    with Wire(anon.port) as wire:
+        for _ in range(2):
+            wire.send(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            response = wire.response()
+            assert response.status == 200
+            assert response.headers.get("connection", "").lower() == "keep-alive"
+
+
+@pytest.mark.parametrize("option", [b"close", b"Close"])
+def test_connection_close_from_the_client_ends_the_connection(anon, option):
+    """RFC 9112 §9.6: the server answers with ``Connection: close`` and closes (option names are
+    case-insensitive)."""
+    with Wire(anon.port) as wire:
+        wire.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: " + option + b"\r\n\r\n" + HEALTHZ)
+        response = wire.response()
+        assert response.status == 200 and response.headers.get("connection", "").lower() == "close"
+        assert wire.closed()  # the pipelined second request is not answered
+
+
+@pytest.mark.xfail(strict=True, reason="RFC 9112 §9.6: a server that receives the close option MUST close "
+                   "after its answer; waitress looks only for a Connection value equal to 'close', not for "
+                   "close in a list")
+@pytest.mark.parametrize("field", [b"Connection: keep-alive, close", b"Connection: close\r\nConnection: TE"],
+                         ids=["one-list", "two-lines"])
+def test_connection_close_among_other_options_ends_the_connection(anon, field):
+    with Wire(anon.port) as wire:
+        wire.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + field + b"\r\n\r\n" + HEALTHZ)
+        assert wire.response().status == 200
+        assert wire.closed(), f"a second answer: {wire.buffer[:100]!r}"
+
+
+@pytest.mark.xfail(strict=True, reason="RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding has "
+                   "faulty framing: the server MUST close the connection after it; waitress frames it by "
+                   "Content-Length and keeps the connection when asked to")
+def test_http10_request_with_transfer_encoding_ends_the_connection(anon):
+    target = doc("http10-te")
+    with Wire(anon.port) as wire:
+        wire.send(put_head(target, b"Connection: keep-alive", b"Transfer-Encoding: chunked",
+                           b"Content-Length: %d" % len(RL_DOC), version=b"HTTP/1.0") + RL_DOC + HEALTHZ)
+        wire.response()
+        assert wire.closed(), f"a second answer: {wire.buffer[:100]!r}"
+
+
+# -- 8. HEAD ----------------------------------------------------------------------------------------------
+
+
+def test_head_has_the_fields_of_get_and_no_body(anon):
+    """RFC 9110 §9.3.2: HEAD answers with GET's fields (Content-Length included, §8.6) and no
+    content: the next pipelined answer starts right after the head."""
+    target = doc("head")
+    assert exchange(anon.port, put_head(target, b"Content-Length: %d" % len(RL_DOC)) + RL_DOC).status == 201
+    with Wire(anon.port) as wire:
+        wire.send(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\nHEAD " + target
+                  + b" HTTP/1.1\r\nHost: x\r\n\r\n" + HEALTHZ)
+        get, head = wire.response(), wire.response(head_only=True)
+        assert (get.status, head.status) == (200, 200)
+        assert head.headers["content-length"] == get.headers["content-length"] == str(len(RL_DOC))
+        assert head.headers["etag"] == get.headers["etag"]
+        after = wire.response()
+        assert (after.status, after.body) == (200, b"ok\n")
+
+
+# -- 10. Date and Server on every answer ------------------------------------------------------------
+
+IMF_FIXDATE = re.compile(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+                         r"\d{4} \d\d:\d\d:\d\d GMT")
+
+
+def assert_date_and_server(response: Response) -> None:
+    """One Date in IMF-fixdate form (RFC 9110 §5.6.7) whose weekday fits the date, one Server."""
+    dates = [value for name, value in response.raw_headers if name.lower() == "date"]
+    assert len(dates) == 1 and IMF_FIXDATE.fullmatch(dates[0]), response.raw_headers
+    assert datetime.strptime(dates[0], "%a, %d %b %Y %H:%M:%S GMT").strftime("%a, %d %b %Y %H:%M:%S GMT") == dates[0]
+    servers = [value for name, value in response.raw_headers if name.lower() == "server"]
+    assert servers == ["xcap-wsgi"], response.raw_headers
+
+
+def _not_modified(port: int) -> Response:
+    target = doc("date-304")
+    etag = exchange(port, put_head(target, b"Content-Length: %d" % len(RL_DOC)) + RL_DOC).headers["etag"]
+    return exchange(port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nIf-None-Match: " + etag.encode() + b"\r\n\r\n")
+
+
+ANSWERS = {  # status: (server fixture, how to get that answer)
+    200: ("anon", lambda port: exchange(port, HEALTHZ)),
+    201: ("anon", lambda port: exchange(port, put_head(doc("date-201"), b"Content-Length: %d" % len(RL_DOC))
+                                         + RL_DOC)),
+    304: ("anon", _not_modified),
+    400: ("anon", lambda port: exchange(port, b"GARBAGE\r\n\r\n")),
+    401: ("digest", lambda port: exchange(port, b"GET " + DOC.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")),
+    404: ("anon", lambda port: exchange(port, b"GET " + doc("nobody") + b" HTTP/1.1\r\nHost: x\r\n\r\n")),
+    405: ("anon", lambda port: exchange(port, b"BREW " + doc("nobody") + b" HTTP/1.1\r\nHost: x\r\n\r\n")),
+    409: ("anon", lambda port: exchange(port, put_head(doc("date-409"), b"Content-Length: 3") + b"<a>")),
+    413: ("anon", lambda port: exchange(port, put_head(doc("date-413"), b"Content-Length: %d" % (LIMIT + 1)))),
+    501: ("anon", lambda port: exchange(port, put_head(doc("date-501"), b"Transfer-Encoding: gzip"))),
+}
+
+
+@pytest.mark.parametrize("status", list(ANSWERS))
+def test_every_answer_has_date_and_server(request, status):
+    fixture, get_answer = ANSWERS[status]
+    response = get_answer(request.getfixturevalue(fixture).port)
+    assert response.status == status
+    assert_date_and_server(response)
+
+
+@pytest.mark.xfail(strict=True, reason="RFC 9110 §6.6.1: an origin server with a clock MUST send Date in "
+                   "every 4xx; serve's 408 (httpserver._TIMEOUT_RESPONSE) is a fixed byte string without "
+                   "Date (and without Server)")
+def test_408_has_date_and_server(digest):
+    with Wire(digest.port) as wire:
+        wire.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # the head never ends: 408 after 1 s
+        response = wire.response()
+        assert response.status == 408
+        assert_date_and_server(response)
