@@ -591,3 +591,162 @@ def test_408_has_date_and_server(digest):
         response = wire.response()
         assert response.status == 408
         assert_date_and_server(response)
+
+
+# -- 11. request targets ----------------------------------------------------------------------------
+
+
+def test_absolute_form_is_served_like_origin_form(anon):
+    """RFC 9112 §3.2.2: a server MUST accept the absolute form (a proxy's form) of any target."""
+    origin = doc("absolute")
+    absolute = b"http://127.0.0.1:%d" % anon.port + origin
+    assert exchange(anon.port, put_head(absolute, b"Content-Length: %d" % len(RL_DOC)) + RL_DOC).status == 201
+    by_origin = exchange(anon.port, b"GET " + origin + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    by_absolute = exchange(anon.port, b"GET " + absolute + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (by_origin.status, by_origin.body) == (by_absolute.status, by_absolute.body) == (200, RL_DOC)
+    assert by_origin.headers["etag"] == by_absolute.headers["etag"]
+
+
+def test_absolute_form_with_digest(digest):
+    """Digest's ``uri`` is the request-target as sent (RFC 7616 §3.4), here the absolute form."""
+    client = DigestClient(digest.port)
+    absolute = b"http://127.0.0.1:%d" % digest.port + doc("alice", "absolute.xml")
+    assert client.request("PUT", absolute, RL_DOC, {"Content-Type": RL_MIME}).status == 201
+    assert client.request("GET", absolute).body == RL_DOC
+    client.close()
+
+
+def test_query_string_reaches_the_application(anon):
+    """RFC 4825 §6: the query carries the node selector's namespace bindings."""
+    target = doc("query")
+    assert exchange(anon.port, put_head(target, b"Content-Length: %d" % len(RL_DOC)) + RL_DOC).status == 201
+    selected = (target + b"/~~/rl:resource-lists/rl:list%5B@name=%22friends%22%5D/@name"
+                b"?xmlns(rl=urn:ietf:params:xml:ns:resource-lists)")
+    answer = exchange(anon.port, b"GET " + selected + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (answer.status, answer.body) == (200, b"friends")
+
+
+@pytest.mark.parametrize("prefix", [b"//evil", b"//127.0.0.1", b"//x/.."],
+                         ids=["other-host", "this-host", "dot-segment"])
+def test_target_starting_with_two_slashes_is_not_an_authority(anon, prefix):
+    """``//host/path`` in origin form is a path whose first segment is empty (RFC 9112 §3.2.1), not
+    a network-path reference: a parser that read it as one would serve ``/path`` (here the
+    document) to a request a front proxy saw as outside the XCAP root. (waitress collapses the
+    leading slashes, ``//xcap-root/x`` is PATH_INFO ``/xcap-root/x``: the same document; the next
+    test pins that it is never another user's.)"""
+    target = doc("slashes")
+    assert exchange(anon.port, put_head(target, b"Content-Length: %d" % len(RL_DOC)) + RL_DOC).status in (200, 201)
+    answer = exchange(anon.port, b"GET " + prefix + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.status in (400, 404), answer.status
+    assert RL_DOC not in answer.body
+
+
+def test_target_starting_with_two_slashes_never_reaches_another_users_document(proxied):
+    bob, alice = b"X-Remote-User: bob@example.com", f"X-Remote-User: {ACCOUNT}".encode()
+    assert exchange(proxied.port, put_head(doc("bob"), bob, b"Content-Length: %d" % len(RL_DOC))
+                    + RL_DOC).status == 201
+    for target in (b"/" + doc("bob"), b"//xcap-root" + doc("bob"), b"//evil" + doc("bob")):
+        answer = exchange(proxied.port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n" + alice + b"\r\n\r\n")
+        assert answer.status in (400, 403, 404), (target, answer.status)
+        assert RL_DOC not in answer.body
+
+
+# -- 12. percent-decoding -----------------------------------------------------------------------------
+
+
+def test_path_is_percent_decoded_exactly_once(anon):
+    """``%2541`` reaches the node selector as ``%41``, not as ``A``: a list named ``a%41`` is found,
+    one named ``aA`` is not (no second decoding anywhere)."""
+    target = doc("decode-once")
+    body = RL_DOC.replace(b'name="friends"', b'name="a%41"')
+    assert exchange(anon.port, put_head(target, b"Content-Length: %d" % len(body)) + body).status == 201
+    select = target + b"/~~/resource-lists/list%5B@name=%22"
+    once = exchange(anon.port, b"GET " + select + b"a%2541%22%5D/@name HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (once.status, once.body) == (200, b"a%41")
+    twice = exchange(anon.port, b"GET " + select + b"aA%22%5D/@name HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert twice.status == 404
+
+
+# -- 13, 15. pipelining and empty lines ---------------------------------------------------------------
+
+
+def test_pipelined_put_and_get_are_answered_in_order(anon):
+    target = doc("pipelined")
+    with Wire(anon.port) as wire:
+        wire.send(put_head(target, b"Content-Length: %d" % len(RL_DOC)) + RL_DOC
+                  + b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert wire.response().status == 201
+        answer = wire.response()
+        assert (answer.status, answer.body) == (200, RL_DOC)
+
+
+def test_pipelined_chunked_put_and_get_are_answered_in_order(anon):
+    target = doc("pipelined-chunked")
+    with Wire(anon.port) as wire:
+        wire.send(put_head(target, b"Transfer-Encoding: chunked") + chunked(RL_DOC, 40)
+                  + b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert wire.response().status == 201
+        answer = wire.response()
+        assert (answer.status, answer.body) == (200, RL_DOC)
+
+
+@pytest.mark.parametrize("before", [b"\r\n", b"\r\n\r\n"], ids=["one", "two"])
+def test_empty_lines_before_the_request_line_are_ignored(anon, before):
+    """RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request-line,
+    such as the CRLF some clients send after a request body."""
+    target = doc("crlf-" + str(len(before)))
+    with Wire(anon.port) as wire:
+        wire.send(before + put_head(target, b"Content-Length: %d" % len(RL_DOC)) + RL_DOC + before
+                  + b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert wire.response().status == 201
+        answer = wire.response()
+        assert (answer.status, answer.body) == (200, RL_DOC)
+
+
+# -- 14. Expect: 100-continue without credentials ------------------------------------------------------
+
+
+def test_body_sent_after_the_401_to_an_expect_put_is_not_read_as_a_request(digest):
+    """No 100 Continue for a PUT without Authorization: 401 at once (the answer to the whole
+    exchange). A client that sends its body anyway (curl does after a second) must not have it
+    parsed as a request, here one that would be answered 200."""
+    body = HEALTHZ
+    with Wire(digest.port) as wire:
+        wire.send(put_head(DOC.encode(), b"Content-Length: %d" % len(body), b"Expect: 100-continue"))
+        response = wire.response()
+        assert response.status == 401 and response.headers.get("connection") == "close"
+        try:
+            wire.send(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert wire.closed(), f"a second answer: {wire.buffer[:100]!r}"
+
+
+# -- 16. methods ----------------------------------------------------------------------------------------
+
+
+def test_unknown_method_is_405_or_501_and_the_connection_goes_on(anon):
+    """RFC 9110 §9.1: an unrecognized method SHOULD be 501; 405 says it is not allowed here."""
+    with Wire(anon.port) as wire:
+        wire.send(b"BREW " + doc("coffee") + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert wire.response().status in (405, 501)
+        assert wire.usable()
+
+
+def test_methods_are_case_sensitive(anon):
+    """RFC 9110 §9.1: ``get`` is not GET (an unknown method: 400, 405 or 501), never the document."""
+    target = doc("lowercase")
+    assert exchange(anon.port, put_head(target, b"Content-Length: %d" % len(RL_DOC)) + RL_DOC).status == 201
+    answer = exchange(anon.port, b"get " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.status in (400, 405, 501), answer.status
+    assert RL_DOC not in answer.body
+
+
+# -- Host ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request "
+                   "without Host or with more than one; waitress serves both")
+@pytest.mark.parametrize("host", [b"", b"Host: a\r\nHost: b\r\n"], ids=["missing", "twice"])
+def test_http11_request_without_exactly_one_host_is_400(anon, host):
+    assert exchange(anon.port, b"GET /healthz HTTP/1.1\r\n" + host + b"\r\n").status == 400
