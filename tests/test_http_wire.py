@@ -238,6 +238,24 @@ def test_different_content_lengths_are_400(anon, lines):
     assert stored(anon.port, target) is None
 
 
+def test_content_length_with_leading_zeros_is_the_number(anon):
+    """Content-Length = 1*DIGIT (RFC 9110 §8.6): ``000140`` is 140, not octal, not refused."""
+    target = doc("zeros")
+    response = exchange(anon.port, put_head(target, b"Content-Length: %06d" % len(RL_DOC)) + RL_DOC)
+    assert response.status == 201
+    assert stored(anon.port, target) == RL_DOC
+
+
+def test_body_of_a_get_is_read_not_parsed_as_a_request(anon):
+    """A GET may carry a Content-Length body (RFC 9110 §9.3.1: no meaning, but framed as any body):
+    it is read and dropped; a server that ignored it would answer it as a request (here a 404)."""
+    hidden = b"GET " + doc("nobody") + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    with Wire(anon.port) as wire:
+        wire.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(hidden) + hidden
+                  + HEALTHZ)
+        assert [wire.response().status, wire.response().status] == [200, 200]
+
+
 @pytest.mark.parametrize("value", [b"abc", b"-1", b"+%d" % len(RL_DOC), b"0x%x" % len(RL_DOC), b"1 40", b"",
                                    b"%d.0" % len(RL_DOC)],
                          ids=["word", "negative", "plus-sign", "hex", "inner-space", "empty", "decimal-point"])
