@@ -86,8 +86,12 @@ def test_a_chunked_body_is_joined_and_announced_as_a_length():
     (b"GET / HTTP/1.1\r\nHost h\r\n\r\n", 400),
     (b"GET /a\x00 HTTP/1.1\r\n\r\n", 400),
     (b"BREW / HTTP/1.1\r\n\r\n", 501),
-    (b"get / HTTP/1.1\r\n\r\n", 400),  # methods are case-sensitive (RFC 9110 section 9.1)
+    (b"get / HTTP/1.1\r\n\r\n", 501),  # methods are case-sensitive (RFC 9110 section 9.1)
     (b"GET / HTTP/2.0\r\n\r\n", 505),
+    (b"GET / HTTP/1.1\r\n\r\n", 400),  # no Host (RFC 9112 section 3.2)
+    (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    (b"PUT / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501),
+    (b"GARBAGE\r\n\r\n", 400),
 ])
 def test_what_llhttp_refuses_is_answered_and_ends_the_connection(data, status):
     reader, done = read_all(data + GET)
@@ -101,7 +105,7 @@ def test_a_body_over_the_limit_is_413_from_the_head_or_while_chunks_arrive():
     limits = Limits(max_body_size=4)
     _, (by_length,) = read_all(PUT, limits=limits)
     assert by_length.error[0].startswith("413")
-    chunked = b"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n"
+    chunked = b"PUT / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n"
     _, (by_chunks,) = read_all(chunked, split=5, limits=limits)
     assert by_chunks.error[0].startswith("413")
 
@@ -159,7 +163,7 @@ def test_answers_carry_length_date_and_server_and_head_has_no_body():
         return [b"" if environ["REQUEST_METHOD"] == "HEAD" else b"hello"]
 
     site = Site(app, "h", 80, "xcap-wsgi")
-    _, (get, head) = read_all(b"GET / HTTP/1.1\r\n\r\nHEAD / HTTP/1.1\r\n\r\n")
+    _, (get, head) = read_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\nHEAD / HTTP/1.1\r\nHost: h\r\n\r\n")
     status, headers, body, close = answer(site, get)
     assert (status, body, headers["content-length"], close) == (200, b"hello", "5", False)
     assert headers["server"] == "xcap-wsgi"

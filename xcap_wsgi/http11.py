@@ -24,6 +24,7 @@ from __future__ import annotations
 import email.utils
 import io
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -44,6 +45,8 @@ MAX_BLANK_BYTES = 64
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                          "trailers", "transfer-encoding", "upgrade"})
 _NO_BODY_STATUS = ("1", "204", "304")
+#: A request line of RFC 9112 section 3 (method token, target, version).
+_REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [\x21-\x7e]+ HTTP/[0-9]\.[0-9]\r\n")
 
 
 class Request:
@@ -89,7 +92,8 @@ class RequestReader:
         self.started = 0.0  # time.time() of the first byte of the request in progress
         self.continue_due = False  # the request in progress asked for 100 Continue
         self.broken = False  # no more requests on this connection
-        self.head_bytes = 0
+        self.head_bytes = 0  # bytes received while a head is incomplete (bounds what is buffered)
+        self.head_size = 0  # the request line's target and header fields of the request in progress
         self.blank_bytes = 0
         self.discard_after = 0  # bytes of a withheld body received with its head (dropped)
 
@@ -113,11 +117,10 @@ class RequestReader:
             if self.done:
                 self.done[-1].close = True
         except httptools.HttpParserInvalidMethodError:
-            # a method token llhttp does not know is 501 (RFC 9110 section 9.1); bytes that are no
-            # token at all (a bare CR before the request line) are 400
-            first = data.lstrip(b"\r\n")[:1]
-            token = first.isalpha() and first.isupper()
-            self._fail("501 Not Implemented" if token else "400 Bad Request", "unknown request method")
+            # a well-formed request line with a method llhttp does not know is 501 (RFC 9110
+            # section 9.1); anything else (one word, a bare CR, a TLS hello) is 400
+            known_shape = _REQUEST_LINE.match(data.lstrip(b"\r\n")) is not None
+            self._fail("501 Not Implemented" if known_shape else "400 Bad Request", "unknown request method")
         except httptools.HttpParserInvalidURLError:
             self._fail("400 Bad Request", "malformed request target")
         except httptools.HttpParserCallbackError as exc:
@@ -156,12 +159,15 @@ class RequestReader:
         self.headers_finished = False
         self.started = time.time()
         self.blank_bytes = 0
+        self.head_size = 0
 
     def on_url(self, url: bytes) -> None:
         self.current.target += url  # type: ignore[union-attr]
+        self.head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.current.headers.append((name, value))  # type: ignore[union-attr]
+        self.head_size += len(name) + len(value) + 4
 
     def on_headers_complete(self) -> None:
         request = self.current
@@ -175,9 +181,24 @@ class RequestReader:
         if request.version not in ("1.0", "1.1"):
             self._fail("505 HTTP Version Not Supported", f"HTTP/{request.version}")
             raise _Stop
+        if self.head_size > MAX_HEAD_BYTES:
+            self._fail("431 Request Header Fields Too Large", f"request head over {MAX_HEAD_BYTES} bytes")
+            raise _Stop
+        hosts = sum(1 for name, _ in request.headers if name.lower() == b"host")
+        if request.version == "1.1" and hosts != 1:  # RFC 9112 section 3.2: MUST be 400
+            self._fail("400 Bad Request", "an HTTP/1.1 request needs exactly one Host header")
+            raise _Stop
         length = request.header(b"content-length")
         request.content_length = int(length) if length is not None else None  # llhttp checked the digits
-        request.chunked = request.header(b"transfer-encoding") is not None  # llhttp allows only chunked last
+        codings = [coding.strip(b" \t").lower() for name, value in request.headers
+                   if name.lower() == b"transfer-encoding" for coding in value.split(b",") if coding.strip(b" \t")]
+        if codings:
+            if codings != [b"chunked"]:  # as waitress: chunked is the only coding taken (RFC 9112 section 6.1)
+                self._fail("501 Not Implemented", "Transfer-Encoding other than chunked")
+                raise _Stop
+            request.chunked = True
+            if request.version == "1.0":
+                request.close = True  # RFC 9112 section 6.1: MUST close after a 1.0 request with it
         announced = request.chunked or bool(request.content_length)
         limits = self.limits
         credentials = (request.header(b"authorization") or b"").strip()

@@ -32,7 +32,6 @@ from .http11 import Request, RequestReader, Site
 from .httpserver import (
     _TIMEOUT_LINGER_BYTES,
     _TIMEOUT_LINGER_SECONDS,
-    _TIMEOUT_RESPONSE,
     ACCEPT_BATCH,
     Limits,
     adjustments,
@@ -366,7 +365,7 @@ class Core:
         log.info("closing the connection from %s: %s not complete in time", conn.addr[0] if conn.addr else "?",
                  what)
         try:
-            conn.sock.send(_TIMEOUT_RESPONSE)  # best effort (RFC 9110 408)
+            conn.sock.send(self.site.error_answer(Request(), "408 Request Timeout", f"{what} not complete in time"))
             conn.sock.shutdown(socket.SHUT_WR)
         except OSError:
             return self._close(conn)

@@ -164,9 +164,9 @@ class Settings:
     port: int = setting(8080, parse_int, "TCP port the standalone server listens on", "server")
     server: str = setting("waitress", parse_server,
                           "HTTP server of the standalone server: waitress (serve's own core, with the connection "
-                          "limits and timeouts below), uwsgi (uWSGI's router; pip install pyuwsgi), granian (pip install "
-                          "granian) or auto (granian, else uwsgi, else waitress); see xcap_wsgi.backends for what "
-                          "the others lack", "server")
+                          "limits and timeouts below), uwsgi (uWSGI's router; pip install pyuwsgi), granian "
+                          "(pip install granian) or auto (granian, else uwsgi, else waitress); see xcap_wsgi.backends "
+                          "for what the others lack", "server")
     threads: int = setting(2, parse_int, "threads of each process of the standalone server: requests it serves at "
                            "once (more threads contend for Python's interpreter lock; raise it when the database "
                            "is far away)", "server")
