@@ -1,6 +1,7 @@
-"""The HTTP protocol of ``xcap-wsgi serve`` on top of waitress' parser and WSGI task, with limits
-for a server that faces phones; ``xcap_wsgi.httpcore`` runs it on Linux, waitress' own loop
-(``create_server``, below) elsewhere.
+"""The limits of ``xcap-wsgi serve`` for a server that faces phones (``Limits``), and the server
+that carries them on waitress' own loop, parser and WSGI task (``create_server``) where Linux'
+epoll is missing; on Linux ``xcap_wsgi.httpcore`` carries the same limits with its own framing
+(``xcap_wsgi.http11``).
 
 waitress alone keeps 100 connections per process, drops silent ones only after 120 s, has no
 time limit on a request head or body, uses ``select()`` (which breaks above file descriptor
