@@ -45,6 +45,8 @@ MAX_BLANK_BYTES = 64
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                          "trailers", "transfer-encoding", "upgrade"})
 _NO_BODY_STATUS = ("1", "204", "304")
+#: Request headers the framing decides on (lower case).
+_FRAMING = frozenset({b"host", b"content-length", b"transfer-encoding", b"authorization", b"expect"})
 #: A request line of RFC 9112 section 3 (method token, target, version).
 _REQUEST_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+ [\x21-\x7e]+ HTTP/[0-9]\.[0-9]\r\n")
 
@@ -67,13 +69,6 @@ class Request:
         self.withheld = False
         self.error: tuple[str, str] | None = None  # (status line, explanation): answered by the server
         self.close = False  # the connection ends after this request's answer
-
-    def header(self, name: bytes) -> bytes | None:
-        """The first value of header ``name`` (lower case), or None."""
-        for key, value in self.headers:
-            if key.lower() == name:
-                return value
-        return None
 
 
 class _Stop(Exception):
@@ -184,14 +179,18 @@ class RequestReader:
         if self.head_size > MAX_HEAD_BYTES:
             self._fail("431 Request Header Fields Too Large", f"request head over {MAX_HEAD_BYTES} bytes")
             raise _Stop
-        hosts = sum(1 for name, _ in request.headers if name.lower() == b"host")
-        if request.version == "1.1" and hosts != 1:  # RFC 9112 section 3.2: MUST be 400
+        fields: dict[bytes, list[bytes]] = {}  # the framing headers, looked at in one pass
+        for name, value in request.headers:
+            name = name.lower()
+            if name in _FRAMING:
+                fields.setdefault(name, []).append(value)
+        if request.version == "1.1" and len(fields.get(b"host", ())) != 1:  # RFC 9112 section 3.2: MUST be 400
             self._fail("400 Bad Request", "an HTTP/1.1 request needs exactly one Host header")
             raise _Stop
-        length = request.header(b"content-length")
-        request.content_length = int(length) if length is not None else None  # llhttp checked the digits
-        codings = [coding.strip(b" \t").lower() for name, value in request.headers
-                   if name.lower() == b"transfer-encoding" for coding in value.split(b",") if coding.strip(b" \t")]
+        length = fields.get(b"content-length")
+        request.content_length = int(length[0]) if length else None  # llhttp checked the digits
+        codings = [coding.strip(b" \t").lower() for value in fields.get(b"transfer-encoding", ())
+                   for coding in value.split(b",") if coding.strip(b" \t")]
         if codings:
             if codings != [b"chunked"]:  # as waitress: chunked is the only coding taken (RFC 9112 section 6.1)
                 self._fail("501 Not Implemented", "Transfer-Encoding other than chunked")
@@ -201,7 +200,7 @@ class RequestReader:
                 request.close = True  # RFC 9112 section 6.1: MUST close after a 1.0 request with it
         announced = request.chunked or bool(request.content_length)
         limits = self.limits
-        credentials = (request.header(b"authorization") or b"").strip()
+        credentials = fields.get(b"authorization", [b""])[0].strip()
         if announced and limits.withhold_unauthenticated_bodies and not credentials:
             request.withheld = True
             request.close = True
@@ -213,8 +212,8 @@ class RequestReader:
             self._fail("413 Request Entity Too Large", f"body over {limits.max_body_size} bytes")
             raise _Stop
         if announced and request.version == "1.1":
-            expect = request.header(b"expect")
-            self.continue_due = expect is not None and expect.strip().lower() == b"100-continue"
+            expect = fields.get(b"expect")
+            self.continue_due = expect is not None and expect[0].strip().lower() == b"100-continue"
 
     def on_body(self, body: bytes) -> None:
         request = self.current
