@@ -134,3 +134,39 @@ def test_both_drivers_bind_and_read_alike(db_url):
     assert (found, tuple(row), after) == (1, (*TRICKY, 1), None)
     assert everything == [("alice", RAW), ("bob", b"<bob/>")] and rest == []
     assert (same, missed) == (1, 0)
+
+
+#: What Galera answered in CI when a node left the primary component under a commit (1180).
+NOT_PRIMARY = ("Error while appending streaming replication fragment"
+               "(provider status: Not connected to Primary Component)")
+
+
+def _signal(code: int, message: str) -> str:
+    return f"SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO={code}, MESSAGE_TEXT='{message}'"
+
+
+def test_a_commit_refused_by_a_node_out_of_the_primary_component_moves_to_the_next_node(db_url, driver):
+    """The server itself raises Galera's 1180 (SIGNAL): the layer treats it as a failed node, as
+    it does 1047, and runs the statement again on the next host; any other 1180 is an error."""
+    scheme, rest = db_url.split("://", 1)
+    credentials, address = rest.rsplit("@", 1)
+    hostport, database = address.split("/", 1)
+    port = hostport.rsplit(":", 1)[1] if ":" in hostport else "3306"
+    two_nodes = f"{scheme}://{credentials}@127.0.0.1:{port},127.0.0.1:{port}/{database}"  # one server, two "nodes"
+    connections = MySQLConnections.from_url(two_nodes + f"?driver={driver}")
+    calls = []
+
+    def work(cursor):
+        calls.append(connections.current)
+        cursor.execute(_signal(1180, NOT_PRIMARY) if len(calls) == 1 else "SELECT 7")
+        return cursor.fetchall()
+
+    try:
+        first = connections.current
+        assert [tuple(row) for row in connections.run(work)] == [(7,)]
+        assert calls == [first, 1 - first] and connections.current == 1 - first
+        with pytest.raises(StoreError, match="1180"):
+            connections.run(lambda cursor: cursor.execute(_signal(1180, "Got error 28 during COMMIT")))
+        assert connections.current == 1 - first  # not a node failure: no move
+    finally:
+        connections.close()

@@ -86,7 +86,8 @@ Galera (issue 10). With several hosts the connection factory tries them in order
 the last one that worked, and skips a node that is not ``wsrep_ready`` (joining, donor without
 service, non-primary); every process sticks to its node until that node fails (no fail-back), so
 the host order of each process's URL spreads the load. A connection that dies, or a statement
-refused with 1047 ("WSREP has not yet prepared node for application use"), moves the store to the
+refused with 1047 ("WSREP has not yet prepared node for application use") or a commit refused with
+1180 because the node left the primary component, moves the store to the
 next host and the statement is re-run there once; when no node answers, ``StoreUnavailable`` (503 +
 Retry-After). Galera certifies optimistically: a CAS statement that conflicts with a write
 committed on another node fails with 1213 (deadlock) at commit, after the server's own
@@ -148,10 +149,10 @@ from .base import (
 from .kamailio import COLUMN_LIMITS, MAX_DOCUMENT_BYTES
 from .mysql_connection import (
     CONFIGURATION_ERRORS as _CONFIGURATION_ERRORS,
-    CONNECTION_ERRORS as _CONNECTION_ERRORS,
     MySQLConnections,
     close_quietly as _close_quietly,
     error_code as _error_code,
+    node_failed_error,
 )
 from .mysql_schema import check_xcap_schema, initdb
 from .mysql_url import parse_url
@@ -244,7 +245,7 @@ class MySQLStore:
         try:
             self._check_schema_on(connection)
         except pymysql.err.MySQLError as exc:
-            broken = _error_code(exc) in _CONNECTION_ERRORS or isinstance(exc, pymysql.err.InterfaceError)
+            broken = node_failed_error(exc)
             if broken:
                 raise StoreUnavailable(f"{self.url}: {exc}", retry_after=self.retry_after) from exc
             raise StoreError(f"{self.url}: cannot check the {self.table} table: {exc}") from exc

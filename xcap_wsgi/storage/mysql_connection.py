@@ -46,7 +46,7 @@ from .mysql_url import parse_url, safe_url
 log = logging.getLogger("xcap_wsgi.storage.mysql")
 
 __all__ = ["MySQLConnections", "Pool", "CONNECTION_ERRORS", "CONFIGURATION_ERRORS", "LOCK_ERRORS",
-           "DRIVERS", "close_quietly", "error_code", "driver_available"]
+           "DRIVERS", "close_quietly", "error_code", "node_failed_error", "driver_available"]
 
 #: Values of the URL option ``driver``.
 DRIVERS = ("auto", "pymysql", "mysqlclient")
@@ -84,6 +84,20 @@ def error_code(exc: BaseException | None) -> int | None:
     if exc is not None and exc.args and isinstance(exc.args[0], int):
         return exc.args[0]
     return None
+
+
+#: Galera refuses a commit with 1180 ("... provider status: Not connected to Primary Component")
+#: when its node left the primary component while the statement ran: nothing was applied.
+_COMMIT_ERROR = 1180
+
+
+def node_failed_error(exc: BaseException) -> bool:
+    """Whether ``exc`` means this connection's server is gone or out of the cluster, so the store
+    moves to the next node and runs the statement again there (each is a compare-and-swap)."""
+    code = error_code(exc)
+    if code in CONNECTION_ERRORS or isinstance(exc, pymysql.err.InterfaceError):
+        return True
+    return code == _COMMIT_ERROR and "Primary Component" in str(exc)
 
 
 def driver_available(name: str) -> bool:
@@ -433,7 +447,7 @@ class MySQLConnections:
                             time.sleep(0.01 * (2**lock_retries))
                             continue
                         raise StoreUnavailable(f"{self.url}: {exc}", retry_after=1) from exc
-                    if isinstance(exc, pymysql.err.InterfaceError) or code in CONNECTION_ERRORS or code is None:
+                    if code is None or node_failed_error(exc):
                         self.node_failed(connection)
                         close_quietly(connection)
                         connection = None
