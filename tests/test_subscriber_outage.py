@@ -197,6 +197,51 @@ def test_serve_answers_503_while_the_subscriber_database_is_down(private_mariadb
     assert " 503 " in text or "unavailable" in text  # the outage was logged, as one line per request
 
 
+def test_serve_started_while_the_database_is_down_answers_503_then_serves(private_mariadb):
+    """Like the document store, the subscriber table may be down when serve starts (or when a
+    worker is replaced during an outage): 503 + Retry-After until it is back, then 200."""
+    start, stop, _kill = private_mariadb
+    url = start()
+    initdb(url)
+    assert cli(["adduser", "alice@example.com", "--password", "wonder land", "--db", url]) == 0
+    stop()
+    url += "?connect_timeout=1&retry_after=4"
+    port = free_port()
+    log = tempfile.NamedTemporaryFile(prefix="xcapw-outage-", suffix=".log", delete=False)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xcap_wsgi", "serve", "--db", url, "--host", "127.0.0.1", "--port", str(port),
+         "--default-domain", REALM, "--digest-algorithms", "MD5"],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(REPO))
+    try:
+        wait_for_http(port, proc, path="/xcap-root/xcap-caps/global/index")
+        status, headers, data = serve_request(port, "PUT", DOC, BODY)
+        assert (status, headers.get("retry-after")) == (503, "4"), data
+        start()
+        assert serve_request(port, "PUT", DOC, BODY)[0] == 201
+        status, _, data = serve_request(port, "GET", DOC)
+        assert (status, data) == (200, BODY)
+    finally:
+        stop_process(proc)
+        log.close()
+        text = Path(log.name).read_text(errors="replace")
+        os.unlink(log.name)
+    assert "Traceback" not in text, text[-4000:]
+    assert "subscriber table unavailable at start-up" in text, text[-4000:]
+
+
+def test_serve_with_a_wrong_subscriber_password_does_not_start(tmp_path):
+    """Waiting does not fix a wrong URL: serve exits at once, saying why."""
+    scheme, rest = server_url().split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    bad = f"{scheme}://{credentials.split(':', 1)[0]}:not-the-password@{host}"
+    result = subprocess.run(
+        [sys.executable, "-m", "xcap_wsgi", "serve", "--db", f"sqlite:///{tmp_path / 'x.sqlite3'}", "--auth-db", bad,
+         "--port", str(free_port()), "--workers", "2"],
+        capture_output=True, text=True, timeout=60, cwd=str(REPO))
+    assert result.returncode == 1, result.stderr
+    assert "cannot set up Digest authentication" in result.stderr and "1045" in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("username", ["b\U0001F600b", "ünïcødé", "x" * 300, "x' OR '1'='1"])
 def test_names_the_latin1_table_cannot_hold_are_unknown_accounts_not_errors(username):
     with temporary_database(charset="latin1", tables="initdb") as url:

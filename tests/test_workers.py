@@ -6,6 +6,7 @@ import http.client
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -153,6 +154,70 @@ def test_a_worker_that_cannot_start_stops_the_server(tmp_path):
     )
     assert result.returncode == 1
     assert "xcap-wsgi:" in result.stderr
+
+
+def test_the_banner_comes_once_a_worker_listens(tmp_path):
+    """The start-up line means "serving": a connection made right after it is accepted."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xcap_wsgi", "serve", "--anonymous", "--port", str(port), "--workers", "2",
+         "--db", f"sqlite:///{tmp_path / 'xcap.sqlite3'}"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=tmp_path)
+    try:
+        assert "serving XCAP at" in process.stdout.readline()
+        response, _ = request(port, "GET", "/xcap-root/xcap-caps/global/index")
+        assert response.status == 200
+    finally:
+        process.terminate()
+        process.wait(15)
+
+
+def test_a_worker_that_cannot_start_once_the_server_serves_is_tried_again(tmp_path):
+    """A replacement worker that fails its start-up (here: the subscriber table is gone) does not
+    stop a server that already serves: the other worker serves on, and the replacement is started
+    again until it works (the table is back)."""
+    from xcap_wsgi.cli import main as cli
+
+    auth = tmp_path / "auth.sqlite3"
+    assert cli(["adduser", "alice@example.com", "--password", "secret", "--db", f"sqlite:///{auth}"]) == 0
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xcap_wsgi", "serve", "--port", str(port), "--workers", "2", "--threads", "2",
+         "--db", f"sqlite:///{tmp_path / 'xcap.sqlite3'}", "--auth-db", f"sqlite:///{auth}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    output: list[str] = []
+    threading.Thread(target=lambda: output.extend(process.stdout), daemon=True).start()
+    pids: set[int] = set()
+    try:
+        assert wait_until(lambda: len(children(process.pid)) == 2), "".join(output)
+        assert wait_until(lambda: any("serving XCAP at" in line for line in output)), "".join(output)
+        with sqlite3.connect(auth) as db:
+            db.execute("ALTER TABLE subscriber RENAME TO subscriber_away")
+        victim = children(process.pid)[0]
+        pids |= set(children(process.pid))
+        os.kill(victim, signal.SIGKILL)
+        assert wait_until(lambda: any("trying again in" in line for line in output), 30), "".join(output)
+        assert process.poll() is None, "".join(output)
+        response, _ = request(port, "GET", "/xcap-root/xcap-caps/global/index")  # the other worker
+        assert response.status in (200, 503), response.status
+        with sqlite3.connect(auth) as db:
+            db.execute("ALTER TABLE subscriber_away RENAME TO subscriber")
+        assert wait_until(lambda: len(children(process.pid)) == 2 and process.poll() is None, 40), "".join(output)
+        started = len([line for line in output if "trying again in" in line])
+        time.sleep(3)  # the replacement stays up: no new failure is reported
+        assert len([line for line in output if "trying again in" in line]) == started, "".join(output)
+        pids |= set(children(process.pid))
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        for pid in pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_one_worker_per_cpu_is_the_default():

@@ -234,12 +234,11 @@ def _build_app(settings: Settings):
     if settings.anonymous:
         return standalone_app(settings, middleware), _auth_mode(settings)
     from .digest import from_settings
-    from .subscribers import SubscriberError
+    from .subscribers import SubscriberError, check_table
 
     try:
         digest = from_settings(middleware, settings)
-        if hasattr(digest.subscribers, "table_exists") and not digest.subscribers.table_exists():
-            raise SubscriberError("Kamailio's subscriber table does not exist (kamdbctl create, or xcap-wsgi adduser)")
+        check_table(digest.subscribers)
     except (SubscriberError, StoreError, ValueError, OSError) as exc:
         print(f"xcap-wsgi: cannot set up Digest authentication: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -14,9 +14,12 @@ The parent only supervises:
 
 * SIGTERM / SIGINT / SIGHUP to the parent is forwarded to every worker as SIGTERM; a worker
   then stops accepting, and the parent waits (``graceful_timeout``) before SIGKILL;
-* a worker that exits with an error status during start-up (e.g. the authentication database
-  cannot be opened) stops the whole server with that status; a worker killed by a signal, or one
-  that dies later, is replaced.
+* each worker tells the parent (a pipe) once it listens; the start-up line (``on_ready``) comes
+  with the first;
+* a worker that exits with an error status before it listens, while no worker has listened yet
+  (e.g. the authentication database URL is wrong), stops the whole server with that status; once
+  the server has served, such a worker is started again after 1, 2, 4 ... 30 s, while the others
+  serve on; a worker killed by a signal, or one that dies after listening, is replaced at once.
 
 Python threads share one interpreter lock, so one process uses at most about one core; several
 processes are how a Python WSGI server uses several cores (see README, Benchmarks).
@@ -26,8 +29,10 @@ processes are how a Python WSGI server uses several cores (see README, Benchmark
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
+import struct
 import sys
 import time
 from collections.abc import Callable
@@ -35,8 +40,9 @@ from collections.abc import Callable
 from .httpcore import serve, stop_requested
 from .httpserver import Limits, raise_open_files_limit
 
-#: A worker that exits within this many seconds of being started failed its start-up.
-STARTUP_GRACE = 5.0
+#: Seconds before a worker that failed its start-up is started again (doubling up to the last),
+#: once the server has served: a database outage must not stop it.
+RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 
 
 def bind_socket(host: str, port: int, backlog: int = 1024, *, reuse_port: bool = False,
@@ -55,8 +61,9 @@ def bind_socket(host: str, port: int, backlog: int = 1024, *, reuse_port: bool =
 
 
 def _worker(sock: socket.socket | None, build_app: Callable[[], object], threads: int, waitress_options: dict,
-            host: str, port: int, limits: Limits) -> int:
-    """Body of one worker process: build the app, serve until SIGTERM (xcap_wsgi.httpserver).
+            host: str, port: int, limits: Limits, ready: int) -> int:
+    """Body of one worker process: build the app, listen, say so on the pipe ``ready``, serve
+    until SIGTERM (xcap_wsgi.httpcore).
 
     ``sock`` None: listen on a socket of this worker's own (SO_REUSEPORT) once the app is built.
     """
@@ -66,6 +73,11 @@ def _worker(sock: socket.socket | None, build_app: Callable[[], object], threads
         return exc.code if isinstance(exc.code, int) else 1
     if sock is None:
         sock = bind_socket(host, port, reuse_port=True)
+    try:
+        os.write(ready, struct.pack("=i", os.getpid()))  # at most PIPE_BUF bytes: one atomic write
+        os.close(ready)
+    except OSError:  # the parent is gone: PR_SET_PDEATHSIG stops this worker
+        pass
     serve(app, limits=limits, sockets=[sock], threads=threads, **waitress_options)
     return 0
 
@@ -134,8 +146,11 @@ def serve_workers(
     sock = bind_socket(host, port, reuse_port=reuse_port, listen=not reuse_port)
     bound_host, bound_port = sock.getsockname()[:2]
     worker_sock = None if reuse_port else sock
-    children: dict[int, float] = {}  # pid -> start time
-    state = {"stopping": False, "status": 0}
+    ready_in, ready_out = os.pipe()
+    os.set_blocking(ready_in, False)
+    children: dict[int, bool] = {}  # pid -> has listened
+    retry_at: list[float] = []  # when the workers that failed their start-up are started again
+    state = {"stopping": False, "status": 0, "served": False, "failures": 0}
 
     def spawn() -> None:
         sys.stdout.flush()
@@ -157,9 +172,11 @@ def serve_workers(
             try:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
                 _die_with_parent(parent)
+                os.close(ready_in)
                 if reuse_port:
                     sock.close()  # the worker's own socket is bound after the app is built
-                code = _worker(worker_sock, build_app, threads, waitress_options, bound_host, bound_port, limits)
+                code = _worker(worker_sock, build_app, threads, waitress_options, bound_host, bound_port, limits,
+                               ready_out)
             except SystemExit as exc:  # stopped before serving
                 code = exc.code if isinstance(exc.code, int) else 0
             except BaseException:  # noqa: BLE001 - report and leave; never return into the parent's loop
@@ -170,7 +187,7 @@ def serve_workers(
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
-        children[pid] = time.monotonic()
+        children[pid] = False
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
     parent = os.getpid()
@@ -185,49 +202,77 @@ def serve_workers(
             except ProcessLookupError:
                 pass
 
+    def listened() -> None:
+        """Read what the workers wrote on the ready pipe: the first starts the server's life."""
+        try:
+            data = os.read(ready_in, 4096)
+        except BlockingIOError:
+            return
+        for (pid,) in struct.iter_unpack("=i", data[: len(data) // 4 * 4]):
+            if pid in children:
+                children[pid] = True
+                state["failures"] = 0
+                if not state["served"]:
+                    state["served"] = True
+                    if on_ready:
+                        on_ready(bound_host, bound_port)
+
+    def exited(pid: int, status: int) -> None:
+        had_listened = children.pop(pid, None)
+        if had_listened is None:
+            return
+        from .metrics import worker_exited
+
+        worker_exited(pid)  # its live gauges stop counting (multiprocess metrics)
+        if state["stopping"]:
+            return
+        code = os.waitstatus_to_exitcode(status)
+        if had_listened or code <= 0:  # died serving, or killed by a signal: replace it now
+            print(f"xcap-wsgi: worker {pid} exited (status {code}); starting a new one", file=sys.stderr, flush=True)
+            spawn()
+        elif not state["served"]:  # the server's own start-up failed (reason already printed)
+            print(f"xcap-wsgi: worker {pid} failed to start (status {code}); stopping", file=sys.stderr, flush=True)
+            state["status"] = code
+            forward(signal.SIGTERM, None)
+        else:  # the others serve: try again later (e.g. the database is down)
+            delay = RETRY_DELAYS[min(state["failures"], len(RETRY_DELAYS) - 1)]
+            state["failures"] += 1
+            print(f"xcap-wsgi: worker {pid} failed to start (status {code}); trying again in {delay:g} s",
+                  file=sys.stderr, flush=True)
+            retry_at.append(time.monotonic() + delay)
+
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         for _ in range(workers):
             spawn()
-        if on_ready:
-            on_ready(bound_host, bound_port)
         deadline = None
-        while children:
+        while children or (retry_at and not state["stopping"]):
             if state["stopping"] and deadline is None:
                 deadline = time.monotonic() + graceful_timeout
-            if deadline is not None:
+            if deadline is not None and time.monotonic() > deadline:
+                for other in list(children):
+                    try:
+                        os.kill(other, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                deadline = time.monotonic() + graceful_timeout
+            select.select([ready_in], [], [], 0.1)
+            listened()
+            while children:
                 pid, status = os.waitpid(-1, os.WNOHANG)
                 if pid == 0:
-                    if time.monotonic() > deadline:
-                        for other in list(children):
-                            try:
-                                os.kill(other, signal.SIGKILL)
-                            except ProcessLookupError:
-                                pass
-                        deadline = time.monotonic() + graceful_timeout
-                    time.sleep(0.05)
-                    continue
-            else:
-                pid, status = os.wait()
-            started = children.pop(pid, None)
-            if started is not None:
-                from .metrics import worker_exited
-
-                worker_exited(pid)  # its live gauges stop counting (multiprocess metrics)
-            if started is None or state["stopping"]:
-                continue
-            code = os.waitstatus_to_exitcode(status)
-            if time.monotonic() - started < STARTUP_GRACE and code > 0:  # exited by itself: start-up failed
-                print(f"xcap-wsgi: worker {pid} failed to start (status {code}); stopping", file=sys.stderr,
-                      flush=True)
-                state["status"] = code if code > 0 else 1
-                forward(signal.SIGTERM, None)
-                continue
-            print(f"xcap-wsgi: worker {pid} exited (status {code}); starting a new one", file=sys.stderr,
-                  flush=True)
-            spawn()
+                    break
+                listened()  # a worker that said it listens, then died: it had listened
+                exited(pid, status)
+            now = time.monotonic()
+            for due in [t for t in retry_at if t <= now]:
+                retry_at.remove(due)
+                if not state["stopping"]:
+                    spawn()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         sock.close()
+        os.close(ready_in)
+        os.close(ready_out)
     return state["status"]

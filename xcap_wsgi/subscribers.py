@@ -16,12 +16,13 @@ from .storage.subscribers import (
     SQLiteSubscribers,
     Subscriber,
     SubscriberError,
+    check_table,
     kamailio_hashes,
     open_subscribers,
 )
 
 __all__ = ["MYSQL_DDL", "SQLITE_DDL", "SUBSCRIBER_TABLE_VERSION", "MySQLSubscribers", "SQLiteSubscribers",
-           "Subscriber", "SubscriberError", "kamailio_hashes", "open_subscribers", "split_account"]
+           "Subscriber", "SubscriberError", "check_table", "kamailio_hashes", "open_subscribers", "split_account"]
 
 
 def split_account(text: str) -> tuple[str, str]:

@@ -20,6 +20,7 @@ reports "already exists", which ``adduser`` shows; nothing is written twice).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sqlite3
 import threading
@@ -29,7 +30,7 @@ from urllib.parse import urlsplit
 from .base import StoreError, StoreUnavailable, UnrepresentableKey
 
 __all__ = ["Subscriber", "SubscriberError", "SQLiteSubscribers", "MySQLSubscribers", "open_subscribers",
-           "kamailio_hashes", "SQLITE_DDL", "MYSQL_DDL", "SUBSCRIBER_TABLE_VERSION"]
+           "check_table", "kamailio_hashes", "SQLITE_DDL", "MYSQL_DDL", "SUBSCRIBER_TABLE_VERSION"]
 
 # Kamailio 5.6.3, /usr/share/kamailio/db_sqlite/auth_db-create.sql (package kamailio-sqlite-modules)
 # and standard-create.sql for the version table.
@@ -74,6 +75,8 @@ SUBSCRIBER_TABLE_VERSION = 7
 _KEY_ERRORS = {1267, 1270, 1271, 1300, 1366, 1406}
 
 _COLUMNS = "username, domain, password, ha1, ha1b"
+
+log = logging.getLogger("xcap_wsgi.subscribers")
 
 
 class SubscriberError(StoreError):
@@ -209,6 +212,27 @@ class SQLiteSubscribers:
         if connection is not None:
             connection.close()
             self._local.connection = None
+
+
+def check_table(subscribers) -> bool:
+    """The start-up check of ``serve``: SubscriberError when the table is missing or the URL is
+    wrong (waiting will not fix either). A database that is only down is logged and False: like
+    the document store, requests then get 503 until it is back, so a worker that starts during an
+    outage (a replacement, or the second while the first serves) serves instead of exiting."""
+    if not hasattr(subscribers, "table_exists"):
+        return True
+    try:
+        exists = subscribers.table_exists()
+    except StoreUnavailable as exc:
+        from .mysql_connection import CONFIGURATION_ERRORS, error_code
+
+        if error_code(exc.__cause__) in CONFIGURATION_ERRORS:
+            raise SubscriberError(str(exc)) from exc
+        log.warning("subscriber table unavailable at start-up, checked again by each request: %s", exc)
+        return False
+    if not exists:
+        raise SubscriberError("Kamailio's subscriber table does not exist (kamdbctl create, or xcap-wsgi adduser)")
+    return True
 
 
 class MySQLSubscribers:
