@@ -6,7 +6,8 @@
 #
 # The server runs as root with --user=root, listens on 127.0.0.1:PORT (default 33306) and on DIR/mysqld.sock.
 # It creates a latin1 database `kamailio` (as kamdbctl does) and a user xcap/xcap with all privileges, because
-# the test fixtures create and drop their own databases.
+# the test fixtures create and drop their own databases. MARIADBD_EXTRA_ARGS (words) go to mariadbd,
+# e.g. the TLS certificate options of tests/test_mysql_tls.py.
 set -euo pipefail
 
 cmd=${1:?usage: mariadb.sh start|stop DIR [PORT]}
@@ -25,7 +26,7 @@ start)
     "$mariadbd_bin" --no-defaults --datadir="$dir/data" --socket="$dir/mysqld.sock" --pid-file="$dir/mysqld.pid" \
         --port="$port" --bind-address=127.0.0.1 --user=root --skip-name-resolve \
         --log-error="$dir/error.log" --innodb-buffer-pool-size=64M --innodb-log-file-size=16M \
-        --max-connections=200 --innodb-flush-log-at-trx-commit=2 >/dev/null 2>&1 &
+        --max-connections=200 --innodb-flush-log-at-trx-commit=2 ${MARIADBD_EXTRA_ARGS:-} >/dev/null 2>&1 &
     echo $! >"$dir/mysqld.launcher.pid"
     for _ in $(seq 1 120); do
         if mariadb --no-defaults --socket="$dir/mysqld.sock" -uroot -e 'SELECT 1' >/dev/null 2>&1; then

@@ -86,7 +86,7 @@ def test_parse_url_unix_socket_and_errors():
 @pytest.mark.parametrize("query, expected", [
     ("", {"ssl_disabled": True}),  # Kamailio's db_mysql default; PyMySQL would try TLS
     ("?ssl=disabled", {"ssl_disabled": True}),
-    ("?ssl=preferred", {}),  # PyMySQL's own default: TLS if offered, unverified
+    ("?ssl=preferred", {"ssl_disabled": False}),  # PyMySQL's own default: TLS if offered, unverified
     ("?ssl=required", {"ssl": {"check_hostname": False}}),
     ("?ssl_ca=/etc/ca.pem", {"ssl": {"ca": "/etc/ca.pem"}}),
     ("?ssl=required&ssl_ca=/etc/ca.pem", {"ssl": {"ca": "/etc/ca.pem"}}),

@@ -100,6 +100,18 @@ def node_failed_error(exc: BaseException) -> bool:
     return code == _COMMIT_ERROR and "Primary Component" in str(exc)
 
 
+def _check_encrypted(connection) -> None:
+    """OperationalError (2026, as the client libraries' own SSL errors) unless ``connection``
+    runs over TLS: with ``ssl=required``, a server (or a man in the middle) that does not offer
+    TLS must not get the password hashes and documents in plain text."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        row = cursor.fetchone()
+    if not row or not row[1]:
+        close_quietly(connection)
+        raise pymysql.err.OperationalError(2026, "ssl=required, but the connection is not encrypted")
+
+
 def driver_available(name: str) -> bool:
     """Whether the driver ``name`` (pymysql / mysqlclient) can be used here."""
     return name == "pymysql" or (name == "mysqlclient" and MySQLdb is not None)
@@ -291,7 +303,7 @@ class MySQLConnections:
         wsrep_sync_wait: int | None = None,
         hosts: list[tuple[str, int]] | None = None,
         ssl: dict | None = None,  # PyMySQL's TLS settings (URL option ssl=required / ssl_ca)
-        ssl_disabled: bool | None = True,  # None: PyMySQL's default (URL option ssl=preferred)
+        ssl_disabled: bool | None = True,  # False/None: PyMySQL's default, TLS when offered (ssl=preferred)
         driver: str = "auto",
     ):
         self.retry_after = retry_after
@@ -360,7 +372,10 @@ class MySQLConnections:
         """One connection with the driver in use; errors are PyMySQL's classes either way."""
         if self.driver == "mysqlclient":
             return _connect_mysqlclient(args)
-        return pymysql.connect(**args)
+        connection = pymysql.connect(**args)
+        if "ssl" in args:  # ssl=required: PyMySQL before 1.2 went on in plain text without TLS
+            _check_encrypted(connection)
+        return connection
 
     def _connect_cluster(self, *, lock_node: bool = False):
         """A connection to the first usable node, trying them in order from the last good one.

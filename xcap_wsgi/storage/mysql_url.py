@@ -49,6 +49,8 @@ def parse_url(url: str) -> dict:
                          f"(ssl_ca only with required), not {ssl_mode!r}")
     if ssl_mode == "disabled":
         connect["ssl_disabled"] = True
+    elif ssl_mode == "preferred":  # PyMySQL's own default: TLS when the server offers it, unverified
+        connect["ssl_disabled"] = False
     elif ssl_mode == "required":  # PyMySQL requires TLS for any non-empty ssl dict
         connect["ssl"] = {"ca": ssl_ca} if ssl_ca else {"check_hostname": False}
     ints = ("pool_size", "retry_after", "deadlock_retries", "lock_wait_timeout", "wsrep_sync_wait")
