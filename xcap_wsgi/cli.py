@@ -16,6 +16,7 @@ import sys
 
 from . import __version__
 from .build import build_middleware, standalone_app
+from .logsetup import configure as configure_logging
 from .settings import DEFAULTS, SETTINGS, STANDALONE_DEFAULTS, Setting, Settings
 from .storage import StoreError, open_store
 
@@ -129,7 +130,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if settings.workers == 0:
         settings = settings.replace(workers=usable_cpus())
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     from . import backends
 

@@ -321,21 +321,32 @@ class XCAPMiddleware:
     def _log(self, request: Request, response, etag_before: object, started: float) -> None:
         """One access line: ``METHOD target key=value ... 1.2ms``; values with spaces, quotes or
         ``=`` are JSON-quoted so the line stays parseable whatever a client put in its URI."""
+        if not access_log.isEnabledFor(logging.INFO):
+            return
         uri: XCAPURI | None = request.environ.get("xcap.uri")
-        fields = {
-            "auid": uri.auid if uri else None,
-            "xui": uri.xui if uri else None,
-            "doc": "/".join(uri.segments) if uri else None,
-            "node": uri.node_selector if uri else None,
-            "status": getattr(response, "status_code", None) or getattr(response, "code", "?"),
-            "error": response.tag if isinstance(response, XCAPError) else None,
+        headers = getattr(response, "headers", None)
+        values = (
+            request.method,
+            _log_target(request.environ),
+            uri.auid if uri else None,
+            uri.xui if uri else None,
+            "/".join(uri.segments) if uri else None,
+            uri.node_selector if uri else None,
+            getattr(response, "status_code", None) or getattr(response, "code", "?"),
+            response.tag if isinstance(response, XCAPError) else None,
             # ETags unquoted, as Kamailio's table stores them; "-": no document; "?": not read
-            "etag-in": "?" if etag_before is UNKNOWN else etag_before,
-            "etag-out": (response.headers.get("ETag") or "").strip('"') if hasattr(response, "headers") else None,
-        }
-        access_log.info("%s %s %s %.1fms", request.method, _log_value(_log_target(request.environ)),
-                        " ".join(f"{key}={_log_value(value)}" for key, value in fields.items()),
-                        (time.perf_counter() - started) * 1000)
+            "?" if etag_before is UNKNOWN else etag_before,
+            (headers.get("ETag") or "").strip('"') if headers is not None else None,
+        )
+        texts = ["-" if value is None or value == "" else str(value) for value in values]
+        plain = "".join(texts)  # the usual line needs no quoting: one check for all values
+        if _NEEDS_QUOTING.search(plain) or not plain.isprintable():
+            texts = [texts[0], *(_log_value(value) for value in values[1:])]
+        access_log.info(_ACCESS_LINE, *texts, (time.perf_counter() - started) * 1000)
+
+
+#: The access line: method, target, the fields of issue 7, duration.
+_ACCESS_LINE = "%s %s auid=%s xui=%s doc=%s node=%s status=%s error=%s etag-in=%s etag-out=%s %.1fms"
 
 
 def _log_target(environ: dict) -> str:

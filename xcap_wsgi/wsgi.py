@@ -8,14 +8,14 @@ failure prints its reason and exits 1, as ``serve`` does.
 from __future__ import annotations
 
 import json
-import logging
 import os
 
 from .backends import SETTINGS_ENV
 from .cli import _build_app
+from .logsetup import configure as configure_logging
 from .settings import STANDALONE_DEFAULTS, Settings
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+configure_logging()
 _settings = (Settings.from_strings(json.loads(os.environ[SETTINGS_ENV])) if SETTINGS_ENV in os.environ
              else Settings.from_sources(defaults=STANDALONE_DEFAULTS))
 application, _mode = _build_app(_settings)
