@@ -7,11 +7,13 @@ import contextlib
 import hashlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 
 ACCOUNT, PASSWORD, REALM = "alice@example.com", "secret pw", "example.com"
 DOC = "/xcap-root/resource-lists/users/sip:alice@example.com/index"
@@ -24,6 +26,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def stop_server(process: subprocess.Popen, pids: Iterable[int] = (), wait: float = 15) -> None:
+    """Stop ``serve`` (SIGTERM: the parent stops its workers), SIGKILL it after ``wait`` seconds,
+    then SIGKILL any of ``pids`` (its workers) still there: never leave a worker behind."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(wait)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def raise_own_open_files_limit() -> None:
@@ -77,12 +94,7 @@ def running_serve(tmp_path, *options: str, db: str | None = None, account: bool 
             time.sleep(0.1)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop_server(process, wait=20)
 
 
 # -- a raw HTTP/1.1 client ------------------------------------------------------------------------

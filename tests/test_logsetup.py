@@ -27,27 +27,31 @@ def configured():
         logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing = saved[2:]
 
 
-def test_lines_are_loggings_own_with_the_same_time_stamps(configured):
-    reference = logging.Formatter(logsetup.LINE_FORMAT)
-    records = []
+@pytest.fixture
+def records(configured):
+    """The records the root logger handles, beside serve's handler."""
+    kept: list[logging.LogRecord] = []
 
     class Keep(logging.Handler):
         def emit(self, record):
-            records.append(record)
+            kept.append(record)
 
     keeper = Keep()
     logging.getLogger().addHandler(keeper)
-    try:
-        log = logging.getLogger("xcap_wsgi.access")
-        for n in range(3):
-            log.info("GET %s status=%d", f"/xcap-root/doc{n}", 200)
-        record = logging.LogRecord("xcap_wsgi", logging.WARNING, __file__, 1, "later", (), None)
-        record.created += 3600.5  # another second, another cached stamp
-        record.msecs = 7.0
-        logging.getLogger().handle(record)
-        logging.getLogger("xcap_wsgi").debug("not at INFO")
-    finally:
-        logging.getLogger().removeHandler(keeper)
+    yield kept
+    logging.getLogger().removeHandler(keeper)
+
+
+def test_lines_are_loggings_own_with_the_same_time_stamps(configured, records):
+    reference = logging.Formatter(logsetup.LINE_FORMAT)
+    log = logging.getLogger("xcap_wsgi.access")
+    for n in range(3):
+        log.info("GET %s status=%d", f"/xcap-root/doc{n}", 200)
+    record = logging.LogRecord("xcap_wsgi", logging.WARNING, __file__, 1, "later", (), None)
+    record.created += 3600.5  # another second, another cached stamp
+    record.msecs = 7.0
+    logging.getLogger().handle(record)
+    logging.getLogger("xcap_wsgi").debug("not at INFO")
     lines = configured.getvalue().splitlines()
     assert lines == [reference.format(r) for r in records]
     assert lines[0].endswith(" xcap_wsgi.access INFO GET /xcap-root/doc0 status=200")
@@ -55,18 +59,7 @@ def test_lines_are_loggings_own_with_the_same_time_stamps(configured):
     assert len(lines) == 4
 
 
-def test_records_carry_no_caller_thread_or_process(configured):
-    records = []
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            records.append(record)
-
-    keeper = Keep()
-    logging.getLogger().addHandler(keeper)
-    try:
-        logging.getLogger("xcap_wsgi").info("x")
-    finally:
-        logging.getLogger().removeHandler(keeper)
+def test_records_carry_no_caller_thread_or_process(records):
+    logging.getLogger("xcap_wsgi").info("x")
     (record,) = records
     assert (record.funcName, record.threadName, record.processName) == ("(unknown function)", None, None)

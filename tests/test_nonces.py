@@ -7,7 +7,6 @@ from __future__ import annotations
 import fcntl
 import multiprocessing
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -17,7 +16,8 @@ import urllib.request
 import pytest
 
 from test_digest import authorization
-from test_workers import alive, children, free_port, wait_until
+from serve_support import stop_server
+from test_workers import children, free_port, wait_until
 from test_workers import request as http
 from xcap_wsgi.digest import parse_auth_params
 from xcap_wsgi.nonces import LOCK_STRIPES, HostNonceTable, open_host_table, remove_unused_tables, table_name
@@ -222,16 +222,7 @@ def digest_workers(request, tmp_path, private_runtime_dir):
     assert wait_until(answers), ''.join(output)
     pids = set(children(process.pid))
     yield port, workers
-    pids |= set(children(process.pid))
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
-    for pid in pids:
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
+    stop_server(process, pids | set(children(process.pid)))
 
 
 def _challenge(port):

@@ -7,6 +7,7 @@ Real MariaDB only: the shared test server (``XCAP_TEST_MYSQL_URL``) and a privat
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -163,21 +164,35 @@ def serve_request(port: int, method: str, path: str, body: bytes | None = None):
     return http_request(method, port, path, body, headers)
 
 
-@pytest.mark.parametrize("outage", ["stop", "sigkill"])
-def test_serve_answers_503_while_the_subscriber_database_is_down(private_mariadb, outage):
-    start, stop, kill = private_mariadb
-    url = start()
-    initdb(url)
-    assert cli(["adduser", "alice@example.com", "--password", "wonder land", "--db", url]) == 0
-    url += "?connect_timeout=1&retry_after=4"
+@contextlib.contextmanager
+def serve_on(url: str):
+    """``serve`` with Digest against ``url`` (also its document store): yields (port, process),
+    then stops it; the log it printed is checked for tracebacks and returned in ``log[0]``."""
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="xcapw-outage-", suffix=".log", delete=False)
     proc = subprocess.Popen(
         [sys.executable, "-m", "xcap_wsgi", "serve", "--db", url, "--host", "127.0.0.1", "--port", str(port),
          "--default-domain", REALM, "--digest-algorithms", "MD5"],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(REPO))
+    printed: list[str] = []
     try:
         wait_for_http(port, proc, path="/xcap-root/xcap-caps/global/index")
+        yield port, printed
+    finally:
+        stop_process(proc)
+        log.close()
+        printed.append(Path(log.name).read_text(errors="replace"))
+        os.unlink(log.name)
+    assert "Traceback" not in printed[0], printed[0][-4000:]
+
+
+@pytest.mark.parametrize("outage", ["stop", "sigkill"])
+def test_serve_answers_503_while_the_subscriber_database_is_down(private_mariadb, outage):
+    start, stop, kill = private_mariadb
+    url = start()
+    initdb(url)
+    assert cli(["adduser", "alice@example.com", "--password", "wonder land", "--db", url]) == 0
+    with serve_on(url + "?connect_timeout=1&retry_after=4") as (port, printed):
         assert serve_request(port, "PUT", DOC, BODY)[0] == 201
         (stop if outage == "stop" else kill)()
         for method, body in (("GET", None), ("PUT", BODY), ("DELETE", None), ("GET", None)):
@@ -188,13 +203,7 @@ def test_serve_answers_503_while_the_subscriber_database_is_down(private_mariadb
         start()
         status, _, data = serve_request(port, "GET", DOC)
         assert (status, data) == (200, BODY)
-    finally:
-        stop_process(proc)
-        log.close()
-        text = Path(log.name).read_text(errors="replace")
-        os.unlink(log.name)
-    assert "Traceback" not in text, text[-4000:]
-    assert " 503 " in text or "unavailable" in text  # the outage was logged, as one line per request
+    assert " 503 " in printed[0] or "unavailable" in printed[0]  # the outage was logged, one line per request
 
 
 def test_serve_started_while_the_database_is_down_answers_503_then_serves(private_mariadb):
@@ -205,28 +214,14 @@ def test_serve_started_while_the_database_is_down_answers_503_then_serves(privat
     initdb(url)
     assert cli(["adduser", "alice@example.com", "--password", "wonder land", "--db", url]) == 0
     stop()
-    url += "?connect_timeout=1&retry_after=4"
-    port = free_port()
-    log = tempfile.NamedTemporaryFile(prefix="xcapw-outage-", suffix=".log", delete=False)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "xcap_wsgi", "serve", "--db", url, "--host", "127.0.0.1", "--port", str(port),
-         "--default-domain", REALM, "--digest-algorithms", "MD5"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(REPO))
-    try:
-        wait_for_http(port, proc, path="/xcap-root/xcap-caps/global/index")
+    with serve_on(url + "?connect_timeout=1&retry_after=4") as (port, printed):
         status, headers, data = serve_request(port, "PUT", DOC, BODY)
         assert (status, headers.get("retry-after")) == (503, "4"), data
         start()
         assert serve_request(port, "PUT", DOC, BODY)[0] == 201
         status, _, data = serve_request(port, "GET", DOC)
         assert (status, data) == (200, BODY)
-    finally:
-        stop_process(proc)
-        log.close()
-        text = Path(log.name).read_text(errors="replace")
-        os.unlink(log.name)
-    assert "Traceback" not in text, text[-4000:]
-    assert "subscriber table unavailable at start-up" in text, text[-4000:]
+    assert "subscriber table unavailable at start-up" in printed[0], printed[0][-4000:]
 
 
 def test_serve_with_a_wrong_subscriber_password_does_not_start(tmp_path):

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from conftest import RL_DOC, RL_MIME
+from serve_support import stop_server
 
 DOC = "/xcap-root/resource-lists/users/sip:alice@example.com/index"
 
@@ -86,17 +87,7 @@ def workers(tmp_path):
     assert wait_until(answers), ''.join(output)
     pids = set(children(process.pid))
     yield process, port, banner
-    pids |= set(children(process.pid))
-    if process.poll() is None:
-        process.terminate()  # the parent stops its workers
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-    for pid in pids:  # never leave a worker behind, whatever the test did
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
+    stop_server(process, pids | set(children(process.pid)))
 
 
 def test_banner_names_workers_and_threads(workers):
@@ -209,15 +200,7 @@ def test_a_worker_that_cannot_start_once_the_server_serves_is_tried_again(tmp_pa
         assert len([line for line in output if "trying again in" in line]) == started, "".join(output)
         pids |= set(children(process.pid))
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-        for pid in pids:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        stop_server(process, pids)
 
 
 def test_one_worker_per_cpu_is_the_default():
