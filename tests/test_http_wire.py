@@ -54,6 +54,16 @@ def put_head(target: bytes, *headers: bytes, version: bytes = b"HTTP/1.1") -> by
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
+def put_then_get_in_order(port: int, target: bytes, put: bytes) -> None:
+    """Send the request ``put`` (a PUT of RL_DOC to ``target``, head and body) and a GET of
+    ``target`` in one write: 201, then 200 with the document, in that order."""
+    with Wire(port) as wire:
+        wire.send(put + b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert wire.response().status == 201
+        answer = wire.response()
+        assert (answer.status, answer.body) == (200, RL_DOC)
+
+
 def chunked(body: bytes, *sizes: int, extension: bytes = b"") -> bytes:
     """``body`` in chunks of ``sizes`` (the rest in one more), ``extension`` on the first chunk."""
     out, rest = b"", body
@@ -344,12 +354,8 @@ def test_chunked_trailer_ends_the_body_and_the_next_request_follows(anon):
     """RFC 9112 §7.1.2: trailer fields after the last chunk; the request ends at their empty line."""
     target = doc("trailer")
     body = chunked(RL_DOC, 70)[:-2] + b"X-Checksum: 1\r\n\r\n"
-    with Wire(anon.port) as wire:
-        wire.send(put_head(target, b"Transfer-Encoding: chunked", b"Trailer: X-Checksum") + body
-                  + b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert wire.response().status == 201
-        answer = wire.response()
-        assert (answer.status, answer.body) == (200, RL_DOC)
+    put_then_get_in_order(anon.port, target, put_head(target, b"Transfer-Encoding: chunked", b"Trailer: X-Checksum")
+                          + body)
 
 
 def test_chunked_body_over_the_size_limit_is_413_and_not_stored(anon):
@@ -675,22 +681,12 @@ def test_path_is_percent_decoded_exactly_once(anon):
 
 def test_pipelined_put_and_get_are_answered_in_order(anon):
     target = doc("pipelined")
-    with Wire(anon.port) as wire:
-        wire.send(put_head(target, b"Content-Length: %d" % len(RL_DOC)) + RL_DOC
-                  + b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert wire.response().status == 201
-        answer = wire.response()
-        assert (answer.status, answer.body) == (200, RL_DOC)
+    put_then_get_in_order(anon.port, target, put_head(target, b"Content-Length: %d" % len(RL_DOC)) + RL_DOC)
 
 
 def test_pipelined_chunked_put_and_get_are_answered_in_order(anon):
     target = doc("pipelined-chunked")
-    with Wire(anon.port) as wire:
-        wire.send(put_head(target, b"Transfer-Encoding: chunked") + chunked(RL_DOC, 40)
-                  + b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert wire.response().status == 201
-        answer = wire.response()
-        assert (answer.status, answer.body) == (200, RL_DOC)
+    put_then_get_in_order(anon.port, target, put_head(target, b"Transfer-Encoding: chunked") + chunked(RL_DOC, 40))
 
 
 @pytest.mark.parametrize("before", [b"\r\n", b"\r\n\r\n"], ids=["one", "two"])
