@@ -148,10 +148,10 @@ from .base import (
 )
 from .kamailio import COLUMN_LIMITS, MAX_DOCUMENT_BYTES
 from .mysql_connection import (
-    CONFIGURATION_ERRORS as _CONFIGURATION_ERRORS,
     MySQLConnections,
     close_quietly as _close_quietly,
     error_code as _error_code,
+    misconfigured,
     node_failed_error,
 )
 from .mysql_schema import check_xcap_schema, initdb
@@ -212,7 +212,7 @@ class MySQLStore:
             try:
                 self.check_schema()
             except StoreUnavailable as exc:
-                if _error_code(exc.__cause__) in _CONFIGURATION_ERRORS:
+                if misconfigured(exc):
                     raise  # wrong credentials or database name: waiting will not fix it
                 log.warning("%s: database unavailable at start-up, schema check deferred: %s", self.url, exc)
 

@@ -46,7 +46,7 @@ from .mysql_url import parse_url, safe_url
 log = logging.getLogger("xcap_wsgi.storage.mysql")
 
 __all__ = ["MySQLConnections", "Pool", "CONNECTION_ERRORS", "CONFIGURATION_ERRORS", "LOCK_ERRORS",
-           "DRIVERS", "close_quietly", "error_code", "node_failed_error", "driver_available"]
+           "DRIVERS", "close_quietly", "error_code", "misconfigured", "node_failed_error", "driver_available"]
 
 #: Values of the URL option ``driver``.
 DRIVERS = ("auto", "pymysql", "mysqlclient")
@@ -84,6 +84,12 @@ def error_code(exc: BaseException | None) -> int | None:
     if exc is not None and exc.args and isinstance(exc.args[0], int):
         return exc.args[0]
     return None
+
+
+def misconfigured(exc: StoreUnavailable) -> bool:
+    """Whether the server refused the URL itself (credentials, database name), so that waiting for
+    it, as for a server that is down, would not help (start-up checks)."""
+    return error_code(exc.__cause__) in CONFIGURATION_ERRORS
 
 
 #: Galera refuses a commit with 1180 ("... provider status: Not connected to Primary Component")

@@ -224,9 +224,9 @@ def check_table(subscribers) -> bool:
     try:
         exists = subscribers.table_exists()
     except StoreUnavailable as exc:
-        from .mysql_connection import CONFIGURATION_ERRORS, error_code
+        from .mysql_connection import misconfigured
 
-        if error_code(exc.__cause__) in CONFIGURATION_ERRORS:
+        if misconfigured(exc):
             raise SubscriberError(str(exc)) from exc
         log.warning("subscriber table unavailable at start-up, checked again by each request: %s", exc)
         return False
