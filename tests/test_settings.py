@@ -91,13 +91,13 @@ def test_values_are_converted_from_strings_or_taken_typed():
 @pytest.mark.parametrize("values, named", [
     ({"identity_header": "X-Asserted-Identity"}, "trusted_proxies"),
     ({"port": "70000"}, "port"),
-    ({"threads": "0"}, "threads"),
+    ({"threads": "-1"}, "threads"),
     ({"root": ""}, "root"),
     ({"port": "eighty"}, "port"),
     ({"idle_timeout": "0"}, "idle_timeout"),
     ({"anonymous": "maybe"}, "anonymous"),
     ({"max_bdy_size": "1"}, "max_bdy_size"),
-], ids=["identity-without-proxies", "port-range", "no-threads", "no-root", "port-text", "zero-timeout",
+], ids=["identity-without-proxies", "port-range", "negative-threads", "no-root", "port-text", "zero-timeout",
         "not-a-boolean", "unknown-name"])
 def test_bad_values_and_combinations_are_refused_naming_the_setting(values, named):
     with pytest.raises(ValueError, match=named):

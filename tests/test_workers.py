@@ -214,3 +214,30 @@ def test_automatic_workers_are_one_per_usable_cpu_at_most_eight():
 
     expected = min(len(os.sched_getaffinity(0)), AUTO_WORKERS_MAX)
     assert usable_cpus() == expected and 1 <= expected <= 8
+
+
+@pytest.mark.parametrize("db, auth_db, expected", [
+    ("sqlite:///xcap.sqlite3", None, 1),
+    ("mysql://u:p@127.0.0.1:3306/kamailio", None, 1),
+    ("mysql://u:p@localhost/kamailio", None, 1),
+    ("mysql://u:p@[::1]:3306/kamailio", None, 1),
+    ("mysql://u:p@db.example.net/kamailio?unix_socket=/run/mysqld/mysqld.sock", None, 1),
+    ("mysql://u:p@127.0.0.1:3306,127.0.0.2:3307/kamailio", None, 1),
+    ("mysql://u:p@db.example.net/kamailio", None, 2),
+    ("mysql://u:p@10.0.0.7:3306/kamailio", None, 2),
+    ("mysql://u:p@127.0.0.1:3306,10.0.0.8:3306/kamailio", None, 2),  # one distant Galera node is enough
+    ("sqlite:///xcap.sqlite3", "mysql://u:p@db.example.net/kamailio", 2),  # Digest reads the subscriber table
+])
+def test_automatic_threads_follow_where_the_databases_are(db, auth_db, expected):
+    from xcap_wsgi.cli import auto_threads
+    from xcap_wsgi.settings import BY_NAME, Settings
+
+    assert BY_NAME["threads"].default == 0
+    assert auto_threads(Settings(db=db, auth_db=auth_db)) == expected
+
+
+def test_serve_on_its_defaults_runs_one_thread_per_process_on_sqlite(tmp_path):
+    from serve_support import running_serve
+
+    with running_serve(tmp_path, "--workers", "2") as served:
+        assert "workers=2 threads=1" in served.log, served.log

@@ -130,6 +130,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if settings.workers == 0:
         settings = settings.replace(workers=usable_cpus())
+    if settings.threads == 0:
+        settings = settings.replace(threads=auto_threads(settings))
     configure_logging()
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     from . import backends
@@ -175,6 +177,24 @@ def usable_cpus() -> int:
     except AttributeError:  # not Linux
         cpus = os.cpu_count() or 1
     return max(1, min(cpus, AUTO_WORKERS_MAX))
+
+
+def auto_threads(settings: Settings) -> int:
+    """``threads = 0``: 1 when every database is on this host, else 2 (docs/deployment.md).
+
+    On this host a statement takes tens of microseconds, during which the thread keeps its core
+    (docs/benchmarks.md: 2 threads cost 20-50 us more CPU per request in interpreter-lock
+    hand-overs, and element PUT ran 5-18 % slower); a distant database leaves a thread waiting a
+    network round trip per statement, which a second thread fills.
+    """
+    from .storage import on_this_host
+
+    urls = [settings.db] + ([settings.auth_db] if settings.auth_db else [])
+    try:
+        local = all(on_this_host(url) for url in urls)
+    except ValueError:  # a malformed URL: opening the store reports it
+        local = True
+    return 1 if local else 2
 
 
 def _serve_backend(server: str, settings: Settings) -> int:

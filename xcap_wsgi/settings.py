@@ -167,9 +167,11 @@ class Settings:
                           "limits and timeouts below), uwsgi (uWSGI's router; pip install pyuwsgi), granian "
                           "(pip install granian) or auto (granian, else uwsgi, else waitress); see xcap_wsgi.backends "
                           "for what the others lack", "server")
-    threads: int = setting(2, parse_int, "threads of each process of the standalone server: requests it serves at "
-                           "once (more threads contend for Python's interpreter lock; raise it when the database "
-                           "is far away)", "server")
+    threads: int = setting(0, parse_int, "threads of each process of the standalone server: requests it serves at "
+                           "once; 0: one when every database is on this host (SQLite, a Unix socket, a loopback "
+                           "address), else two (a second thread pays off only while the other waits for a "
+                           "distant database; on this host it costs more in interpreter lock hand-overs than it "
+                           "gains: docs/benchmarks.md)", "server")
     workers: int = setting(0, parse_int, "processes of the standalone server sharing one listening socket "
                            "(each with --threads threads); 0: one per CPU this process may run on, at most 8 "
                            "(Python threads share one core; each process has its own database connections)", "server")
@@ -295,9 +297,10 @@ class Settings:
             raise ValueError("identity_header needs trusted_proxies (the proxies allowed to assert identities)")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port: {self.port} is not a TCP port")
-        for name in ("threads", "max_uri_length"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        if self.max_uri_length < 1:
+            raise ValueError(f"max_uri_length: must be at least 1, got {self.max_uri_length}")
+        if self.threads < 0:
+            raise ValueError(f"threads: must be at least 1 (0: by where the database is), got {self.threads}")
         if self.workers < 0:
             raise ValueError(f"workers: must be at least 1 (0: one per CPU), got {self.workers}")
         if self.max_body_size < 0:

@@ -59,6 +59,7 @@ __all__ = [
     "iter_batches",
     "iter_rows",
     "new_etag",
+    "on_this_host",
     "open_store",
 ]
 
@@ -73,6 +74,26 @@ def open_store(url: str = DEFAULT_DATABASE_URL, **options) -> Store:
 
         return MySQLStore.from_url(url, **options)
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///path or mysql://user:pass@host/db")
+
+
+#: Host names of a MySQL URL that name this machine (its loopback interface).
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "localhost.localdomain", "ip6-localhost"})
+
+
+def on_this_host(url: str) -> bool:
+    """Whether the database ``url`` names runs on this machine: SQLite, a MySQL Unix socket, or
+    MySQL hosts that are all loopback addresses (a round trip then costs microseconds, not a
+    network's milliseconds)."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "sqlite":
+        return True
+    from .mysql_url import parse_url
+
+    parsed = parse_url(url)
+    if "unix_socket" in parsed["connect"]:
+        return True
+    hosts = parsed.get("hosts") or [(parsed["connect"]["host"], 0)]
+    return all(host.lower() in _LOOPBACK_HOSTS or host.startswith("127.") for host, _ in hosts)
 
 
 def sqlite_path(url: str) -> str:
