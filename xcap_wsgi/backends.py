@@ -13,7 +13,9 @@ faster server when it is installed; measured side by side in docs/benchmarks.md:
   docs/deployment.md recommends, started by ``serve``;
 * ``granian`` (``pip install granian``): granian's Rust HTTP server, ``workers`` processes with
   ``threads`` blocking threads each;
-* ``auto``: granian when installed (the faster of the two in docs/benchmarks.md), else uwsgi, else waitress.
+* ``auto``: serve's own core where ``epoll`` exists (Linux): in docs/benchmarks.md it costs less CPU
+  per request than granian and uWSGI on every row, with the whole hardening; elsewhere granian when
+  installed, else uwsgi, else waitress' own loop.
 
 What they lack against waitress (hence opt-in). Run against them (``XCAP_SERVER=uwsgi`` /
 ``granian``), tests/test_serve_hardening.py, test_health.py, test_clients.py and
@@ -38,6 +40,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -67,6 +70,8 @@ def available(server: str) -> bool:
 def choose(server: str) -> str:
     """The server ``serve`` runs for the setting ``server`` (``auto``: the fastest installed)."""
     if server == "auto":
+        if hasattr(select, "epoll"):  # serve's own core (xcap_wsgi.httpcore)
+            return "waitress"
         return next(s for s in ("granian", "uwsgi", "waitress") if available(s))
     if server not in SERVERS:
         raise ValueError(f"server must be one of {', '.join(SERVERS)}, not {server!r}")

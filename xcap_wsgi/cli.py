@@ -183,8 +183,8 @@ def auto_threads(settings: Settings) -> int:
     """``threads = 0``: 1 when every database is on this host, else 2 (docs/deployment.md).
 
     On this host a statement takes tens of microseconds, during which the thread keeps its core
-    (docs/benchmarks.md: 2 threads cost 20-50 us more CPU per request in interpreter-lock
-    hand-overs, and element PUT ran 5-18 % slower); a distant database leaves a thread waiting a
+    (docs/benchmarks.md: 2 threads cost 12-48 us more CPU per request in interpreter-lock
+    hand-overs and served 4-23 % fewer requests); a distant database leaves a thread waiting a
     network round trip per statement, which a second thread fills.
     """
     from .storage import on_this_host

@@ -165,8 +165,8 @@ class Settings:
     server: str = setting("waitress", parse_server,
                           "HTTP server of the standalone server: waitress (serve's own core, with the connection "
                           "limits and timeouts below), uwsgi (uWSGI's router; pip install pyuwsgi), granian "
-                          "(pip install granian) or auto (granian, else uwsgi, else waitress); see xcap_wsgi.backends "
-                          "for what the others lack", "server")
+                          "(pip install granian) or auto (waitress where epoll exists, else granian, else uwsgi); "
+                          "see xcap_wsgi.backends for what the others lack", "server")
     threads: int = setting(0, parse_int, "threads of each process of the standalone server: requests it serves at "
                            "once; 0: one when every database is on this host (SQLite, a Unix socket, a loopback "
                            "address), else two (a second thread pays off only while the other waits for a "
