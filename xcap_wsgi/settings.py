@@ -300,7 +300,7 @@ class Settings:
         if self.max_uri_length < 1:
             raise ValueError(f"max_uri_length: must be at least 1, got {self.max_uri_length}")
         if self.threads < 0:
-            raise ValueError(f"threads: must be at least 1 (0: by where the database is), got {self.threads}")
+            raise ValueError(f"threads: must be at least 1 (0: chosen by where the database is), got {self.threads}")
         if self.workers < 0:
             raise ValueError(f"workers: must be at least 1 (0: one per CPU), got {self.workers}")
         if self.max_body_size < 0:
