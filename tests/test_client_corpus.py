@@ -83,9 +83,9 @@ def _id(sample: Sample) -> str:
     return f"{sample.file}@{sample.name}"
 
 
-def _params(samples):
-    for sample in samples:
-        yield pytest.param(sample, id=_id(sample))
+def _params(samples) -> list:
+    # a list: pytest 9 deprecates generators as parametrize values (removed in pytest 10)
+    return [pytest.param(sample, id=_id(sample)) for sample in samples]
 
 
 def _body(sample: Sample) -> bytes:
