@@ -531,3 +531,63 @@ def test_no_parent_is_checked_before_the_body():
         put_node(RFC_DOC, sel("root/el9/x"), b"not xml", URL)
     with pytest.raises(NoParent):
         put_node(RFC_DOC, sel("root/el9/@x"), b"<", URL)
+
+
+# -- a replaced element's tree (editor._replaced_in_tree) ----------------------------------------
+
+_RL = "urn:ietf:params:xml:ns:resource-lists"
+_REPLACEMENTS = [
+    # the same namespace bound as the default and to a prefix: which one the new element uses
+    (f'<resource-lists xmlns="{_RL}" xmlns:rl="{_RL}"><list name="a"><entry uri="x"/></list></resource-lists>',
+     'resource-lists/list[@name="a"]/entry[@uri="x"]', '<entry uri="x"><display-name>X</display-name></entry>'),
+    (f'<rl:resource-lists xmlns:rl="{_RL}" xmlns="{_RL}"><rl:list name="a"><entry uri="x"/></rl:list>'
+     '</rl:resource-lists>', 'resource-lists/list[@name="a"]/entry[@uri="x"]', '<rl:entry uri="x"/>'),
+    # comments, text around the element, CDATA, a namespace of the body's own, a prefixed attribute
+    (f'<resource-lists xmlns="{_RL}"><list name="a">\n  <!-- c -->\n  <entry uri="x"/>\n  tail\n</list>'
+     '</resource-lists>', 'resource-lists/list[@name="a"]/entry[@uri="x"]',
+     '<entry xmlns:foo="urn:foo" uri="x" foo:bar="1"><![CDATA[ <x> ]]><foo:e/></entry>'),
+    # a redundant default namespace declaration and character references
+    (f'<resource-lists xmlns="{_RL}"><list name="a"><entry uri="x"/>\r\n</list></resource-lists>',
+     'resource-lists/list[@name="a"]/entry[1]', f'<entry xmlns="{_RL}" uri="x">&#x0D;&amp;\r\n</entry>'),
+    # a whole sub-list, and a body that undeclares the default namespace below itself
+    (f'<resource-lists xmlns="{_RL}"><list name="a"><list name="b"><entry uri="y"/></list>text</list>'
+     '</resource-lists>', 'resource-lists/list[@name="a"]/list[@name="b"]',
+     '<list name="b"><entry uri="z"/><x xmlns=""><y/></x><entry uri="w"/></list>'),
+    # another namespace that binds a prefix the document uses for something else below
+    (f'<resource-lists xmlns="{_RL}" xmlns:p="urn:one"><list name="a" xmlns:p="urn:two"><entry uri="x"/>'
+     '</list></resource-lists>', 'resource-lists/list[@name="a"]/entry[@uri="x"]',
+     '<entry uri="x" p:a="1"><p:q xmlns:p="urn:three"/></entry>'),
+]
+
+
+def _nodes(tree):
+    return [(node.tag, node.text, node.tail, dict(node.attrib), node.nsmap) if isinstance(node.tag, str)
+            else (node.tag, node.text, node.tail) for node in tree.iter()]
+
+
+@pytest.mark.parametrize("document, selector, body", _REPLACEMENTS)
+def test_a_replaced_elements_tree_is_what_parsing_the_result_gives(document, selector, body):
+    # The editor edits the stored tree instead of parsing its result: elements, attributes, text
+    # and in-scope namespaces must be exactly those a parse of the new bytes gives.
+    from xcap_wsgi import editor
+
+    data = document.encode()
+    stored_root = editor.document_of(data).root
+    new, created = put_node(data, sel(selector, {"rl": _RL}, _RL), body.encode(), URL)
+    assert not created
+    edited = editor.parsed_tree(new)
+    assert edited.getroot() is stored_root  # the stored tree, edited: no second parse
+    fresh = etree.fromstring(new).getroottree()
+    assert _nodes(edited) == _nodes(fresh)
+    assert etree.tostring(edited, method="c14n") == etree.tostring(fresh, method="c14n")
+    assert editor.document_of(data).root is not stored_root  # the stored bytes are parsed again
+
+
+def test_the_root_element_is_replaced_through_a_parse_of_the_result():
+    from xcap_wsgi import editor
+
+    data = f'<resource-lists xmlns="{_RL}"><list/></resource-lists>'.encode()
+    stored_root = editor.document_of(data).root
+    new, _ = put_node(data, sel("resource-lists", {}, _RL), f'<resource-lists xmlns="{_RL}"/>'.encode(), URL)
+    assert editor.parsed_tree(new).getroot() is not stored_root
+    assert new == f'<resource-lists xmlns="{_RL}"/>'.encode()

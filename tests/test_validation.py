@@ -397,3 +397,24 @@ def test_validators_of_different_sets_keep_their_own_compiled_schema():
     unprefixed = etree.fromstring("<resource-lists/>").getroottree()  # no namespace: not the root either
     with pytest.raises(SchemaValidationError, match="not <resource-lists>"):
         lists(unprefixed)
+
+
+def test_an_invalid_element_put_names_the_line_of_the_new_document(app):
+    # The editor's tree of a replaced element keeps the stored document's line numbers
+    # (editor._replaced_in_tree): the error must name the lines of the bytes that would be stored.
+    from conftest import ALICE_DOC, call, put_doc
+
+    document = (f'<resource-lists xmlns="{RL}">\n<list name="a">\n<entry uri="sip:a@x"/>\n</list>\n'
+                '<list name="b">\n<entry uri="sip:b@x"/>\n</list>\n</resource-lists>').encode()
+    assert put_doc(app, body=document).status_int == 201
+    # two lines more before list "b" (the cached tree still has the old line numbers), then list
+    # "b"'s entry, now on line 8, loses its uri
+    replaced = call(app, "PUT", ALICE_DOC + "/~~/resource-lists/list%5B@name=%22a%22%5D",
+                    b'<list name="a">\n\n\n<entry uri="sip:a@x"/>\n</list>',
+                    **{"Content-Type": "application/xcap-el+xml"})
+    assert replaced.status_int == 200
+    broken = call(app, "PUT", ALICE_DOC + "/~~/resource-lists/list%5B@name=%22b%22%5D/entry",
+                  b'<entry>\n<display-name>b</display-name>\n</entry>',
+                  **{"Content-Type": "application/xcap-el+xml"})
+    assert broken.status_int == 409 and b"schema-validation-error" in broken.body
+    assert b"/resource-lists/list[2]/entry, line 8)" in broken.body, broken.body

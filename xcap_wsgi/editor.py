@@ -137,20 +137,48 @@ def _put_element(doc: _Document, selector: NodeSelector, body: bytes, document_u
         elements_before = int(_ELEMENTS_BEFORE(matches[0]))
         start, end = doc.span(matches[0], elements_before)
         new, created = data[:start] + fragment + data[end:], False
+        after = _replaced_in_tree(doc, new, matches[0], new_element) if parent is not None else None
     else:  # §8.2.3: create where the URI will select it
         new, elements_before = _insert_element(doc, parent, steps[-1], new_element, fragment)
-        created = True
+        created, after = True, None
 
     # Idempotency (§8.2.3/§8.2.4): GET of the URI on the result must return exactly the body.
     # The bytes before the splice are unchanged up to a tag boundary, so they hold the start tags
     # of the same ``elements_before`` elements, and the next start tag opens the body, which is
     # exactly one element (_parse_fragment): in document order it is element ``elements_before``
     # (0-based), and its bytes are the body's. So the URI must select exactly that element.
-    after = document_of(new, NotXMLFrag)
+    if after is None:
+        after = document_of(new, NotXMLFrag)
     selected = select(after.root, steps)
     if len(selected) != 1 or int(_ELEMENTS_BEFORE(selected[0])) != elements_before:
         raise CannotInsert("after the PUT the request URI would not select the element in the body")
     return new, created
+
+
+def _replaced_in_tree(doc: _Document, new: bytes, old_element, new_element) -> _Document:
+    """The parsed document of ``new``, made from ``doc``'s tree instead of a parse of ``new``:
+    ``new`` is ``doc.data`` with the bytes of ``old_element`` (not the root) replaced by the body
+    that ``new_element`` was parsed from, in the namespace context of the same parent, so
+    replacing the one element by the other in the tree gives what parsing ``new`` would give:
+    the same elements, attributes, text and in-scope namespaces (tests/test_editor.py compares
+    them). What differs is no part of the document: source line numbers (a failed validation is
+    repeated on a fresh parse for its message: operations._validate_edit) and redundant namespace
+    declarations, which lxml drops when it moves the element in. This saves the parse of the
+    result (~6 % of an element PUT's CPU). ``doc``'s tree is changed, so it leaves the cache
+    first: it is cached again as the tree of ``new``."""
+    _cache.document = None
+    new_element.tail = old_element.tail
+    parent = old_element.getparent()
+    parent.replace(old_element, new_element)
+    after = _Document.__new__(_Document)
+    after.data, after.root = new, doc.root
+    _cache.document = after
+    return after
+
+
+def fresh_tree(data: bytes) -> etree._ElementTree:
+    """A parse of ``data`` of its own (not the cached tree, which may be an edited one)."""
+    return _parse(data, NotWellFormed).getroottree()
 
 
 def _insert_element(doc, parent, step: Step, new_element, fragment: bytes) -> tuple[bytes, int]:

@@ -18,7 +18,7 @@ from webob.exc import HTTPException, HTTPNotFound, HTTPServiceUnavailable, HTTPU
 
 from . import metrics
 from .conditions import NEEDS_STORED_STATE, check_preconditions, quote_etag, write_expectation
-from .editor import NodeNotFound, delete_node, get_node, parsed_tree, put_node
+from .editor import NodeNotFound, delete_node, fresh_tree, get_node, parsed_tree, put_node
 from .errors import NoParent, XCAPError
 from .events import ChangeEvent, EventDispatcher, node_patch
 from .selector import NodeSelector
@@ -229,7 +229,7 @@ def _put_node_on(request: Request, store: Store, target: Target, body: bytes, ev
             raise _Unconfirmed()
         return xcap_response(200, etag=stored.etag)  # nothing changes: keep the ETag, skip the write
     with _write_lock(store, target):
-        _validate(store, target, new_tree, new_content)
+        _validate_edit(store, target, new_tree, new_content)
         etag = store.put(target.key, new_content, current_etag)
         _committed(store, target, new_content, etag)
     if turn is not None:
@@ -356,6 +356,18 @@ def _check_content_type(request: Request, target: Target) -> None:
 def _validate(store: Store, target: Target, tree, content: bytes) -> None:
     target.usage.validate(tree, ValidationContext(uri=target.uri, usage=target.usage, content=content,
                                                   store=store, key=target.key, root_url=target.root_url))
+
+
+def _validate_edit(store: Store, target: Target, tree, content: bytes) -> None:
+    """``_validate`` of the editor's tree of an edited document. That tree may be the stored one
+    edited in place (editor._replaced_in_tree), whose line numbers are not those of ``content``:
+    a failure is decided again on a parse of ``content``, so that its message names the lines
+    a client sees. (Should that parse pass, the first failure stands.)"""
+    try:
+        _validate(store, target, tree, content)
+    except XCAPError:
+        _validate(store, target, fresh_tree(content), content)
+        raise
 
 
 def _node_write_turn(store: Store, target: Target):
