@@ -14,8 +14,8 @@ faster server when it is installed; measured side by side in docs/benchmarks.md:
 * ``granian`` (``pip install granian``): granian's Rust HTTP server, ``workers`` processes with
   ``threads`` blocking threads each;
 * ``auto``: serve's own core where ``epoll`` exists (Linux): in docs/benchmarks.md it costs less CPU
-  per request than granian and uWSGI on every row, with the whole hardening; elsewhere granian when
-  installed, else uwsgi, else waitress' own loop.
+  per request than uWSGI on every row and than granian on 11 of 12, with the whole hardening;
+  elsewhere granian when installed, else uwsgi, else waitress' own loop.
 
 What they lack against waitress (hence opt-in). Run against them (``XCAP_SERVER=uwsgi`` /
 ``granian``), tests/test_serve_hardening.py, test_health.py, test_clients.py and
