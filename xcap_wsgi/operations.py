@@ -327,7 +327,7 @@ def _delete_on(request: Request, store: Store, target: Target, events: EventDisp
     except NodeNotFound as exc:
         raise HTTPNotFound(detail=f"no node {target.uri.node_selector!r} in the document: {exc}") from None
     with _write_lock(store, target):
-        _validate(store, target, parsed_tree(new_content), new_content)
+        _validate_edit(store, target, parsed_tree(new_content), new_content)
         etag = store.put(target.key, new_content, stored.etag)
         _committed(store, target, new_content, etag)
     if turn is not None:
@@ -359,10 +359,11 @@ def _validate(store: Store, target: Target, tree, content: bytes) -> None:
 
 
 def _validate_edit(store: Store, target: Target, tree, content: bytes) -> None:
-    """``_validate`` of the editor's tree of an edited document. That tree may be the stored one
-    edited in place (editor._replaced_in_tree), whose line numbers are not those of ``content``:
-    a failure is decided again on a parse of ``content``, so that its message names the lines
-    a client sees. (Should that parse pass, the first failure stands.)"""
+    """``_validate`` of the editor's tree of an edited document (node PUT or DELETE). That tree
+    may be one edited in place (editor._replaced_in_tree: the editor caches it as the tree of
+    ``content``), whose line numbers are not those of ``content``: a failure is decided again on
+    a parse of ``content``, so that its message names the lines a client sees. (Should that
+    parse pass, the first failure stands.)"""
     try:
         _validate(store, target, tree, content)
     except XCAPError:
