@@ -4,6 +4,7 @@ summed over the processes of ``serve --workers`` and uWSGI; 501 without promethe
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,8 @@ from prometheus_client import REGISTRY
 from webob import Request
 
 from conftest import RL_DOC, RL_MIME
-from test_workers import children, free_port, request, wait_until
+from test_workers import alive, children, free_port, request, wait_until
+from xcap_wsgi import metrics
 from xcap_wsgi.metrics import MetricsMiddleware, with_metrics
 from xcap_wsgi.paste import app_factory
 from xcap_wsgi.build import build_middleware
@@ -205,6 +208,70 @@ def test_serve_workers_sum_every_process(tmp_path):
         process.send_signal(signal.SIGTERM)
         process.wait(30)
     assert not directories[0].exists()  # removed by the parent at exit
+
+
+def _metrics_directory(base: Path, name: str, *, age: float, owner: bool = True) -> Path:
+    directory = base / f"xcap-wsgi-metrics-{name}"
+    directory.mkdir()
+    (directory / "counter_123.db").write_bytes(b"x")
+    if owner:
+        (directory / ".owner").write_bytes(b"")
+        then = time.time() - age
+        os.utime(directory / ".owner", (then, then))
+    return directory
+
+
+def test_metrics_directories_that_killed_servers_left_are_removed_and_no_other(tmp_path):
+    orphan = _metrics_directory(tmp_path, "orphan", age=600)
+    starting = _metrics_directory(tmp_path, "starting", age=1)  # a server between mkdtemp and its lock
+    legacy = _metrics_directory(tmp_path, "legacy", age=600, owner=False)  # no owner file: not ours to judge
+    running = _metrics_directory(tmp_path, "running", age=600)
+    other = tmp_path / "xcap-wsgi-metricsX"
+    other.mkdir()
+    fd = os.open(running / ".owner", os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # what a live server holds
+        metrics._remove_orphans(str(tmp_path))
+    finally:
+        os.close(fd)
+    assert not orphan.exists()
+    assert starting.exists() and legacy.exists() and running.exists() and other.exists()
+
+
+def test_serve_removes_the_metrics_directory_of_a_server_killed_with_sigkill(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env.update(TMPDIR=str(tmp_path), PYTHONUNBUFFERED="1")
+
+    def start() -> tuple[subprocess.Popen, int]:
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "xcap_wsgi", "serve", "--anonymous", "--port", str(port), "--workers", "2",
+             "--db", f"sqlite:///{tmp_path / 'x.sqlite3'}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path, env=env)
+        assert wait_until(lambda: _answers(port))
+        return process, port
+
+    first, _ = start()
+    try:
+        [left] = tmp_path.glob("xcap-wsgi-metrics-*")
+        workers = children(first.pid)
+        assert len(workers) == 2
+        first.kill()  # no exit handler runs; the workers follow their parent (PR_SET_PDEATHSIG)
+        first.wait(30)
+        assert wait_until(lambda: not any(alive(pid) for pid in workers))  # they held the lock too
+    finally:
+        first.kill()
+    assert left.exists()
+    then = time.time() - 2 * metrics.ORPHAN_AGE_SECONDS
+    os.utime(left / ".owner", (then, then))  # as if the crash was some time ago
+    second, _ = start()
+    try:
+        assert not left.exists()
+        assert len(list(tmp_path.glob("xcap-wsgi-metrics-*"))) == 1  # the second server's own
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(30)
+    assert not list(tmp_path.glob("xcap-wsgi-metrics-*"))
 
 
 def _answers(port: int) -> bool:

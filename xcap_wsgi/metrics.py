@@ -30,9 +30,11 @@ Without ``prometheus_client``, ``/metrics`` answers 501 with a hint and the serv
 from __future__ import annotations
 
 import atexit
+import fcntl
 import glob
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -246,7 +248,8 @@ def with_metrics(app: Callable, settings: Settings, *, store=None) -> Callable:
 def prepare_multiprocess(directory: str | None = None) -> str | None:
     """Before forking workers: make ``PROMETHEUS_MULTIPROC_DIR`` an empty directory: ``directory``
     (the ``metrics_dir`` setting) or the variable's if given (their old ``*.db`` files are
-    removed), else a new one removed at exit. Returns it, or None without prometheus_client.
+    removed), else a new one removed at exit (and the ones killed servers left are removed
+    first). Returns it, or None without prometheus_client.
     Call before prometheus_client is first imported."""
     try:
         import importlib.util
@@ -262,7 +265,9 @@ def prepare_multiprocess(directory: str | None = None) -> str | None:
         for stale in glob.glob(os.path.join(directory, "*.db")):
             os.unlink(stale)
         return directory
-    directory = tempfile.mkdtemp(prefix="xcap-wsgi-metrics-")
+    _remove_orphans(tempfile.gettempdir())
+    directory = tempfile.mkdtemp(prefix=_DIRECTORY_PREFIX)
+    _hold_owner_lock(directory)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     parent = os.getpid()
 
@@ -272,6 +277,47 @@ def prepare_multiprocess(directory: str | None = None) -> str | None:
 
     atexit.register(remove)
     return directory
+
+
+#: The directories ``prepare_multiprocess`` makes: ``<tempdir>/xcap-wsgi-metrics-XXXXXXXX``.
+_DIRECTORY_PREFIX = "xcap-wsgi-metrics-"
+#: A file in each, share-locked (flock) by the server that made it for as long as it runs.
+_OWNER = ".owner"
+#: An unlocked directory younger than this may be one whose server is just starting: kept.
+ORPHAN_AGE_SECONDS = 60.0
+_held: list[int] = []  # the owner lock's descriptor, open until the process ends
+
+
+def _hold_owner_lock(directory: str) -> None:
+    """Share-lock the directory's owner file until this process (and the workers it forks) end."""
+    fd = os.open(os.path.join(directory, _OWNER), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    _held.append(fd)
+
+
+def _remove_orphans(base: str) -> None:
+    """Remove the metrics directories of servers that were killed before their exit handler ran
+    (SIGKILL, a crash): this user's directories whose owner file nobody locks any more and is
+    older than ``ORPHAN_AGE_SECONDS``. The lock, not a process id, says whether the server
+    lives: it holds across process id reuse and PID namespaces sharing the directory.
+    Directories without an owner file are left alone."""
+    for path in glob.glob(os.path.join(glob.escape(base), _DIRECTORY_PREFIX + "*")):
+        try:
+            info = os.lstat(path)
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+                continue
+            fd = os.open(os.path.join(path, _OWNER), os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            if time.time() - os.fstat(fd).st_mtime < ORPHAN_AGE_SECONDS:
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # its server still runs
+        finally:
+            os.close(fd)  # closing drops the lock taken above: the directory goes anyway
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def worker_exited(pid: int) -> None:
