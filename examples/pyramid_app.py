@@ -30,13 +30,12 @@ import html
 import os
 
 from pyramid.authentication import AuthTktCookieHelper, extract_http_basic_credentials
-from pyramid.security import Allowed, Denied
 from pyramid.config import Configurator
 from pyramid.httpexceptions import HTTPFound
 from pyramid.interfaces import IRequestExtensions
 from pyramid.request import Request, apply_request_extensions
 from pyramid.response import Response
-from pyramid.security import forget, remember
+from pyramid.security import Allowed, Denied, forget, remember
 
 from xcap_wsgi import XCAPMiddleware, open_store
 

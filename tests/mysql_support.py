@@ -380,8 +380,8 @@ class SipWatcher:
             f"Event: presence\r\n"
             + ("Supported: eventlist\r\nAccept: application/pidf+xml, application/rlmi+xml, multipart/related\r\n"
                if self.eventlist else "Accept: application/pidf+xml\r\n")
-            + f"Expires: 60\r\n"
-            f"Content-Length: 0\r\n\r\n"
+            + "Expires: 60\r\n"
+            "Content-Length: 0\r\n\r\n"
         )
         self.sock.sendto(message.encode(), self.kamailio)
         status = state = None
@@ -406,7 +406,7 @@ class SipWatcher:
     def _receive(self):
         try:
             data, addr = self.sock.recvfrom(65535)
-        except socket.timeout:
+        except TimeoutError:
             return None, None
         text = data.decode("utf-8", "replace")
         if self.call_id not in text:

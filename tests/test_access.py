@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from conftest import ALICE, ALICE_DOC, RL_DOC, RL_MIME, call, put_doc
 from webob import Request
 
-from conftest import ALICE, ALICE_DOC, RL_DOC, RL_MIME, call, put_doc
 from xcap_wsgi import XCAPMiddleware
 
 

@@ -11,8 +11,8 @@ import logging
 import re
 
 import pytest
+from conftest import ALICE, ALICE_DOC, RL_DOC, call, put_doc
 
-from conftest import ALICE, ALICE_DOC, RL_DOC, RL_MIME, call, put_doc
 from xcap_wsgi import XCAPMiddleware
 
 FIELD = re.compile(r'(\S+?)=("(?:[^"\\]|\\.)*"|\S+)')

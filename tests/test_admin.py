@@ -7,13 +7,12 @@ MariaDB (each store's ``restore``/``rows_after``).
 from __future__ import annotations
 
 import json
-import shutil
 import tarfile
 
 import pytest
-
-from conftest import ALICE_DOC, RL_DOC, RL_MIME, call, put_doc
+from conftest import ALICE_DOC, RL_DOC, RL_MIME, put_doc
 from mysql_support import db_url, kamailio_database, mysql_store  # noqa: F401  (fixtures)
+
 from xcap_wsgi import SQLiteStore, XCAPMiddleware
 from xcap_wsgi.admin import (
     AdminError,

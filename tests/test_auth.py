@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 import pytest
+from conftest import ALICE, ALICE_DOC, RL_DOC, RL_MIME, call, put_doc
 from webob.exc import HTTPForbidden, HTTPNotFound, HTTPUnauthorized
 
-from conftest import ALICE, ALICE_DOC, RL_DOC, RL_MIME, call, put_doc
 from xcap_wsgi import XCAPMiddleware
 from xcap_wsgi.auth import (
     AllowAll,

@@ -26,12 +26,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from conftest import call
 from lxml import etree
 
 from xcap_wsgi.usages import default_registry
 from xcap_wsgi.validation import AUID_SCHEMA_SETS, validate
-
-from conftest import call
 
 CORPUS = Path(__file__).parent / "corpus"
 ROOT = "/xcap-root"

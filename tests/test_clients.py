@@ -28,7 +28,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-
 from mysql_support import free_port, stop_process, unavailable, wait_for_http
 
 REPO = Path(__file__).resolve().parent.parent

@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 
 import pytest
-from lxml import etree
-
 from conftest import ALICE, ALICE_DOC, RL_DOC, call, put_doc
+from lxml import etree
 from test_documents import assert_xcap_error
+
 from xcap_wsgi import SQLiteStore, XCAPMiddleware
 
 DIRECTORY = f"/xcap-root/org.openmobilealliance.xcap-directory/users/{ALICE}/directory.xml"

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from lxml import etree
-
 from conftest import ALICE_DOC, call, put_doc
+from lxml import etree
 from test_documents import assert_xcap_error
 
 NS = "urn:ietf:params:xml:ns:xcap-error"
@@ -390,6 +389,7 @@ class TestOnePresRulesDocument:
         import time
 
         from conftest import CountingStore
+
         from xcap_wsgi import XCAPMiddleware
 
         class SlowListing(CountingStore):

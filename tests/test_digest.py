@@ -283,7 +283,10 @@ def test_replayed_nonce_count_is_refused(digest):
 
 def test_out_of_order_nonce_counts_within_the_window(digest):
     chal = challenge(digest)
-    ok = lambda nc: send(digest, authorization(chal, "alice", "wonder land", nc=f"{nc:08x}")).status_int
+
+    def ok(nc: int) -> int:
+        return send(digest, authorization(chal, "alice", "wonder land", nc=f"{nc:08x}")).status_int
+
     assert [ok(5), ok(3), ok(4), ok(3), ok(5), ok(6), ok(100), ok(36), ok(37), ok(36)] == \
            [200, 200, 200, 401, 401, 200, 200, 401, 200, 401]  # 36 is outside 100's 64-wide window
 
@@ -639,8 +642,8 @@ def test_sqlite_subscribers_lookup_without_table_creation(tmp_path):
 
 def test_settings_compose_digest_and_trusted_proxy(db_url, tmp_path):
     from xcap_wsgi import SQLiteStore
-    from xcap_wsgi.digest import from_settings
     from xcap_wsgi.build import build_middleware
+    from xcap_wsgi.digest import from_settings
     from xcap_wsgi.settings import resolve
 
     values = resolve({"db": f"sqlite:///{tmp_path / 'xcap.sqlite3'}", "auth_db": db_url, "default_domain": REALM,

@@ -17,10 +17,10 @@ import types
 from pathlib import Path
 
 import pytest
+from conftest import RL_DOC, RL_MIME
 from webob import Request
 
 import xcap_wsgi
-from conftest import RL_DOC, RL_MIME
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -115,8 +115,7 @@ def _hooks():
 
 
 def test_settings_page_is_generated_from_the_settings():
-    from xcap_wsgi.settings import SETTINGS
-    from xcap_wsgi.settings import reference_markdown as settings_reference_markdown
+    from xcap_wsgi.settings import SETTINGS, reference_markdown as settings_reference_markdown
 
     page = (REPO / "docs" / "settings.md").read_text(encoding="utf-8")
     rendered = _hooks().render(page)

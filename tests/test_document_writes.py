@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 
 import pytest
-
 from conftest import ALICE, ALICE_DOC, RL_DOC, call, put_doc
 from mysql_support import db_url, kamailio_database, rows  # noqa: F401  (fixtures)
+
 from xcap_wsgi import SQLiteStore, XCAPMiddleware
 from xcap_wsgi.storage import ABSENT, ANY, ConcurrentModification, DocumentKey, DocumentUriTaken
 from xcap_wsgi.storage.mysql import MySQLStore

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from conftest import ALICE, ALICE_DOC, RL_DOC, RL_MIME, call, put_doc
 from lxml import etree
 
-from conftest import ALICE, ALICE_DOC, RL_DOC, RL_MIME, call, put_doc
 from xcap_wsgi.schemas import load_schema
 
 

@@ -3,8 +3,7 @@
 import re
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 from lxml import etree
 
 from xcap_wsgi.editor import (
@@ -170,7 +169,7 @@ NS_DOC = """<?xml version='1.0' encoding='UTF-8'?>
        /><![CDATA[ <rl:entry uri="fake"/> ]]><?pi <rl:entry>?>\r
   </rl:list>\r
 </rl:resource-lists>\r
-<!-- trailing -->""".encode("utf-8")
+<!-- trailing -->""".encode()
 RLNS = "urn:ietf:params:xml:ns:resource-lists"
 
 
@@ -178,7 +177,7 @@ def test_get_element_returns_exact_bytes_without_added_namespaces():
     got = get_node(NS_DOC, sel('resource-lists/list/entry[@uri="sip:bob@example.com"]', default=RLNS))
     assert got.mime_type == ELEMENT_MIME
     assert got.body == ("<rl:entry uri=\"sip:bob@example.com\" x:tag = 'a&amp;b' >"
-                        "<rl:display-name>Bøb &lt;3</rl:display-name></rl:entry>").encode("utf-8")
+                        "<rl:display-name>Bøb &lt;3</rl:display-name></rl:entry>").encode()
     got = get_node(NS_DOC, sel("resource-lists/list/entry[2]", default=RLNS))
     assert got.body == b'<rl:entry\turi="sip:ann@example.com"\r\n       />'
 

@@ -7,7 +7,6 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-
 from conftest import RL_DOC, RL_MIME
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "flask_app.py"

@@ -9,8 +9,7 @@ import base64
 import logging
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 from webob import Request
 
 from xcap_wsgi import SQLiteStore, XCAPMiddleware

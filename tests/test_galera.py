@@ -21,8 +21,8 @@ import time
 
 import pymysql
 import pytest
-
 from mysql_support import REPO, temporary_database, unavailable
+
 from xcap_wsgi.storage import ABSENT, ConcurrentModification, DocumentKey
 from xcap_wsgi.storage.mysql import MySQLStore, initdb, parse_url
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 import urllib.parse
 
 import pytest
-from lxml import etree
-
 from conftest import call
+from lxml import etree
 from mysql_support import db_url, http_request, kamailio, kamailio_database, run_xcap_wsgi  # noqa: F401
 from test_documents import assert_xcap_error
+
 from xcap_wsgi import SQLiteStore
 from xcap_wsgi.admin import check_documents
-from xcap_wsgi.cli import main
 from xcap_wsgi.build import build_middleware, usage_registry
+from xcap_wsgi.cli import main
 from xcap_wsgi.settings import parse_usages, resolve
 from xcap_wsgi.storage import DocumentKey
 

@@ -15,15 +15,14 @@ import sqlite3
 import threading
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from conftest import ALICE, ALICE_DOC, RL_DOC, RL_MIME, call, put_doc
+from hypothesis import given, settings, strategies as st
 from lxml import etree
 from webob import Request
 
-from conftest import ALICE, ALICE_DOC, RL_DOC, RL_MIME, call, put_doc
 from xcap_wsgi import XCAPMiddleware, xmlsafe
-from xcap_wsgi.errors import ConstraintFailure, NotWellFormed
 from xcap_wsgi.digest import DigestAuthMiddleware
+from xcap_wsgi.errors import ConstraintFailure, NotWellFormed
 from xcap_wsgi.subscribers import SQLiteSubscribers
 
 BOB = "sip:bob@example.com"

@@ -8,7 +8,6 @@ import socket
 import time
 
 import pytest
-
 from serve_support import DOC, DigestClient, read_response, running_serve
 
 

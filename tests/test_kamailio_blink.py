@@ -19,7 +19,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
 from conftest import call
 from mysql_support import (  # noqa: F401  (fixtures)
     SipWatcher,
@@ -33,6 +32,7 @@ from mysql_support import (  # noqa: F401  (fixtures)
     run_xcap_wsgi,
     sip_subscribe,
 )
+
 from xcap_wsgi.storage import DocumentKey
 
 pytestmark = [pytest.mark.mysql, pytest.mark.kamailio]

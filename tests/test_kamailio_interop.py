@@ -7,13 +7,11 @@ its db_url pointing at the session database that Kamailio's own SQL files create
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
 import uuid
 
 import pytest
-
 from mysql_support import (  # noqa: F401  (fixtures)
+    SipWatcher,
     connect,
     db_url,
     http_request,
@@ -23,9 +21,9 @@ from mysql_support import (  # noqa: F401  (fixtures)
     rls_kamailio,
     rows,
     run_xcap_wsgi,
-    SipWatcher,
     sip_subscribe,
 )
+
 from xcap_wsgi.storage import ConcurrentModification, DocumentKey
 
 pytestmark = [pytest.mark.mysql, pytest.mark.kamailio]

@@ -26,8 +26,6 @@ import time
 from pathlib import Path
 
 import pytest
-from webob import Request
-
 from mysql_support import (
     HERE,
     KAMAILIO_MODULES,
@@ -43,6 +41,8 @@ from mysql_support import (
     truncate,
     unavailable,
 )
+from webob import Request
+
 from xcap_wsgi import XCAPMiddleware
 from xcap_wsgi.notify import KamailioNotifier, RPCError, kamailio_calls
 from xcap_wsgi.storage import open_store

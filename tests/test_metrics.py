@@ -16,15 +16,15 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import RL_DOC, RL_MIME
 from prometheus_client import REGISTRY
+from test_workers import alive, children, free_port, request, wait_until
 from webob import Request
 
-from conftest import RL_DOC, RL_MIME
-from test_workers import alive, children, free_port, request, wait_until
 from xcap_wsgi import metrics
+from xcap_wsgi.build import build_middleware
 from xcap_wsgi.metrics import MetricsMiddleware, with_metrics
 from xcap_wsgi.paste import app_factory
-from xcap_wsgi.build import build_middleware
 from xcap_wsgi.settings import resolve
 from xcap_wsgi.storage import DocumentKey
 
@@ -113,8 +113,11 @@ def test_compare_and_swap_retries_are_counted(tmp_path):
 
 
 def test_database_503_and_pool_state_are_exposed():
-    from mysql_support import kamailio_database  # noqa: F401 - ensures MariaDB is there (or skips/fails)
-    from mysql_support import server_url, temporary_database
+    from mysql_support import (
+        kamailio_database,  # noqa: F401 - ensures MariaDB is there (or skips/fails)
+        server_url,
+        temporary_database,
+    )
 
     server_url()
     with temporary_database(tables="kamailio") as url:
@@ -179,7 +182,7 @@ def test_without_prometheus_client_the_server_works_and_metrics_answer_501(tmp_p
 def scrape_total(port: int, status: str = "200") -> float:
     response, body = request(port, "GET", "/metrics")
     assert response.status == 200
-    pattern = (r'^xcap_requests_total\{auid="xcap-caps",operation="get_document",status="%s"\} (\S+)$' % status)
+    pattern = r'^xcap_requests_total\{auid="xcap-caps",operation="get_document",status="' + status + r'"\} (\S+)$'
     match = re.search(pattern, body.decode(), flags=re.M)
     return float(match.group(1)) if match else 0.0
 

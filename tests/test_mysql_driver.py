@@ -12,7 +12,6 @@ import contextlib
 import time
 
 import pytest
-
 from mysql_support import (  # noqa: F401  (fixtures)
     IN_CI,
     connect,
@@ -21,6 +20,7 @@ from mysql_support import (  # noqa: F401  (fixtures)
     rows,
     unavailable,
 )
+
 from xcap_wsgi.storage import DocumentKey, StoreError
 from xcap_wsgi.storage.mysql import DocumentUriTaken, MySQLStore, parse_url
 from xcap_wsgi.storage.mysql_connection import MySQLConnections, _literals, driver_available

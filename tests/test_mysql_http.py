@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import RL_DOC, call, put_doc
 from mysql_support import db_url, kamailio_database, mysql_store  # noqa: F401  (fixtures)
 from test_documents import assert_xcap_error
+
 from xcap_wsgi import XCAPMiddleware
 from xcap_wsgi.storage import DocumentKey
 

@@ -10,11 +10,8 @@ import shutil
 import subprocess
 import threading
 import time
-from pathlib import Path
 
-import pymysql
 import pytest
-
 from mysql_support import (  # noqa: F401  (fixtures)
     KAMAILIO_SQL_DIR,
     REPO,
@@ -32,6 +29,7 @@ from mysql_support import (  # noqa: F401  (fixtures)
     unavailable,
     url_for_database,
 )
+
 from xcap_wsgi.storage import ConcurrentModification, DocumentKey, SchemaMismatch, StoreUnavailable, open_store
 from xcap_wsgi.storage.mysql import (
     DocumentUriTaken,

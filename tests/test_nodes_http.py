@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from lxml import etree
-
 from conftest import ALICE_DOC, RL_DOC, CountingStore, call, put_doc
+from lxml import etree
 from test_documents import assert_xcap_error
+
 from xcap_wsgi import SQLiteStore, XCAPMiddleware
 
 LIST = ALICE_DOC + "/~~/resource-lists/list%5B@name=%22friends%22%5D"

@@ -14,11 +14,10 @@ import threading
 import urllib.request
 
 import pytest
-
-from test_digest import authorization
 from serve_support import stop_server
-from test_workers import children, free_port, wait_until
-from test_workers import request as http
+from test_digest import authorization
+from test_workers import children, free_port, request as http, wait_until
+
 from xcap_wsgi.digest import parse_auth_params
 from xcap_wsgi.nonces import LOCK_STRIPES, HostNonceTable, open_host_table, remove_unused_tables, table_name
 

@@ -12,8 +12,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from conftest import put_doc
 
-from conftest import ALICE_DOC, put_doc
 from xcap_wsgi import SQLiteStore, XCAPMiddleware
 from xcap_wsgi.notify import KamailioNotifier
 

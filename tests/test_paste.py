@@ -11,15 +11,14 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import RL_DOC, RL_MIME
 from paste.deploy import loadapp
 from webtest import TestApp
 
-from conftest import RL_DOC, RL_MIME
 from xcap_wsgi import XCAPMiddleware
 from xcap_wsgi.digest import DigestAuthMiddleware
 from xcap_wsgi.health import HealthMiddleware

@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from webtest import TestApp
-
 from conftest import RL_DOC, RL_MIME
+from webtest import TestApp
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pyramid_app.py"
 ALICE_DOC = "/xcap-root/resource-lists/users/sip:alice@example.com/index"

@@ -12,9 +12,9 @@ import threading
 import uuid
 
 import pytest
-
 from conftest import ALICE_DOC, RL_DOC, RL_MIME, call
 from mysql_support import db_url, kamailio_database  # noqa: F401  (fixtures)
+
 from xcap_wsgi import turns as turns_module
 from xcap_wsgi.build import build_middleware
 from xcap_wsgi.settings import resolve

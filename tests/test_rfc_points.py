@@ -8,12 +8,12 @@ import http.client
 from urllib.parse import unquote
 
 import pytest
-from lxml import etree
-
 from conftest import ALICE, ALICE_DOC, RL_DOC, RL_MIME, call, put_doc
+from lxml import etree
 from test_documents import assert_xcap_error
 from test_server import DOC, server  # noqa: F401 - the live `serve` fixture
 from test_workers import workers  # noqa: F401 - `serve --workers 3`
+
 from xcap_wsgi import XCAPMiddleware
 from xcap_wsgi.auth import DefaultPolicy
 

@@ -15,9 +15,9 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import call
 from mysql_support import connect, temporary_database
+
 from xcap_wsgi import SQLiteStore, XCAPMiddleware
 from xcap_wsgi.auth import DefaultPolicy
 from xcap_wsgi.storage import open_store

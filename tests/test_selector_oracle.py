@@ -1,8 +1,7 @@
 """Property tests: the selector engine agrees with an lxml XPath oracle, and hostile input
 never raises anything but the documented exceptions."""
 
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from lxml import etree
 
 from xcap_wsgi import errors

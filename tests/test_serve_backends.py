@@ -13,9 +13,9 @@ import sys
 import tempfile
 
 import pytest
-
 from mysql_support import unavailable
 from serve_support import DOC, RL_DOC, RL_MIME, DigestClient, running_serve
+
 from xcap_wsgi import backends
 
 

@@ -14,7 +14,6 @@ import threading
 import time
 
 import pytest
-
 from serve_support import (
     DOC,
     RL_DOC,

@@ -11,7 +11,6 @@ import threading
 import time
 
 import pytest
-
 from conftest import RL_DOC, RL_MIME
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

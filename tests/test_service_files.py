@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-
 from test_workers import free_port, request
 
 REPO = Path(__file__).resolve().parent.parent
@@ -73,8 +72,8 @@ def test_systemd_unit_verifies(tmp_path):
                               capture_output=True, text=True, timeout=60)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     original = subprocess.run([analyze, "verify", "--man=no", str(UNIT)], capture_output=True, text=True, timeout=60)
-    problems = [l for l in (original.stdout + original.stderr).splitlines()
-                if l.strip() and "/opt/xcap-wsgi/bin/xcap-wsgi" not in l]
+    problems = [line for line in (original.stdout + original.stderr).splitlines()
+                if line.strip() and "/opt/xcap-wsgi/bin/xcap-wsgi" not in line]
     assert problems == []  # the only complaint about the shipped file: its program is not installed here
 
 
@@ -103,8 +102,8 @@ def dockerfile(path: Path) -> list[tuple[str, str]]:
     """(instruction, arguments) of a Dockerfile, continuation lines joined, comments dropped."""
     lines = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")]
     text = re.sub(r"\\\n\s*", " ", "\n".join(lines))
-    return [(l.split(None, 1)[0].upper(), l.split(None, 1)[1] if " " in l.strip() else "")
-            for l in text.splitlines() if l.strip()]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line.strip() else "")
+            for line in text.splitlines() if line.strip()]
 
 
 def test_dockerfile_copies_files_that_exist():

@@ -48,10 +48,10 @@ def _defaults_in_source(module: str, cls: str, function: str | None) -> dict[str
                 if isinstance(n, ast.AnnAssign) and n.value is not None}
     func = next(n for n in klass.body if isinstance(n, ast.FunctionDef) and n.name == function)
     args = func.args
-    found = {a.arg: ast.unparse(d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None}
+    found = {a.arg: ast.unparse(d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is not None}
     positional = args.posonlyargs + args.args
     found.update({a.arg: ast.unparse(d) for a, d in zip(positional[len(positional) - len(args.defaults):],
-                                                        args.defaults)})
+                                                        args.defaults, strict=True)})
     return found
 
 

@@ -20,8 +20,6 @@ import time
 from pathlib import Path
 
 import pytest
-from webob import Request
-
 from mysql_support import (
     REPO,
     free_port,
@@ -32,6 +30,8 @@ from mysql_support import (
     unavailable,
     wait_for_http,
 )
+from webob import Request
+
 from xcap_wsgi.cli import main as cli
 from xcap_wsgi.digest import DigestAuthMiddleware
 from xcap_wsgi.storage.mysql import initdb

@@ -8,8 +8,8 @@ import os
 import stat
 
 import pytest
-
 from conftest import ALICE_DOC, RL_DOC, RL_MIME, CountingStore, call
+
 from xcap_wsgi import XCAPMiddleware
 from xcap_wsgi.storage import SQLiteStore
 from xcap_wsgi.turns import WriteTurns, host_turns_path
@@ -174,6 +174,7 @@ def test_element_puts_from_several_processes_each_write_once(tmp_path):
 # -- recalling the last write of a document --------------------------------------------------
 
 from mysql_support import db_url, kamailio_database  # noqa: E402,F401  (fixtures)
+
 from xcap_wsgi.storage import DocumentKey  # noqa: E402
 from xcap_wsgi.storage.mysql import MySQLStore  # noqa: E402
 from xcap_wsgi.turns import RECALL_MAX_BYTES  # noqa: E402

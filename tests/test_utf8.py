@@ -7,9 +7,9 @@ from __future__ import annotations
 import codecs
 
 import pytest
-
 from conftest import ALICE_DOC, RL_DOC, call, put_doc
 from test_documents import assert_xcap_error
+
 from xcap_wsgi.admin import check_documents
 from xcap_wsgi.cli import main
 from xcap_wsgi.storage import DocumentKey

@@ -13,7 +13,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import RL_DOC, RL_MIME
 from test_workers import children, free_port, request, wait_until
 

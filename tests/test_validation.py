@@ -12,9 +12,20 @@ from lxml import etree
 from xcap_wsgi.errors import SchemaValidationError
 from xcap_wsgi.schemas import NAMESPACE_SCHEMAS, load_schemas, target_namespace
 from xcap_wsgi.usages import ApplicationUsage, ValidationContext, default_registry
-from xcap_wsgi.validation import (
+from xcap_wsgi.validation import (  # noqa: E402
     AUID_SCHEMA_SETS,
+    CIPID,
+    CP,
+    DM,
     MAX_PHRASE,
+    OCP,
+    OPR,
+    PIDF,
+    PR,
+    PRC,
+    RL,
+    RLS,
+    RPID,
     SCHEMA_SETS,
     SchemaValidator,
     schema_namespaces,
@@ -24,8 +35,6 @@ from xcap_wsgi.validation import (
     with_schema_validation,
     without_schema_validation,
 )
-
-from xcap_wsgi.validation import CIPID, CP, DM, OCP, OPR, PIDF, PR, PRC, RL, RLS, RPID  # noqa: E402
 
 RESOURCE_LISTS = f'<resource-lists xmlns="{RL}"><list name="l"><entry uri="sip:a@example.com"/></list></resource-lists>'
 RLS_SERVICES = (
@@ -120,7 +129,7 @@ def test_usages_advertise_exactly_the_namespaces_whose_schemas_they_load(usage):
 def test_each_schema_set_namespace_is_the_target_namespace_of_its_file(name):
     schema_set = SCHEMA_SETS[name]
     assert tuple(target_namespace(file) for file in schema_set.schemas) == schema_set.namespaces
-    assert all(NAMESPACE_SCHEMAS[ns] == file for ns, file in zip(schema_set.namespaces, schema_set.schemas))
+    assert all(NAMESPACE_SCHEMAS[ns] == file for ns, file in zip(schema_set.namespaces, schema_set.schemas, strict=True))
 
 
 def test_every_advertised_namespace_has_a_probe():

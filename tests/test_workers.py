@@ -13,7 +13,6 @@ import threading
 import time
 
 import pytest
-
 from conftest import RL_DOC, RL_MIME
 from serve_support import stop_server
 
