@@ -1,7 +1,11 @@
-"""CPU per request of serve's access line, in-process: document GETs on SQLite with the log off,
-with logging.basicConfig (the set-up serve had before xcap_wsgi.logsetup), and with serve's own.
+"""CPU per request of serve's access line, in-process: requests on SQLite (document GETs unless
+``--op`` says otherwise) with the log off, with logging.basicConfig (the set-up serve had before
+xcap_wsgi.logsetup), and with serve's own.
 
-    python benchmarks/access_log.py [-n 4000] [--rounds 6]
+    python benchmarks/access_log.py [--op get_doc|get_el|get_att|put_doc|put_el] [-n 4000] [--rounds 6]
+
+An element operation's line costs about twice a document GET's (its node selector and target
+need JSON quoting, and the line is longer).
 
 Prints the best round of each (the least disturbed by the machine) and the difference to the
 log off. The line goes to /dev/null: what is measured is making it, not the disk.
@@ -41,6 +45,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=4000, help="requests per round")
     parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--op", default="get_doc", choices=("get_doc", "get_el", "get_att", "put_doc", "put_el"))
     args = parser.parse_args()
     sink = open(os.devnull, "w")
     with tempfile.TemporaryDirectory() as folder:
@@ -49,7 +54,7 @@ def main() -> int:
                 for on in (False, True)}
         for n in range(100):
             call(apps[False], environ("PUT", doc_path(n), document(0), "application/resource-lists+xml"))
-        make = request_factory("get_doc")
+        make = request_factory(args.op)
         setups = {"log off": (False, _basic), "basicConfig": (True, _basic),
                   "logsetup (serve)": (True, logsetup.configure)}
         best = {name: float("inf") for name in setups}
@@ -66,7 +71,7 @@ def main() -> int:
     off = best["log off"]
     for name, us in best.items():
         extra = "" if name == "log off" else f"  (the line: {us - off:.1f} us)"
-        print(f"{name:18} {us:6.1f} us CPU per document GET{extra}")
+        print(f"{name:18} {us:6.1f} us CPU per {args.op} request{extra}")
     return 0
 
 
