@@ -83,6 +83,23 @@ def test_store_round_trip_and_errors(db_url, driver):
         store.close()
 
 
+def test_localhost_is_the_same_tcp_server_with_either_driver(db_url, driver):
+    """libmysqlclient alone reads host "localhost" as its default Unix socket and drops the port:
+    with mysqlclient installed, mysql://...@localhost:PORT/db reached another server (or none)."""
+    assert "@127.0.0.1:" in db_url
+    connections = MySQLConnections.from_url(db_url.replace("@127.0.0.1:", "@localhost:") + f"?driver={driver}")
+    try:
+        seen = []
+        connections.run(lambda cursor: (cursor.execute("SELECT @@port, host FROM information_schema.processlist "
+                                                       "WHERE id = CONNECTION_ID()"),
+                                        seen.extend(cursor.fetchall())))
+        [(port, client)] = seen
+        assert int(port) == parse_url(db_url)["connect"]["port"]
+        assert ":" in client  # host:port of a TCP client; a Unix socket client is plain "localhost"
+    finally:
+        connections.close()
+
+
 def test_unreachable_server_is_store_unavailable(driver):
     from xcap_wsgi.storage import StoreUnavailable
 

@@ -206,6 +206,11 @@ def _connect_mysqlclient(args: dict):
     """A mysqlclient connection from PyMySQL-style ``args`` (TLS off; see ``MySQLConnections``)."""
     args = dict(args)
     args.pop("ssl_disabled", None)
+    if args.get("host") == "localhost":
+        # libmysqlclient reads "localhost" as its default Unix socket and ignores the port: the
+        # same URL would reach another server than with PyMySQL. A URL means TCP with either
+        # driver; ?unix_socket= asks for a socket.
+        args["host"] = "127.0.0.1"
     for name in ("connect_timeout", "read_timeout", "write_timeout"):  # whole seconds in libmysqlclient
         if name in args:
             args[name] = max(1, int(round(args[name])))
