@@ -135,6 +135,9 @@ class Stack:
         self.keep = keep
         self.procs: list[subprocess.Popen] = []
         self.db_url = ""
+        self.db_socket = ""  # MariaDB's Unix socket
+        self.kamailio_db_url = ""  # as Kamailio's db_url wants it (same transport as db_url)
+        self.kamailio_env: dict[str, str] = {}
         self.kamailio_port = self.xcap_port = 0
 
     # -- MariaDB ------------------------------------------------------------------------------
@@ -166,12 +169,22 @@ class Stack:
                 time.sleep(0.3)
         with contextlib.closing(root), root.cursor() as cur:
             cur.execute("CREATE DATABASE kamailio CHARACTER SET latin1")  # as kamdbctl does
-            cur.execute("CREATE USER 'xcap'@'127.0.0.1' IDENTIFIED BY 'xcap'")
-            cur.execute("GRANT ALL PRIVILEGES ON *.* TO 'xcap'@'127.0.0.1'")
-        self.db_url = f"mysql://xcap:xcap@127.0.0.1:{port}/kamailio"
+            for host in ("127.0.0.1", "localhost"):  # localhost: the Unix socket (use_db_socket)
+                cur.execute(f"CREATE USER 'xcap'@'{host}' IDENTIFIED BY 'xcap'")
+                cur.execute(f"GRANT ALL PRIVILEGES ON *.* TO 'xcap'@'{host}'")
+        self.db_url = self.kamailio_db_url = f"mysql://xcap:xcap@127.0.0.1:{port}/kamailio"
         self.db_port = port
+        self.db_socket = str(sock)
         self._load_kamailio_tables()
         return self.db_url
+
+    def use_db_socket(self) -> None:
+        """Servers started from now on reach MariaDB over its Unix socket instead of TCP on
+        loopback: xcap-wsgi by ``?unix_socket=``, Kamailio (libmariadb) by the host ``localhost``
+        and ``MYSQL_UNIX_PORT``. The benchmark's own queries stay on TCP."""
+        self.db_url = f"mysql://xcap:xcap@localhost/kamailio?unix_socket={self.db_socket}"
+        self.kamailio_db_url = "mysql://xcap:xcap@localhost/kamailio"
+        self.kamailio_env = {"MYSQL_UNIX_PORT": self.db_socket}
 
     def _load_kamailio_tables(self) -> None:
         files = [KAMAILIO_SQL_DIR / "standard-create.sql", KAMAILIO_SQL_DIR / "presence-create.sql"]
@@ -226,7 +239,7 @@ class Stack:
         rundir.mkdir()
         config = (KAMAILIO_CONFIG.read_text()
                   .replace("@HTTP_PORT@", str(port))
-                  .replace("@DB_URL@", self.db_url)
+                  .replace("@DB_URL@", self.kamailio_db_url)
                   .replace("@MPATH@", str(KAMAILIO_MODULES) + "/")
                   .replace("@RUNDIR@", str(rundir))
                   .replace("@TCP_CHILDREN@", str(tcp_children))
@@ -235,7 +248,8 @@ class Stack:
         cfg.write_text(config)
         self.kamailio_proc = self._launch(
             "Kamailio", [binary, "-f", str(cfg), "-DD", "-E", "-Y", str(rundir), "-w", str(rundir),
-                         "-m", "128", "-M", "16"], rundir / "kamailio.log", port, "/", cwd=rundir)
+                         "-m", "128", "-M", "16"], rundir / "kamailio.log", port, "/", cwd=rundir,
+            env={**os.environ, **self.kamailio_env})
         self.kamailio_port = port
         return port
 

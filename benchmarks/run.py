@@ -80,9 +80,8 @@ DOCS = 100
 # -- the ceiling --------------------------------------------------------------------------------
 
 
-def _select_loop(db_port: int, seconds: float, queue, driver: str = "pymysql") -> None:
-    args = dict(host="127.0.0.1", port=db_port, user="xcap", password="xcap", database="kamailio",
-                autocommit=True, charset="utf8mb4")
+def _select_loop(where: dict, seconds: float, queue, driver: str = "pymysql") -> None:
+    args = dict(**where, user="xcap", password="xcap", database="kamailio", autocommit=True, charset="utf8mb4")
     if driver == "mysqlclient":
         import MySQLdb
 
@@ -106,11 +105,12 @@ def _select_loop(db_port: int, seconds: float, queue, driver: str = "pymysql") -
     queue.put(done)
 
 
-def ceiling(db_port: int, processes: int, seconds: float, driver: str = "pymysql") -> float:
-    """Primary-key SELECTs per second of a raw Python loop (no HTTP) in ``processes`` processes."""
+def ceiling(where: dict, processes: int, seconds: float, driver: str = "pymysql") -> float:
+    """Primary-key SELECTs per second of a raw Python loop (no HTTP) in ``processes`` processes;
+    ``where``: ``host`` and ``port``, or ``unix_socket``."""
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_select_loop, args=(db_port, seconds, queue, driver)) for _ in range(processes)]
+    procs = [ctx.Process(target=_select_loop, args=(where, seconds, queue, driver)) for _ in range(processes)]
     for p in procs:
         p.start()
     total = sum(queue.get(timeout=seconds + 30) for _ in procs)
@@ -119,7 +119,7 @@ def ceiling(db_port: int, processes: int, seconds: float, driver: str = "pymysql
     return total / seconds
 
 
-def c_ceiling(stack: Stack, concurrency: int, seconds: float) -> float:
+def c_ceiling(stack: Stack, concurrency: int, seconds: float, socket: bool = False) -> float:
     """The same SELECTs per second from mysqlslap (MariaDB's C client, libmariadb), ``concurrency``
     connections, each running the 100 documents' SELECTs in turn; sized to take about ``seconds``."""
     queries = stack.dir / "select.sql"
@@ -130,7 +130,8 @@ def c_ceiling(stack: Stack, concurrency: int, seconds: float) -> float:
     rate = 0.0
     for _ in range(2):  # a probe, then a run of about ``seconds``
         out = subprocess.run(
-            ["mysqlslap", "-h", "127.0.0.1", "-P", str(stack.db_port), "-u", "xcap", "-pxcap",
+            ["mysqlslap", *(["-S", stack.db_socket] if socket else ["-h", "127.0.0.1", "-P", str(stack.db_port)]),
+             "-u", "xcap", "-pxcap",
              "--create-schema=kamailio", f"--query={queries}", f"--concurrency={concurrency}",
              "--iterations=1", f"--number-of-queries={total}"],
             capture_output=True, text=True, timeout=seconds * 4 + 60)
@@ -274,7 +275,7 @@ def parse_deployment(spec: str) -> tuple[str, str, int, int, str | None]:
 
 
 def start_deployment(stack: Stack, kind: str, workers: int, threads: int, env: dict, driver: str | None = None):
-    db_url = stack.db_url + (f"?driver={driver}" if driver else "")
+    db_url = stack.db_url + (("&" if "?" in stack.db_url else "?") + f"driver={driver}" if driver else "")
     if kind in ("uwsgi", "uwsgi11"):
         return stack.start_uwsgi(workers, threads, router=kind == "uwsgi", db_url=db_url)
     extra = ("--server", kind.split("-", 1)[1]) if kind.startswith("serve-") else ()
@@ -357,6 +358,9 @@ def main() -> int:
                         help="also the unmodified sample (set_reply_close, --kamailio-children), a labelled column")
     parser.add_argument("--sweep", help="xcap-wsgi only: compare deployments (same syntax as --deployments) "
                                          "on --ops at the largest of --connections")
+    parser.add_argument("--db-socket", action="store_true",
+                        help="every server (and the ceiling's clients) reaches MariaDB over its Unix socket, "
+                             "not TCP on 127.0.0.1")
     parser.add_argument("--no-ceiling", action="store_true")
     parser.add_argument("--json", help="also write all figures to this file")
     args = parser.parse_args()
@@ -385,12 +389,15 @@ def main() -> int:
     os.environ["XCAP_RECALL_CACHE"] = "true" if args.recall_cache else "false"
     env = {} if args.log_requests else {"XCAP_LOG_REQUESTS": "0"}
     conditions = (f"recall_cache={'on' if args.recall_cache else 'off'}, access log "
-                  f"{'on' if args.log_requests else 'off'}")
+                  f"{'on' if args.log_requests else 'off'}, MariaDB over "
+                  f"{'its Unix socket' if args.db_socket else 'TCP on 127.0.0.1'}")
     results: dict = {"machine": info, "duration": duration, "rows": [], "command": " ".join(sys.argv),
                      "recall_cache": args.recall_cache, "log_requests": args.log_requests,
                      "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     try:
         stack.start_mariadb()
+        if args.db_socket:
+            stack.use_db_socket()
         template = stack.dir / "template.xml"
         template.write_bytes(document("@N@"))
 
@@ -416,6 +423,7 @@ def main() -> int:
             kpid = stack.kamailio_proc.pid
             n = args.kamailio_children
             kdesc = f"tcp_children={n}, " + ("keep-alive" if args.kamailio_keepalive else "sample set_reply_close")
+        kdesc += ", MariaDB over " + ("its Unix socket" if args.db_socket else "TCP on 127.0.0.1")
         servers = {**{label: (port, pids[label]) for label, port in ports.items()}, KAMAILIO: (kport, kpid)}
         if args.kamailio_close:
             cport = stack.start_kamailio(args.kamailio_children, keepalive=False)
@@ -458,15 +466,18 @@ def main() -> int:
         lines.extend(cpu_lines)
         if not args.no_ceiling:
             seconds = min(duration, 5.0)
+            where = ({"unix_socket": stack.db_socket} if args.db_socket
+                     else {"host": "127.0.0.1", "port": stack.db_port})
             ceil = {}
             for c in (1, 2, 8):
-                ceil[f"C client (mysqlslap), {c} connection{'s' if c > 1 else ''}"] = c_ceiling(stack, c, seconds)
+                ceil[f"C client (mysqlslap), {c} connection{'s' if c > 1 else ''}"] = c_ceiling(stack, c, seconds,
+                                                                                                 args.db_socket)
             for driver in ("pymysql", "mysqlclient"):
                 if driver == "mysqlclient" and info["mysqlclient"] == "not installed":
                     continue
                 for procs in (1, 2):
                     ceil[f"{'PyMySQL' if driver == 'pymysql' else 'mysqlclient'} loop, {procs} process"
-                         f"{'es' if procs > 1 else ''}"] = ceiling(stack.db_port, procs, seconds, driver)
+                         f"{'es' if procs > 1 else ''}"] = ceiling(where, procs, seconds, driver)
             results["ceiling"] = ceil
             best_c = max(v for k, v in ceil.items() if k.startswith("C client"))
             gets = next((r["xcap_wsgi"] for r in results["rows"]
