@@ -136,6 +136,7 @@ class Stack:
         self.procs: list[subprocess.Popen] = []
         self.db_url = ""
         self.db_socket = ""  # MariaDB's Unix socket
+        self.tcp_url = ""  # MariaDB over TCP on 127.0.0.1
         self.kamailio_db_url = ""  # as Kamailio's db_url wants it (same transport as db_url)
         self.kamailio_env: dict[str, str] = {}
         self.kamailio_port = self.xcap_port = 0
@@ -172,7 +173,7 @@ class Stack:
             for host in ("127.0.0.1", "localhost"):  # localhost: the Unix socket (use_db_socket)
                 cur.execute(f"CREATE USER 'xcap'@'{host}' IDENTIFIED BY 'xcap'")
                 cur.execute(f"GRANT ALL PRIVILEGES ON *.* TO 'xcap'@'{host}'")
-        self.db_url = self.kamailio_db_url = f"mysql://xcap:xcap@127.0.0.1:{port}/kamailio"
+        self.db_url = self.kamailio_db_url = self.tcp_url = f"mysql://xcap:xcap@127.0.0.1:{port}/kamailio"
         self.db_port = port
         self.db_socket = str(sock)
         self._load_kamailio_tables()
@@ -230,16 +231,17 @@ class Stack:
 
     # -- Kamailio -----------------------------------------------------------------------------
 
-    def start_kamailio(self, tcp_children: int = 8, keepalive: bool = False) -> int:
+    def start_kamailio(self, tcp_children: int = 8, keepalive: bool = False, over_tcp: bool = False) -> int:
         """Kamailio's xcap_server (``tcp_children`` TCP workers; ``keepalive``: the sample's
-        set_reply_close commented out); returns the port, ``self.kamailio_proc`` is the process."""
+        set_reply_close commented out; ``over_tcp``: to MariaDB over TCP even after
+        ``use_db_socket``); returns the port, ``self.kamailio_proc`` is the process."""
         binary = shutil.which("kamailio") or "/usr/sbin/kamailio"
         port = free_port()
         rundir = self.dir / f"kamailio-{port}"
         rundir.mkdir()
         config = (KAMAILIO_CONFIG.read_text()
                   .replace("@HTTP_PORT@", str(port))
-                  .replace("@DB_URL@", self.kamailio_db_url)
+                  .replace("@DB_URL@", self.tcp_url if over_tcp else self.kamailio_db_url)
                   .replace("@MPATH@", str(KAMAILIO_MODULES) + "/")
                   .replace("@RUNDIR@", str(rundir))
                   .replace("@TCP_CHILDREN@", str(tcp_children))
@@ -249,7 +251,7 @@ class Stack:
         self.kamailio_proc = self._launch(
             "Kamailio", [binary, "-f", str(cfg), "-DD", "-E", "-Y", str(rundir), "-w", str(rundir),
                          "-m", "128", "-M", "16"], rundir / "kamailio.log", port, "/", cwd=rundir,
-            env={**os.environ, **self.kamailio_env})
+            env={**os.environ, **({} if over_tcp else self.kamailio_env)})
         self.kamailio_port = port
         return port
 

@@ -1,8 +1,8 @@
 """xcap-wsgi and Kamailio's xcap_server side by side on one private MariaDB (issue 9).
 
     python benchmarks/run.py --quick          # 3 s per row (about 4 minutes per deployment)
-    python benchmarks/run.py --full --connections 8,32 --deployments waitress:2x4,serve-uwsgi:3x2,serve-granian:2x4 \
-        --kamailio-close      # the headline of docs/benchmarks.md (Kamailio keep-alive, tcp_children swept)
+    python benchmarks/run.py --full --duration 6 --connections 8,32 --deployments serve,serve-uwsgi:3x2,serve-granian:2x2 \
+        --db-socket --kamailio-tcp --kamailio-close   # the headline of docs/benchmarks.md
     python benchmarks/run.py --sweep waitress:2x4,uwsgi11:4x8 --ops get_doc,put_el --duration 5   # deployments only
 
 One command starts everything on 127.0.0.1 and stops it again:
@@ -13,8 +13,11 @@ One command starts everything on 127.0.0.1 and stops it again:
   keep-alive (the sample's set_reply_close commented out, as an operator would run it) and
   ``tcp_children`` chosen by a sweep in the same run (``--kamailio-sweep 4,8,16``, the default of
   ``--full``: each value runs GET document, PUT document and PUT element at the largest
-  connection count, twice, taking turns; the best geometric mean wins). ``--kamailio-close`` adds
-  the unmodified sample (closes the connection after every reply) as a second, labelled column;
+  connection count, twice, taking turns; the best geometric mean wins), and with ``--db-socket``
+  MariaDB over its Unix socket, as Kamailio's usual ``db_url`` (``...@localhost/...``) reaches it
+  (every server then uses the socket; ``--kamailio-tcp`` adds Kamailio over TCP as a labelled
+  column). ``--kamailio-close`` adds the unmodified sample (closes the connection after every
+  reply) as another labelled column;
 * each xcap-wsgi deployment of ``--deployments``: ``serve`` is ``python -m xcap_wsgi serve
   --db mysql://... --anonymous`` with its default processes and threads (what the README's first
   command starts); ``waitress:WxT`` is the same with ``--workers W --threads T``; ``serve-uwsgi:WxT`` and
@@ -229,20 +232,21 @@ def _errors(name: str, r: dict, closes_are_normal: bool) -> str | None:
 
 KAMAILIO = "Kamailio"  # the reference: keep-alive, best tcp_children
 KAMAILIO_CLOSE = "Kamailio sample (closes)"
+KAMAILIO_TCP = "Kamailio over TCP"
 
 
-def header(names: list[str], kamailio: str, close: bool) -> str:
+def header(names: list[str], kamailio: str, others: list[str]) -> str:
     cols = ["operation", "conns"]
     for name in names:
         cols += [f"{name} req/s", "p50 ms", "p99 ms", "ratio"]
     cols += [f"{kamailio} req/s", "p50 ms", "p99 ms"]
-    if close:
-        cols += [f"{KAMAILIO_CLOSE} req/s", "p99 ms"]
+    for other in others:  # Kamailio's other configurations, for reference
+        cols += [f"{other} req/s", "p99 ms"]
     cols += ["errors"]
     return "| " + " | ".join(cols) + " |\n|---|" + "---:|" * (len(cols) - 2) + "---|"
 
 
-def fmt_row(label: str, conns: int, xs: dict[str, dict], k: dict, close: dict | None) -> str:
+def fmt_row(label: str, conns: int, xs: dict[str, dict], k: dict, others: dict[str, dict]) -> str:
     cells = [label, str(conns)]
     errors = []
     for name, x in xs.items():
@@ -251,9 +255,9 @@ def fmt_row(label: str, conns: int, xs: dict[str, dict], k: dict, close: dict | 
         errors.append(_errors(name, x, False))
     cells += _cells(k)
     errors.append(_errors(KAMAILIO, k, False))
-    if close is not None:
-        cells += [f"{close['rps']:,.0f}", f"{close['p99_ms']:.1f}"]
-        errors.append(_errors(KAMAILIO_CLOSE, close, True))
+    for name, other in others.items():
+        cells += [f"{other['rps']:,.0f}", f"{other['p99_ms']:.1f}"]
+        errors.append(_errors(name, other, name == KAMAILIO_CLOSE))
     cells.append("; ".join(e for e in errors if e) or "0")
     return "| " + " | ".join(cells) + " |"
 
@@ -361,6 +365,8 @@ def main() -> int:
     parser.add_argument("--db-socket", action="store_true",
                         help="every server (and the ceiling's clients) reaches MariaDB over its Unix socket, "
                              "not TCP on 127.0.0.1")
+    parser.add_argument("--kamailio-tcp", action="store_true",
+                        help="with --db-socket: also Kamailio as chosen, over TCP, as a reference column")
     parser.add_argument("--no-ceiling", action="store_true")
     parser.add_argument("--json", help="also write all figures to this file")
     args = parser.parse_args()
@@ -425,10 +431,17 @@ def main() -> int:
             kdesc = f"tcp_children={n}, " + ("keep-alive" if args.kamailio_keepalive else "sample set_reply_close")
         kdesc += ", MariaDB over " + ("its Unix socket" if args.db_socket else "TCP on 127.0.0.1")
         servers = {**{label: (port, pids[label]) for label, port in ports.items()}, KAMAILIO: (kport, kpid)}
+        others: list[str] = []
         if args.kamailio_close:
             cport = stack.start_kamailio(args.kamailio_children, keepalive=False)
             servers[KAMAILIO_CLOSE] = (cport, stack.kamailio_proc.pid)
+            others.append(KAMAILIO_CLOSE)
             kdesc += f"; {KAMAILIO_CLOSE}: tcp_children={args.kamailio_children}, set_reply_close"
+        if args.kamailio_tcp:
+            tport = stack.start_kamailio(n, keepalive=True, over_tcp=True)
+            servers[KAMAILIO_TCP] = (tport, stack.kamailio_proc.pid)
+            others.append(KAMAILIO_TCP)
+            kdesc += f"; {KAMAILIO_TCP}: the same, MariaDB over TCP on 127.0.0.1"
         check_servers({name: port for name, (port, _) in servers.items()})
         caption = (f"xcap-wsgi ({conditions}): " + ", ".join(f"{label} (driver {drivers[label]})" for label in ports)
                    + f"; waitress:WxT = xcap-wsgi serve --workers W --threads T, serve-uwsgi/serve-granian = the "
@@ -439,7 +452,7 @@ def main() -> int:
         results["kamailio"] = kdesc
         for port, _ in servers.values():  # warm up every worker thread's connections, caches, InnoDB pages
             wrk(port, "mix", max(connections), 2.0, template=template)
-        lines += [caption, "", header(list(ports), KAMAILIO, args.kamailio_close)]
+        lines += [caption, "", header(list(ports), KAMAILIO, others)]
         print(lines[-1], flush=True)
         for conns in connections:
             for op in ops:
@@ -447,19 +460,19 @@ def main() -> int:
                 take_turns(servers, runs, op, conns, duration, slices, len(results["rows"]), db_pid, template)
                 merged = {name: merge_runs(r) for name, r in runs.items()}
                 k = merged.pop(KAMAILIO)
-                close = merged.pop(KAMAILIO_CLOSE, None)
-                row = fmt_row(OPS[op], conns, merged, k, close)
+                other = {name: merged.pop(name) for name in others}
+                row = fmt_row(OPS[op], conns, merged, k, other)
                 lines.append(row)
                 print(row, flush=True)
                 results["rows"].append({"op": op, "connections": conns, "xcap_wsgi": merged, "kamailio": k,
-                                        "kamailio_close": close})
-        refs = [KAMAILIO] + ([KAMAILIO_CLOSE] if args.kamailio_close else [])
+                                        "kamailio_close": other.get(KAMAILIO_CLOSE), "kamailio_others": other})
+        refs = [KAMAILIO, *others]
         cpu_lines = ["", f"CPU time per request, microseconds: server processes / MariaDB (from /proc, all cores; "
                          f"{conditions})",
                      "", "| operation | conns | " + " | ".join(list(ports) + refs) + " |",
                      "|---|---:|" + "---:|" * (len(ports) + len(refs))]
         for r in results["rows"]:
-            refs_r = [r["kamailio"]] + ([r["kamailio_close"]] if args.kamailio_close else [])
+            refs_r = [r["kamailio"], *r["kamailio_others"].values()]
             cells = [f"{x['server_cpu_us']:.0f} / {x['db_cpu_us']:.0f}" for x in (*r["xcap_wsgi"].values(), *refs_r)]
             cpu_lines.append(f"| {OPS[r['op']]} | {r['connections']} | " + " | ".join(cells) + " |")
         print("\n".join(cpu_lines), flush=True)
