@@ -6,8 +6,11 @@ Both servers are test extras (pyuwsgi, granian), so these run in CI.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -15,6 +18,7 @@ import tempfile
 import pytest
 from mysql_support import unavailable
 from serve_support import DOC, RL_DOC, RL_MIME, DigestClient, running_serve
+from test_workers import free_port, wait_until
 
 from xcap_wsgi import backends
 
@@ -53,6 +57,36 @@ def test_serve_on_another_server_answers_xcap_with_digest(tmp_path, server, monk
     assert served.process.returncode is not None
     assert os.listdir(scratch) == []  # the private socket folder is removed on exit
     os.rmdir(scratch)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("server", ["uwsgi", "granian"])
+def test_the_server_stops_when_serve_is_killed(tmp_path, server):
+    """serve killed with SIGKILL runs no handler: its uWSGI or granian kept the port and served on."""
+    if not backends.available(server):
+        unavailable(f"{server} is not installed (test extras)")
+    scratch = tempfile.mkdtemp(prefix="xb-")  # short: a Unix socket path has at most 107 bytes
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xcap_wsgi", "serve", "--anonymous", "--server", server, "--port", str(port),
+         "--workers", "2", "--db", f"sqlite:///{tmp_path / 'x.sqlite3'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tmp_path, env={**os.environ, "TMPDIR": scratch},
+        start_new_session=True)
+    try:
+        assert wait_until(lambda: _listening(port), timeout=60)
+        process.kill()
+        process.wait(30)
+        assert wait_until(lambda: not _listening(port), timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def test_unknown_or_missing_server_is_refused(tmp_path):

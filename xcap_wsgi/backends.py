@@ -107,7 +107,9 @@ def run(server: str, settings) -> int:
             argv = uwsgi_argv(values, os.path.join(folder, "uwsgi.sock"))
         else:
             argv = [sys.executable, "-m", "xcap_wsgi.backends", "granian"]
-        process = subprocess.Popen(argv, env=env)
+        # through "exec": the server dies with serve, even if serve is killed (server.die_with_parent)
+        process = subprocess.Popen([sys.executable, "-m", "xcap_wsgi.backends", "exec", str(os.getpid()), *argv],
+                                   env=env)
 
         def forward(signum, frame):
             if process.poll() is None:
@@ -143,7 +145,18 @@ def _granian_main() -> int:
     return 0
 
 
+def _exec_with_parent(parent: int, argv: list[str]) -> None:
+    """``python -m xcap_wsgi.backends exec PID ARGV...``: become ``argv``, stopped (SIGTERM) when
+    serve's process ``PID`` dies, even by SIGKILL (the signal survives the exec)."""
+    from .server import die_with_parent
+
+    die_with_parent(parent)
+    os.execv(argv[0], argv)
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["granian"]:
         sys.exit(_granian_main())
-    sys.exit(f"usage: {sys.argv[0]} granian")
+    if sys.argv[1:2] == ["exec"] and len(sys.argv) > 3:
+        _exec_with_parent(int(sys.argv[2]), sys.argv[3:])
+    sys.exit(f"usage: {sys.argv[0]} granian | exec PID PROGRAM [ARGUMENT...]")

@@ -82,9 +82,10 @@ def _worker(sock: socket.socket | None, build_app: Callable[[], object], threads
     return 0
 
 
-def _die_with_parent(parent: int) -> None:
-    """Linux: SIGTERM this worker when the parent dies, even by SIGKILL (PR_SET_PDEATHSIG), so no
-    worker is left holding the port; elsewhere the parent's forwarding is all there is."""
+def die_with_parent(parent: int) -> None:
+    """Linux: SIGTERM this process when ``parent`` dies, even by SIGKILL (PR_SET_PDEATHSIG), so no
+    worker (or server run by ``serve --server``) is left holding the port; elsewhere the parent's
+    forwarding is all there is."""
     if sys.platform != "linux":
         return
     import ctypes
@@ -171,7 +172,7 @@ def serve_workers(
             code = 1
             try:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
-                _die_with_parent(parent)
+                die_with_parent(parent)
                 os.close(ready_in)
                 if reuse_port:
                     sock.close()  # the worker's own socket is bound after the app is built
